@@ -1,0 +1,7 @@
+"""minidl: deep learning by hand on NumPy, and on the GPU through CuPy with the same code."""
+from minidl.backend import (  # noqa: F401
+    BackendUnavailableError, DeviceMismatchError, get_array_module, get_backend, get_xp,
+    use_backend, to_device, to_host, seed, get_default_dtype, set_default_dtype,
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Testing helpers shipped with minidl: gradient checks and the strict CuPy-like backend."""
