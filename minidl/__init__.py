@@ -5,3 +5,7 @@ from minidl.backend import (  # noqa: F401
 )
 
 __version__ = "0.1.0"
+from minidl.autograd import (  # noqa: F401,E402
+    Tensor, Parameter, Function, no_grad, enable_grad, is_grad_enabled, tensor, as_tensor,
+)
+from minidl import functions  # noqa: F401,E402  (also installs Tensor's operators)

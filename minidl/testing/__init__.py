@@ -1,1 +1,7 @@
-"""Testing helpers shipped with minidl: gradient checks and the strict CuPy-like backend."""
+"""Testing helpers shipped with minidl.
+
+* :func:`gradcheck` -- central finite differences in float64 along random directions.
+* ``minidl.testing.strict`` -- a CuPy-like array backend on host memory that refuses what CuPy
+  refuses (imported on demand: ``from minidl.testing import strict``).
+"""
+from minidl.testing.gradcheck import GradcheckError, gradcheck  # noqa: F401

@@ -1,0 +1,14 @@
+"""Differentiable operations (stateless): each is a Function with forward and backward side by
+side, written once over the array namespace ``xp``."""
+from minidl.functions.basic import (  # noqa: F401
+    add, sub, mul, div, neg, power, matmul, sum, mean, max, min, reshape, transpose, flatten,
+    getitem, concatenate, broadcast_to, sum_to, exp, log, sqrt, abs,
+)
+from minidl.functions.activation import (  # noqa: F401
+    sigmoid, tanh, relu, leaky_relu, softmax, log_softmax,
+)
+from minidl.functions.loss import (  # noqa: F401
+    softmax_cross_entropy, cross_entropy, binary_cross_entropy_with_logits, mse_loss,
+)
+from minidl.functions.linear import linear  # noqa: F401
+from minidl.functions.dropout import dropout  # noqa: F401

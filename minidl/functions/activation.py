@@ -1,0 +1,110 @@
+"""Activation functions: sigmoid, tanh, ReLU, leaky ReLU, softmax, log-softmax.
+
+Each is elementwise (softmax: along ``axis``) and keeps the input's shape and dtype.
+"""
+from __future__ import annotations
+
+from minidl import backend as B
+from minidl.autograd import Function
+
+__all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax"]
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + exp(-x)), computed as 0.5 * tanh(x / 2) + 0.5 (no overflow);
+    dy/dx = y * (1 - y)."""
+
+    def forward(self, x):
+        xp = B.get_array_module(x)
+        half = x.dtype.type(0.5)
+        self.y = xp.tanh(x * half) * half + half
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y * (1 - self.y)
+
+
+class Tanh(Function):
+    """dy/dx = 1 - y^2."""
+
+    def forward(self, x):
+        self.y = B.get_array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * (1 - self.y * self.y)
+
+
+class ReLU(Function):
+    """y = max(x, 0); the gradient at exactly 0 is taken as 0 (as PyTorch does)."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, gy):
+        return gy * self.mask
+
+
+class LeakyReLU(Function):
+    """y = x for x > 0, slope * x otherwise."""
+
+    def __init__(self, slope=0.01):
+        self.slope = slope
+
+    def forward(self, x):
+        xp = B.get_array_module(x)
+        self.mask = x > 0
+        return xp.where(self.mask, x, x * x.dtype.type(self.slope))
+
+    def backward(self, gy):
+        xp = B.get_array_module(gy)
+        return xp.where(self.mask, gy, gy * gy.dtype.type(self.slope))
+
+
+class Softmax(Function):
+    """y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``axis``;
+    gx = y * (gy - sum(gy * y))."""
+
+    def __init__(self, axis=-1):
+        self.axis = axis
+
+    def forward(self, x):
+        xp = B.get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
+        self.y = e / e.sum(axis=self.axis, keepdims=True)
+        return self.y
+
+    def backward(self, gy):
+        y = self.y
+        return y * (gy - (gy * y).sum(axis=self.axis, keepdims=True))
+
+
+def log_softmax_array(xp, x, axis=-1):
+    """log softmax of an array: x - max - log(sum(exp(x - max))), stable for large |x|."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x); gx = gy - softmax(x) * sum(gy)."""
+
+    def __init__(self, axis=-1):
+        self.axis = axis
+
+    def forward(self, x):
+        xp = B.get_array_module(x)
+        self.y = log_softmax_array(xp, x, self.axis)
+        return self.y
+
+    def backward(self, gy):
+        xp = B.get_array_module(gy)
+        return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
+
+
+def sigmoid(x): return Sigmoid()(x)
+def tanh(x): return Tanh()(x)
+def relu(x): return ReLU()(x)
+def leaky_relu(x, slope=0.01): return LeakyReLU(slope)(x)
+def softmax(x, axis=-1): return Softmax(axis)(x)
+def log_softmax(x, axis=-1): return LogSoftmax(axis)(x)

@@ -1,0 +1,6 @@
+"""Layers: stateful Modules that own their parameters and call one stateless function."""
+from minidl.layers.module import Module, Sequential, check_input  # noqa: F401
+from minidl.layers.linear import Linear, Flatten  # noqa: F401
+from minidl.layers.activation import (  # noqa: F401
+    ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout,
+)

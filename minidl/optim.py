@@ -1,0 +1,228 @@
+"""Optimizers (SGD with momentum/Nesterov, Adam, AdamW), learning-rate schedules (step,
+cosine, one-cycle) and gradient clipping by global norm.
+
+Update rules follow PyTorch's definitions exactly (tests compare against ``torch.optim``), and
+run in place on the parameter arrays of whichever backend they live on.
+"""
+from __future__ import annotations
+
+import math
+
+from minidl import backend as B
+from minidl.autograd import Parameter
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "OneCycleLR",
+           "clip_grad_norm"]
+
+
+def _check_positive(name, value, allow_zero=True, where="optimizer"):
+    ok = value >= 0 if allow_zero else value > 0
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{where}: {name} must be a number {bound}, got {value!r}")
+
+
+class Optimizer:
+    """Holds the parameters and their per-parameter state; ``step()`` applies one update."""
+
+    def __init__(self, params, lr):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: params is empty; pass model.parameters()")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{type(self).__name__}: params[{i}] must be a Parameter, got "
+                                f"{type(p).__name__}")
+        _check_positive("lr", lr, where=type(self).__name__)
+        self.lr = float(lr)
+        self.state: list[dict] = [{} for _ in self.params]
+        self.step_count = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        self.step_count += 1
+        for p, state in zip(self.params, self.state):
+            if p.grad is not None:
+                self.update(p, p.grad, state)
+
+    def update(self, p: Parameter, g, state: dict) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent.
+
+    g <- g + weight_decay * w;  v <- momentum * v + g;  w <- w - lr * (g + momentum * v if
+    nesterov else v).  (PyTorch's formulation; v starts at g.)
+    """
+
+    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr)
+        _check_positive("momentum", momentum, where="SGD")
+        _check_positive("weight_decay", weight_decay, where="SGD")
+        if nesterov and momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+
+    def update(self, p, g, state):
+        if self.weight_decay:
+            g = g + p.data.dtype.type(self.weight_decay) * p.data
+        if self.momentum:
+            v = state.get("v")
+            if v is None:
+                v = state["v"] = g.copy()
+            else:
+                v *= p.data.dtype.type(self.momentum)
+                v += g
+            g = g + p.data.dtype.type(self.momentum) * v if self.nesterov else v
+        p.data -= p.data.dtype.type(self.lr) * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction; ``weight_decay`` is the L2 penalty added
+    to the gradient (coupled), as in ``torch.optim.Adam``."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        _check_positive("eps", eps, where=type(self).__name__)
+        _check_positive("weight_decay", weight_decay, where=type(self).__name__)
+        self.betas, self.eps, self.weight_decay = (b1, b2), eps, weight_decay
+
+    def update(self, p, g, state):
+        xp = B.get_array_module(p.data)
+        t = self.step_count
+        dt = p.data.dtype.type
+        b1, b2 = self.betas
+        if self.weight_decay:
+            if self.decoupled:
+                p.data *= dt(1 - self.lr * self.weight_decay)
+            else:
+                g = g + dt(self.weight_decay) * p.data
+        if "m" not in state:
+            state["m"] = xp.zeros_like(p.data)
+            state["v"] = xp.zeros_like(p.data)
+        m, v = state["m"], state["v"]
+        m *= dt(b1)
+        m += dt(1 - b1) * g
+        v *= dt(b2)
+        v += dt(1 - b2) * (g * g)
+        step = self.lr / (1 - b1 ** t)
+        denom = xp.sqrt(v) / dt(math.sqrt(1 - b2 ** t))
+        denom += dt(self.eps)
+        p.data -= dt(step) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): w <- w * (1 - lr * wd)
+    before the Adam step.  Default weight_decay 0.01 as in PyTorch."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """Scale all gradients in place so that their global L2 norm is at most ``max_norm``;
+    returns the norm before clipping (a host float: one device sync)."""
+    _check_positive("max_norm", max_norm, allow_zero=False, where="clip_grad_norm")
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    xp = B.get_array_module(*grads)
+    total = float(xp.sqrt(sum((g.astype(xp.float64) ** 2).sum() for g in grads)))
+    if total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for p in params:
+            if p.grad is not None:
+                p.grad = p.grad * p.grad.dtype.type(scale)
+    return total
+
+
+# --------------------------------------------------------------------------- schedules
+
+class _Schedule:
+    """Sets ``optimizer.lr`` from a function of the step count; call ``step()`` once per
+    epoch (StepLR, CosineAnnealingLR) or once per batch (OneCycleLR)."""
+
+    def __init__(self, optimizer: Optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: optimizer must be an Optimizer, got "
+                            f"{type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.t = 0
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, t: int) -> float:
+        raise NotImplementedError
+
+    def step(self) -> float:
+        self.t += 1
+        self.optimizer.lr = self.lr_at(self.t)
+        return self.optimizer.lr
+
+
+class StepLR(_Schedule):
+    """lr = base_lr * gamma ** (t // step_size)."""
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+        if not isinstance(step_size, int) or step_size <= 0:
+            raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+
+class CosineAnnealingLR(_Schedule):
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2, for t <= T_max."""
+
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+        if not isinstance(T_max, int) or T_max <= 0:
+            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        t = min(t, self.T_max)
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t
+                                                                            / self.T_max)) / 2
+
+
+class OneCycleLR(_Schedule):
+    """Smith's one-cycle policy (as ``torch.optim.lr_scheduler.OneCycleLR``, cosine annealing):
+    warm up from max_lr/div_factor to max_lr over pct_start of total_steps, then anneal to
+    max_lr/(div_factor*final_div_factor).  Call ``step()`` after every batch."""
+
+    def __init__(self, optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4):
+        if not isinstance(total_steps, int) or total_steps <= 1:
+            raise ValueError(f"OneCycleLR: total_steps must be an int > 1, got {total_steps!r}")
+        if not 0 < pct_start < 1:
+            raise ValueError(f"OneCycleLR: pct_start must be in (0, 1), got {pct_start}")
+        self.max_lr, self.total = max_lr, total_steps
+        self.initial = max_lr / div_factor
+        self.final = self.initial / final_div_factor
+        self.peak_step = float(pct_start * total_steps) - 1
+        super().__init__(optimizer)
+
+    @staticmethod
+    def _cos(start, end, frac):
+        return end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
+
+    def lr_at(self, t):
+        t = min(t, self.total - 1)
+        if t <= self.peak_step:
+            return self._cos(self.initial, self.max_lr, t / self.peak_step)
+        frac = (t - self.peak_step) / (self.total - 1 - self.peak_step)
+        return self._cos(self.max_lr, self.final, frac)
