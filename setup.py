@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minidl",
+    version="0.1.0",
+    description="Deep learning and SIFT by hand, on NumPy and on the GPU through CuPy: "
+                "minidl (autograd, layers, training) and minifeat (classical features).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minidl", "minidl.*", "minifeat", "minifeat.*"]),
+    package_data={"minidl.testing": ["*.json"]},
+    install_requires=["numpy>=1.26", "scipy>=1.11", "pillow>=10"],
+    extras_require={
+        "gpu": ["cupy-cuda12x>=13"],
+        "test": ["pytest>=8"],
+        "dev": ["pytest>=8", "pytest-benchmark", "pyinstrument", "py-spy", "ruff"],
+    },
+)
