@@ -1,0 +1,100 @@
+"""Shared plumbing for the benchmark scripts: timing with warm-up and medians, peers, tables,
+JSON output."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+import numpy
+
+from minidl import backend as B
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def timeit(fn, *, repeat=5, warmup=1, sync=None, min_time=0.0) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` runs after ``warmup`` runs.  ``sync`` is
+    called before each clock read (device synchronisation)."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    while len(times) < repeat or sum(times) < min_time:
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cupy_backend():
+    """The CuPy backend, or None with the reason printed once."""
+    try:
+        return B._get("cupy")
+    except B.BackendUnavailableError as exc:
+        print(f"[cupy columns: not available -- {str(exc).split(':')[0]}]")
+        return None
+
+
+def torch_or_none(threads: int | None = None):
+    try:
+        import torch
+    except ImportError:
+        print("[torch columns: not available -- pip install torch==2.13.0]")
+        return None
+    if threads:
+        torch.set_num_threads(threads)
+    return torch
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "numpy": numpy.__version__,
+            "machine": platform.machine(), "processor": platform.processor(),
+            "cpu_count": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def fmt(v, spec=".1f"):
+    if v is None:
+        return "n/a"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, numpy.integer)):
+        return str(v)
+    return format(v, spec)
+
+
+def print_table(title: str, columns: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in columns]] + [[fmt(v) if not isinstance(v, str) else v
+                                            for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = [title, "  ".join(c.ljust(w) for c, w in zip(cells[0], widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                        enumerate(zip(r, widths))) for r in cells[1:]]
+    text = "\n".join(lines)
+    print(text + "\n", flush=True)
+    return text
+
+
+def save_json(name: str, payload: dict) -> pathlib.Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    print(f"wrote {path}")
+    return path

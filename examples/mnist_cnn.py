@@ -1,0 +1,95 @@
+"""MNIST with a convolutional network: the main job of this library.
+
+A convolution slides small learned filters (3x3 here) over the image, so the same feature
+detector -- an edge, a stroke end -- is looked for everywhere; pooling then keeps the strongest
+response in each 2x2 patch, halving the resolution.  Two such stages turn a 28x28 digit into
+64 feature maps of 7x7, which a small dense classifier maps to 10 digit scores:
+
+    1x28x28 -conv3x3-> 32x28x28 -BN-ReLU-maxpool-> 32x14x14
+            -conv3x3-> 64x14x14 -BN-ReLU-maxpool-> 64x7x7 -> 128 -> 10
+
+Batch normalisation keeps each layer's inputs well scaled so that a high learning rate works;
+random shifts of up to 2 pixels augment the training set.  Adam with a one-cycle schedule
+trains it to >= 99.2% test accuracy in a few minutes on a 2-core laptop CPU.  After every epoch
+the test accuracy is printed; the time to first reach 99.0% is reported (DAWNBench-style).
+
+    python examples/mnist_cnn.py                  # CPU (NumPy)
+    python examples/mnist_cnn.py --backend cupy   # GPU (CuPy), same code
+
+Exit status 1 when the final test accuracy misses ``--target-acc``.
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import minidl  # noqa: E402
+from minidl import layers as L  # noqa: E402
+from minidl.data import DataLoader, RandomShift, load_mnist  # noqa: E402
+from minidl.optim import Adam, OneCycleLR  # noqa: E402
+from minidl.train import evaluate, fit  # noqa: E402
+
+from _cli import base_parser, report, setup  # noqa: E402
+
+
+def build_cnn(num_classes: int = 10, width: int = 32) -> L.Module:
+    """Two conv-BN-ReLU-pool stages and a small dense head (28x28x1 inputs)."""
+    return L.Sequential(
+        L.Conv2d(1, width, 3, padding=1, bias=False), L.BatchNorm2d(width), L.ReLU(),
+        L.MaxPool2d(2),
+        L.Conv2d(width, 2 * width, 3, padding=1, bias=False), L.BatchNorm2d(2 * width),
+        L.ReLU(), L.MaxPool2d(2),
+        L.Flatten(),
+        L.Linear(2 * width * 7 * 7, 128), L.ReLU(), L.Dropout(0.25),
+        L.Linear(128, num_classes),
+    )
+
+
+def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
+    """Train ``build_cnn`` on a 28x28 data set with ``args`` from the CLI; returns the exit
+    status.  Shared with fashion_mnist_cnn.py."""
+    setup(args)
+    x_train, y_train = load("train", data_dir=args.data_dir)
+    x_test, y_test = load("test", data_dir=args.data_dir)
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
+    train = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True,
+                       seed=args.seed, transform=RandomShift(2))
+    test = DataLoader(x_test, y_test, batch_size=1000, shuffle=False)
+
+    model = build_cnn(num_classes=len(class_names) if class_names else 10)
+    print(model.summary((1, 1, 28, 28)))
+    optimizer = Adam(model.parameters(), lr=args.lr)
+    schedule = OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(train))
+    out = pathlib.Path(args.out)
+    start = time.perf_counter()
+    history = fit(model, train, optimizer, epochs=args.epochs, val_loader=test,
+                  scheduler=schedule, scheduler_per_batch=True, checkpoint=out / "best.npz",
+                  target_accuracy=time_to, num_classes=len(class_names or range(10)),
+                  progress=not args.quiet)
+    wall = time.perf_counter() - start
+    history.save_plots(out, class_names)
+    final = evaluate(model, test)
+    print("epoch  test acc  train s")
+    for r in history.epochs:
+        print(f"{r['epoch']:>5}  {r['val_accuracy']:8.2%}  {r['seconds']:7.1f}")
+    if history.time_to_target is not None:
+        print(f"time to {time_to:.1%} test accuracy: {history.time_to_target:.1f}s of training")
+    else:
+        print(f"test accuracy never reached {time_to:.1%}")
+    print(f"wall time {wall:.1f}s (training + evaluation); best model and plots in {out}/")
+    return report(final["accuracy"], args.target_acc)
+
+
+def main(argv=None) -> int:
+    args = base_parser("MNIST CNN: a convolutional network on MNIST", epochs=8,
+                       batch_size=128, target=0.992, lr=3e-3).parse_args(argv)
+    return train_cnn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
