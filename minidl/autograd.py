@@ -56,15 +56,19 @@ def enable_grad():
 
 
 class _GradMode(contextlib.ContextDecorator):
+    # A stack, not one saved state: a decorated function that recurses re-enters the same
+    # instance, and each exit must restore what its own entry saw.
     def __init__(self, flag):
         self.flag = flag
+        self._cms = []
 
     def __enter__(self):
-        self._cm = _set_grad_enabled(self.flag)
-        self._cm.__enter__()
+        cm = _set_grad_enabled(self.flag)
+        cm.__enter__()
+        self._cms.append(cm)
 
     def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
+        return self._cms.pop().__exit__(*exc)
 
 
 class Tensor:

@@ -350,8 +350,12 @@ def _backend_for_xp(xp) -> Backend:
         if b.xp is xp:
             return b
     for name in _LOADERS:
-        if _get(name).xp is xp:
-            return _get(name)
+        try:
+            b = _get(name)
+        except BackendUnavailableError:  # e.g. no GPU: xp cannot be CuPy's, try the next
+            continue
+        if b.xp is xp:
+            return b
     raise ValueError(f"xp must be an array namespace of a minidl backend, got {xp!r}")
 
 

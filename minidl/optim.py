@@ -16,8 +16,9 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "
 
 
 def _check_positive(name, value, allow_zero=True, where="optimizer"):
-    ok = value >= 0 if allow_zero else value > 0
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = is_number and (value >= 0 if allow_zero else value > 0)
+    if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{where}: {name} must be a number {bound}, got {value!r}")
 
@@ -98,7 +99,9 @@ class Adam(Optimizer):
 
     def update(self, p, g, state):
         xp = B.get_array_module(p.data)
-        t = self.step_count
+        # per parameter, as in PyTorch: a parameter without a gradient in some steps (frozen,
+        # unused branch) must not have its bias correction advanced
+        t = state["step"] = state.get("step", 0) + 1
         dt = p.data.dtype.type
         b1, b2 = self.betas
         if self.weight_decay:
@@ -134,6 +137,7 @@ def clip_grad_norm(params, max_norm: float) -> float:
     """Scale all gradients in place so that their global L2 norm is at most ``max_norm``;
     returns the norm before clipping (a host float: one device sync)."""
     _check_positive("max_norm", max_norm, allow_zero=False, where="clip_grad_norm")
+    params = [params] if isinstance(params, Parameter) else list(params)  # may be a generator
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0

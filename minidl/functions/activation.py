@@ -40,7 +40,8 @@ class ReLU(Function):
 
     def forward(self, x):
         self.mask = x > 0
-        return x * self.mask
+        # not x * mask: -inf * 0 is nan (and warns); maximum also propagates nan like PyTorch
+        return B.get_array_module(x).maximum(x, x.dtype.type(0))
 
     def backward(self, gy):
         return gy * self.mask

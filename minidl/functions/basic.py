@@ -123,11 +123,11 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = gy
-        if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
+        g2 = gy  # restore the axes that 1-D operands dropped: b's first (1-D @ 1-D gives 0-d)
         if b.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         ga = g2 @ xp.swapaxes(b2, -1, -2)
         gb = xp.swapaxes(a2, -1, -2) @ g2
         if a.ndim == 1:
@@ -354,7 +354,9 @@ def sub(a, b): return Sub()(a, b)
 def mul(a, b): return Mul()(a, b)
 def div(a, b): return Div()(a, b)
 def neg(x): return Neg()(x)
-def power(x, p): return Power(p)(x)
+def power(x, p):
+    # a NumPy scalar exponent (np.float64(2.0)) would promote float32 data to float64
+    return Power(p.item() if isinstance(p, numpy.generic) else p)(x)
 def matmul(a, b): return MatMul()(a, b)
 def exp(x): return Exp()(x)
 def log(x): return Log()(x)

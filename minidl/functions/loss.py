@@ -95,6 +95,11 @@ def softmax_cross_entropy(logits, targets, reduction="mean"):
         if t.shape[0] != n:
             raise ValueError(f"softmax_cross_entropy: targets must have shape ({n},) to match "
                              f"logits {logits.shape}, got {t.shape}")
+        # a negative index would silently pick a class from the end (and CuPy does not
+        # bounds-check at all); two scalar reads, one device sync
+        if n and (t.min().item() < 0 or t.max().item() >= c):
+            raise ValueError(f"softmax_cross_entropy: targets must be class indices in "
+                             f"[0, {c}), got values in [{t.min().item()}, {t.max().item()}]")
     elif t.shape != (n, c):
         raise ValueError(f"softmax_cross_entropy: targets must be (N,) indices or (N, C) = "
                          f"{(n, c)} probabilities, got shape {t.shape}")
@@ -148,6 +153,8 @@ def mse_loss(y, t, reduction="mean"):
     t_shape = t.shape
     if t_shape != y.shape:
         raise ValueError(f"mse_loss: t must have the shape of y {y.shape}, got {t_shape}")
+    if B.is_array(t) and t.dtype != y.dtype:
+        t = t.astype(y.dtype)  # a float64 target must not promote a float32 model's loss
     d = y - t
     sq = d * d
     if reduction == "none":

@@ -74,7 +74,11 @@ class Module:
                 yield (f"{mname}.{pname}" if mname else pname), p
 
     def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
+        """Every Parameter once, even when shared by several layers (tied weights): an
+        optimizer given a parameter twice would update it twice."""
+        seen = set()
+        return [p for _, p in self.named_parameters()
+                if id(p) not in seen and not seen.add(id(p))]
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
         for mname, m in self.named_modules(prefix):
