@@ -41,6 +41,20 @@ def setup(args) -> None:
     minidl.seed(args.seed)
 
 
+def load_splits(load, args):
+    """``(x_train, y_train), (x_test, y_test)`` from a ``minidl.data`` loader, cut to
+    ``--limit`` images; a missing or damaged data set ends the program with the loader's
+    explanation (what was tried, how to supply the files) instead of a traceback."""
+    from minidl.data import ChecksumError, DatasetNotFoundError
+    try:
+        train, test = (load(split, data_dir=args.data_dir) for split in ("train", "test"))
+    except (DatasetNotFoundError, ChecksumError) as exc:
+        sys.exit(f"error: {exc}")
+    if args.limit:
+        train, test = [(x[:args.limit], y[:args.limit]) for x, y in (train, test)]
+    return train, test
+
+
 def report(test_acc: float, target: float) -> int:
     """Print the verdict; return the exit status (0 when the target is met)."""
     ok = test_acc >= target

@@ -32,7 +32,7 @@ from minidl.data import DataLoader, RandomShift, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, report, setup  # noqa: E402
+from _cli import base_parser, load_splits, report, setup  # noqa: E402
 
 
 def build_cnn(num_classes: int = 10, width: int = 32) -> L.Module:
@@ -52,11 +52,7 @@ def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
     """Train ``build_cnn`` on a 28x28 data set with ``args`` from the CLI; returns the exit
     status.  Shared with fashion_mnist_cnn.py."""
     setup(args)
-    x_train, y_train = load("train", data_dir=args.data_dir)
-    x_test, y_test = load("test", data_dir=args.data_dir)
-    if args.limit:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
+    (x_train, y_train), (x_test, y_test) = load_splits(load, args)
     train = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True,
                        seed=args.seed, transform=RandomShift(2))
     test = DataLoader(x_test, y_test, batch_size=1000, shuffle=False)

@@ -23,7 +23,7 @@ from minidl.data import DataLoader, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, report, setup  # noqa: E402
+from _cli import base_parser, load_splits, report, setup  # noqa: E402
 
 
 def build_mlp(hidden=(512, 256), dropout=0.2) -> L.Module:
@@ -40,11 +40,7 @@ def main(argv=None) -> int:
     args = base_parser("MNIST MLP: a multi-layer perceptron on MNIST", epochs=10,
                        batch_size=128, target=0.98, lr=2e-3).parse_args(argv)
     setup(args)
-    x_train, y_train = load_mnist("train", data_dir=args.data_dir)
-    x_test, y_test = load_mnist("test", data_dir=args.data_dir)
-    if args.limit:
-        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
-        x_test, y_test = x_test[:args.limit], y_test[:args.limit]
+    (x_train, y_train), (x_test, y_test) = load_splits(load_mnist, args)
     train = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True,
                        seed=args.seed)
     test = DataLoader(x_test, y_test, batch_size=1000, shuffle=False)
