@@ -54,6 +54,9 @@ def load_state(path) -> "OrderedDict[str, numpy.ndarray]":
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_state: no such file: {str(path)!r}")
+    if not zipfile.is_zipfile(path):  # else numpy.load guesses "pickled data": misleading
+        raise ValueError(f"load_state: {str(path)!r} is not a readable .npz state file "
+                         "(not a zip archive)")
     try:
         with numpy.load(path, allow_pickle=False) as data:
             state = OrderedDict((k, data[k]) for k in data.files)

@@ -1,0 +1,219 @@
+"""minidl.optim: update rules and schedules against PyTorch over several steps (float64),
+gradient clipping, state on the parameters' device, argument validation."""
+import math
+
+import numpy as np
+import pytest
+
+import minidl
+from minidl import backend as B
+from minidl import optim
+from minidl.autograd import Parameter, Tensor
+
+STEPS = 6
+
+
+def host(t):
+    return minidl.to_host(t.data if isinstance(t, Tensor) else t)
+
+
+def grad_of(w, k):
+    """A deterministic, parameter-dependent 'gradient' (the same in both libraries)."""
+    return w ** 3 - 0.5 * w + 0.1 * np.sin(k + np.arange(w.size).reshape(w.shape))
+
+
+def params(xp, rng, dtype=np.float64):
+    return [Parameter(xp.asarray(rng.standard_normal(s).astype(dtype))) for s in [(3, 4), (4,)]]
+
+
+def rel_err(a, b):
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+OPTIMIZERS = {
+    "sgd": (optim.SGD, "SGD", dict(lr=0.1)),
+    "sgd_momentum": (optim.SGD, "SGD", dict(lr=0.1, momentum=0.9)),
+    "sgd_nesterov": (optim.SGD, "SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+    "sgd_weight_decay": (optim.SGD, "SGD", dict(lr=0.05, momentum=0.5, weight_decay=0.1)),
+    "adam": (optim.Adam, "Adam", dict(lr=0.01)),
+    "adam_weight_decay": (optim.Adam, "Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6,
+                                                   weight_decay=0.1)),
+    "adamw": (optim.AdamW, "AdamW", dict(lr=0.01)),
+    "adamw_strong_decay": (optim.AdamW, "AdamW", dict(lr=0.02, weight_decay=0.5)),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_trajectory_matches_torch(xp, rng, name):
+    torch = pytest.importorskip("torch")
+    cls, torch_name, kwargs = OPTIMIZERS[name]
+    ps = params(xp, rng)
+    tps = [torch.tensor(host(p), requires_grad=True) for p in ps]
+    opt, ref = cls(ps, **kwargs), getattr(torch.optim, torch_name)(tps, **kwargs)
+    for k in range(STEPS):
+        opt.zero_grad()
+        ref.zero_grad()
+        for p, tp in zip(ps, tps):
+            p.grad = xp.asarray(grad_of(host(p), k))
+            tp.grad = torch.from_numpy(grad_of(tp.detach().numpy(), k))
+        opt.step()
+        ref.step()
+        for p, tp in zip(ps, tps):
+            assert B.backend_of(p.data).xp is xp and p.dtype == np.float64
+            assert rel_err(host(p), tp.detach().numpy()) <= 1e-6, (name, k)
+    assert opt.step_count == STEPS
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "adam"])
+def test_optimizer_keeps_float32_and_skips_params_without_grad(xp, rng, name):
+    cls, _, kwargs = OPTIMIZERS[name]
+    ps = params(xp, rng, np.float32)
+    frozen = host(ps[1]).copy()
+    opt = cls(ps, **kwargs)
+    for k in range(3):
+        ps[0].grad = xp.asarray(grad_of(host(ps[0]), k).astype(np.float32))
+        opt.step()
+    assert ps[0].dtype == np.float32
+    np.testing.assert_array_equal(host(ps[1]), frozen)
+    if name == "adam":  # the frozen parameter's bias correction did not advance
+        assert opt.state[1] == {} and opt.state[0]["step"] == 3
+
+
+def test_adam_first_step_moves_each_weight_by_lr(xp, rng):
+    # with bias correction, step 1 is lr * g / (|g| + eps') = lr * sign(g)
+    ps = params(xp, rng)
+    before = [host(p).copy() for p in ps]
+    for p in ps:
+        p.grad = xp.asarray(rng.standard_normal(p.shape))
+    optim.Adam(ps, lr=0.01, eps=1e-12).step()
+    for p, b in zip(ps, before):
+        np.testing.assert_allclose(np.abs(host(p) - b), 0.01, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- schedules
+
+def lrs(sched, n):
+    return [sched.optimizer.lr] + [sched.step() for _ in range(n)]
+
+
+def torch_lrs(torch, make_sched, lr, n):
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=lr)
+    sched = make_sched(opt)
+    out = [opt.param_groups[0]["lr"]]
+    for _ in range(n):
+        opt.step()  # torch warns when a schedule steps before its optimizer
+        sched.step()
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+def sgd(xp, lr=0.1):
+    return optim.SGD([Parameter(xp.zeros(1))], lr=lr)
+
+
+def test_step_lr_matches_torch(xp):
+    torch = pytest.importorskip("torch")
+    got = lrs(optim.StepLR(sgd(xp), step_size=3, gamma=0.5), 10)
+    want = torch_lrs(torch, lambda o: torch.optim.lr_scheduler.StepLR(o, 3, gamma=0.5), 0.1, 10)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_cosine_annealing_matches_torch_and_stays_at_eta_min(xp):
+    torch = pytest.importorskip("torch")
+    got = lrs(optim.CosineAnnealingLR(sgd(xp), T_max=8, eta_min=0.001), 8)
+    want = torch_lrs(torch, lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(
+        o, T_max=8, eta_min=0.001), 0.1, 8)
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    sched = optim.CosineAnnealingLR(sgd(xp), T_max=4, eta_min=0.01)
+    assert lrs(sched, 6)[4:] == pytest.approx([0.01, 0.01, 0.01])
+
+
+@pytest.mark.parametrize("total, pct", [(20, 0.3), (11, 0.25)])
+def test_one_cycle_matches_torch(xp, total, pct):
+    torch = pytest.importorskip("torch")
+    got = lrs(optim.OneCycleLR(sgd(xp), max_lr=0.5, total_steps=total, pct_start=pct), total - 1)
+    want = torch_lrs(torch, lambda o: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=0.5, total_steps=total, pct_start=pct, cycle_momentum=False), 0.1, total - 1)
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert got[0] == pytest.approx(0.5 / 25)
+    assert max(got) <= 0.5 and max(got) == pytest.approx(0.5, rel=0.01)  # peak between steps
+    assert got[-1] == pytest.approx(0.5 / 25 / 1e4)
+
+
+def test_schedule_formulas_without_torch(xp):
+    assert lrs(optim.StepLR(sgd(xp, 1.0), 2, 0.1), 5) == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01])
+    cos = lrs(optim.CosineAnnealingLR(sgd(xp, 1.0), T_max=4), 4)
+    assert cos == pytest.approx([1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5,
+                                 (1 + math.cos(3 * math.pi / 4)) / 2, 0.0])
+
+
+# --------------------------------------------------------------------------- clipping
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clip_grad_norm_matches_torch(xp, rng, max_norm):
+    torch = pytest.importorskip("torch")
+    ps = params(xp, rng)
+    ps.append(Parameter(xp.zeros(2)))  # no gradient: ignored
+    tps = [torch.tensor(host(p), requires_grad=True) for p in ps]
+    for p, tp in zip(ps[:2], tps[:2]):
+        g = rng.standard_normal(p.shape)
+        p.grad, tp.grad = xp.asarray(g), torch.from_numpy(g.copy())
+    total = optim.clip_grad_norm(iter(ps), max_norm)  # a generator is fine
+    want = float(torch.nn.utils.clip_grad_norm_(tps, max_norm))
+    assert isinstance(total, float) and total == pytest.approx(want, rel=1e-12)
+    for p, tp in zip(ps[:2], tps[:2]):
+        assert rel_err(host(p.grad), tp.grad.numpy()) <= 1e-6
+    assert ps[2].grad is None
+    clipped = math.sqrt(sum(float((host(p.grad) ** 2).sum()) for p in ps[:2]))
+    assert clipped <= max_norm * (1 + 1e-9) and (max_norm < total or clipped == total)
+
+
+def test_clip_grad_norm_without_grads_and_single_param(xp):
+    p = Parameter(xp.asarray(np.ones(4)))
+    assert optim.clip_grad_norm([p], 1.0) == 0.0
+    p.grad = xp.asarray(np.full(4, 3.0))
+    assert optim.clip_grad_norm(p, 1.0) == pytest.approx(6.0)
+    assert np.sqrt((host(p.grad) ** 2).sum()) == pytest.approx(1.0, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- validation
+
+def test_optimizers_reject_bad_arguments(xp):
+    p = Parameter(xp.zeros(2))
+    with pytest.raises(ValueError, match=r"SGD: params is empty; pass model.parameters\(\)"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(TypeError, match=r"Adam: params\[1\] must be a Parameter, got Tensor"):
+        optim.Adam([p, Tensor(xp.zeros(2))])
+    with pytest.raises(ValueError, match="SGD: lr must be a number >= 0, got -0.1"):
+        optim.SGD([p], lr=-0.1)
+    with pytest.raises(ValueError, match="SGD: lr must be a number >= 0, got '0.1'"):
+        optim.SGD([p], lr="0.1")
+    with pytest.raises(ValueError, match="SGD: momentum must be a number >= 0, got -0.9"):
+        optim.SGD([p], momentum=-0.9)
+    with pytest.raises(ValueError, match="SGD: nesterov=True needs momentum > 0"):
+        optim.SGD([p], nesterov=True)
+    with pytest.raises(ValueError, match="SGD: weight_decay must be a number >= 0, got -1"):
+        optim.SGD([p], weight_decay=-1)
+    with pytest.raises(ValueError, match=r"Adam: betas must be in \[0, 1\), got \(0.9, 1.0\)"):
+        optim.Adam([p], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="AdamW: eps must be a number >= 0, got -1e-08"):
+        optim.AdamW([p], eps=-1e-8)
+    with pytest.raises(ValueError, match="clip_grad_norm: max_norm must be a number > 0, got 0"):
+        optim.clip_grad_norm([p], 0)
+
+
+def test_schedules_reject_bad_arguments(xp):
+    opt = sgd(xp)
+    with pytest.raises(TypeError, match="StepLR: optimizer must be an Optimizer, got list"):
+        optim.StepLR([], 3)
+    with pytest.raises(ValueError, match="StepLR: step_size must be a positive int, got 0"):
+        optim.StepLR(opt, 0)
+    with pytest.raises(ValueError, match="CosineAnnealingLR: T_max must be a positive int, got "
+                                         "2.5"):
+        optim.CosineAnnealingLR(opt, 2.5)
+    with pytest.raises(ValueError, match="OneCycleLR: total_steps must be an int > 1, got 1"):
+        optim.OneCycleLR(opt, 0.1, 1)
+    with pytest.raises(ValueError, match=r"OneCycleLR: pct_start must be in \(0, 1\), got 1.0"):
+        optim.OneCycleLR(opt, 0.1, 10, pct_start=1.0)
