@@ -181,6 +181,7 @@ class StepLR(_Schedule):
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
         if not isinstance(step_size, int) or step_size <= 0:
             raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
+        _check_positive("gamma", gamma, allow_zero=False, where="StepLR")
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer)
 
@@ -194,6 +195,7 @@ class CosineAnnealingLR(_Schedule):
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
         if not isinstance(T_max, int) or T_max <= 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
+        _check_positive("eta_min", eta_min, where="CosineAnnealingLR")
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer)
 
@@ -214,6 +216,10 @@ class OneCycleLR(_Schedule):
             raise ValueError(f"OneCycleLR: total_steps must be an int > 1, got {total_steps!r}")
         if not 0 < pct_start < 1:
             raise ValueError(f"OneCycleLR: pct_start must be in (0, 1), got {pct_start}")
+        _check_positive("max_lr", max_lr, allow_zero=False, where="OneCycleLR")
+        _check_positive("div_factor", div_factor, allow_zero=False, where="OneCycleLR")
+        _check_positive("final_div_factor", final_div_factor, allow_zero=False,
+                        where="OneCycleLR")
         self.max_lr, self.total = max_lr, total_steps
         self.initial = max_lr / div_factor
         self.final = self.initial / final_div_factor

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Iterator
 
+import numpy
+
 from minidl import backend as B
 from minidl.autograd import Parameter, Tensor, as_tensor, no_grad
 
@@ -133,6 +135,14 @@ class Module:
         device.  With ``strict`` a missing or unexpected key is an error listing all of them;
         otherwise they are returned as ``(missing, unexpected)``.
         """
+        where = f"load_state_dict into {type(self).__name__}"
+        if not hasattr(state, "keys") or not hasattr(state, "__getitem__"):
+            raise TypeError(f"{where}: state must be a mapping of names to arrays, got "
+                            f"{type(state).__name__}")
+        not_arrays = [f"{k} ({type(v).__name__})" for k, v in state.items()
+                      if not (B.is_array(v) or isinstance(v, numpy.ndarray))]
+        if not_arrays:
+            raise TypeError(f"{where}: values must be arrays, got " + ", ".join(not_arrays))
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]

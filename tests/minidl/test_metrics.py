@@ -86,3 +86,15 @@ def test_metrics_refuse_mixed_devices_strict():
     logits = B.to_device(np.zeros((2, 3)), "strict")
     with pytest.raises(B.DeviceMismatchError, match="different devices"):
         topk_correct(logits, np.zeros(2, np.int64))
+
+
+def test_topk_breaks_ties_like_argmax(xp):
+    """All-equal logits: argmax picks class 0, so top-1 counts label 0 only and top-2 counts
+    labels 0 and 1 -- the same rule for every k."""
+    logits = xp.zeros((4, 5), dtype=xp.float32)
+    labels = xp.asarray(np.array([0, 1, 2, 4]))
+    assert int(topk_correct(logits, labels, 1)) == 1
+    assert int(topk_correct(logits, labels, 2)) == 2
+    assert int(topk_correct(logits, labels, 5)) == 4
+    with pytest.raises(ValueError, match="topk_correct: k must be a positive int, got 0"):
+        topk_correct(logits, labels, 0)

@@ -1,6 +1,7 @@
 """minidl.optim: update rules and schedules against PyTorch over several steps (float64),
 gradient clipping, state on the parameters' device, argument validation."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -217,3 +218,18 @@ def test_schedules_reject_bad_arguments(xp):
         optim.OneCycleLR(opt, 0.1, 1)
     with pytest.raises(ValueError, match=r"OneCycleLR: pct_start must be in \(0, 1\), got 1.0"):
         optim.OneCycleLR(opt, 0.1, 10, pct_start=1.0)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda o: optim.StepLR(o, 2, gamma=0), "StepLR: gamma must be a number > 0, got 0"),
+    (lambda o: optim.CosineAnnealingLR(o, 5, eta_min=-1.0),
+     "CosineAnnealingLR: eta_min must be a number >= 0, got -1.0"),
+    (lambda o: optim.OneCycleLR(o, max_lr="0.1", total_steps=10),
+     "OneCycleLR: max_lr must be a number > 0, got '0.1'"),
+    (lambda o: optim.OneCycleLR(o, max_lr=0.1, total_steps=10, div_factor=0),
+     "OneCycleLR: div_factor must be a number > 0, got 0"),
+])
+def test_schedule_arguments_are_validated(make, message):
+    opt = optim.SGD([Parameter(np.zeros(2))], lr=0.1)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make(opt)

@@ -317,3 +317,13 @@ def test_a_model_saved_on_one_device_loads_on_another_strict(rng, tmp_path):
         other = MLP().eval().load(tmp_path / "s.npz")
         assert other.device == "cpu"
         np.testing.assert_array_equal(host(other(Tensor(B.to_host(x.data)))), want)
+
+
+def test_load_state_dict_rejects_values_that_are_not_arrays():
+    from minidl import layers as L
+    model = L.Linear(2, 3)
+    with pytest.raises(TypeError, match=r"load_state_dict into Linear: values must be arrays, "
+                                        r"got W \(list\)"):
+        model.load_state_dict({"W": [[0.0] * 2] * 3, "b": np.zeros(3, np.float32)})
+    with pytest.raises(TypeError, match="state must be a mapping of names to arrays, got list"):
+        model.load_state_dict([1, 2])
