@@ -12,3 +12,6 @@ from minidl.functions.loss import (  # noqa: F401
 )
 from minidl.functions.linear import linear  # noqa: F401
 from minidl.functions.dropout import dropout  # noqa: F401
+from minidl.functions.conv import conv2d, conv_output_size  # noqa: F401
+from minidl.functions.pooling import max_pool2d, avg_pool2d, global_avg_pool2d  # noqa: F401
+from minidl.functions.normalization import batch_norm  # noqa: F401

@@ -4,3 +4,6 @@ from minidl.layers.linear import Linear, Flatten  # noqa: F401
 from minidl.layers.activation import (  # noqa: F401
     ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax, Dropout,
 )
+from minidl.layers.conv import Conv2d  # noqa: F401
+from minidl.layers.pooling import MaxPool2d, AvgPool2d, GlobalAvgPool2d  # noqa: F401
+from minidl.layers.normalization import BatchNorm1d, BatchNorm2d  # noqa: F401

@@ -1,0 +1,168 @@
+"""Batch normalisation (Ioffe & Szegedy 2015), over (N, C), (N, C, L) or (N, C, H, W) inputs.
+
+Per channel c, over the M = N (or N*H*W) values of the batch:
+
+    mean_c = sum x / M,   var_c = sum (x - mean_c)^2 / M          (biased: used to normalise)
+    xhat = (x - mean_c) / sqrt(var_c + eps),   y = gamma_c * xhat + beta_c
+
+Training uses the batch statistics and updates the running ones in place, as PyTorch does:
+``running = (1 - momentum) * running + momentum * batch`` with the UNBIASED variance
+var_c * M / (M - 1).  Evaluation normalises with the running statistics instead (an affine map).
+
+Backward (training), with k = gamma * inv_std and per-channel means over the batch:
+
+    gx = k * (gy - mean(gy) - xhat * mean(gy * xhat)),  ggamma = sum(gy * xhat),  gbeta = sum(gy)
+
+Every per-channel reduction is one matrix-vector product, ``a.reshape(N, C, L) @ ones(L)``,
+then a sum over N (3-4x faster than ``sum(axis=(0, 2, 3))`` on a CPU), or one ``einsum`` for a
+sum of products (no temporary the size of x).
+"""
+from __future__ import annotations
+
+import numbers
+
+from minidl import backend as B
+from minidl.autograd import Function, Tensor
+from minidl.functions.conv import _as_input
+
+__all__ = ["batch_norm"]
+
+
+def _as3(a):
+    """(N, C) or (N, C, H, W) -> (N, C, L), a view."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def _channel_sum(xp, a3):
+    """Sum of a (N, C, L) array over N and L -> (C,)."""
+    ones = xp.ones(a3.shape[2], dtype=a3.dtype)
+    return xp.matmul(a3, ones).sum(axis=0)
+
+
+def _channel_dot(xp, a3, b3):
+    """Sum of a3 * b3 over N and L -> (C,), without the product's temporary."""
+    return xp.einsum("ncl,ncl->c", a3, b3)
+
+
+class BatchNorm(Function):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta; see the module docstring."""
+
+    def __init__(self, running_mean, running_var, training, momentum, eps):
+        self.running_mean, self.running_var = running_mean, running_var
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def forward(self, x, gamma=None, beta=None):
+        xp = B.get_array_module(x)
+        x3 = _as3(x)
+        N, C, L = x3.shape
+        M = N * L
+        if self.training:
+            mean = _channel_sum(xp, x3) / x.dtype.type(M)
+            xc = x3 - mean[:, None]
+            var = _channel_dot(xp, xc, xc) / x.dtype.type(M)
+            if self.running_mean is not None:
+                m = self.momentum
+                rm, rv = self.running_mean, self.running_var
+                rm *= 1 - m
+                rm += (m * mean).astype(rm.dtype)
+                rv *= 1 - m
+                rv += (m * M / (M - 1) * var).astype(rv.dtype)
+        else:
+            mean = self.running_mean.astype(x.dtype)
+            var = self.running_var.astype(x.dtype)
+            xc = x3 - mean[:, None]
+        inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))
+        scale = inv_std if gamma is None else gamma * inv_std
+        y = xc * scale[:, None]
+        if beta is not None:
+            y += beta[:, None]
+        self.xc, self.inv_std, self.scale = xc, inv_std, scale
+        self.has_affine = gamma is not None
+        return y.reshape(x.shape)
+
+    def backward(self, gy):
+        xp = B.get_array_module(gy)
+        g3 = _as3(gy)
+        N, C, L = g3.shape
+        xc, inv_std, scale = self.xc, self.inv_std, self.scale
+        sum_gy = _channel_sum(xp, g3)
+        sum_gy_xhat = _channel_dot(xp, g3, xc) * inv_std
+        if self.training:
+            M = gy.dtype.type(N * L)
+            # gx = k * (gy - sum_gy / M - xhat * sum_gy_xhat / M), xhat = xc * inv_std,
+            # built in one buffer: ((xc * b + a) - gy) * -k
+            gx = xc * (inv_std * sum_gy_xhat / M)[:, None]
+            gx += (sum_gy / M)[:, None]
+            gx -= g3
+            gx *= -scale[:, None]
+        else:
+            gx = g3 * scale[:, None]
+        gx = gx.reshape(gy.shape)
+        if self.has_affine:
+            return gx, sum_gy_xhat, sum_gy
+        return gx
+
+
+def _check_channel_vector(v, name, C, x, allow_none=True):
+    if v is None:
+        if allow_none:
+            return None
+        raise ValueError(f"batch_norm: {name} is required when training=False")
+    if isinstance(v, Tensor):
+        arr = v.data
+    elif B.is_array(v):
+        arr = v
+    else:
+        raise TypeError(f"batch_norm: {name} must be a Tensor or a backend array, got "
+                        f"{type(v).__name__}")
+    if tuple(arr.shape) != (C,):
+        raise ValueError(f"batch_norm: {name} must have shape ({C},) for an input with {C} "
+                         f"channels, got {tuple(arr.shape)}")
+    B.check_same_device(x.data, arr, names=("x", name), where="batch_norm")
+    return v
+
+
+def batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation (as ``torch.nn.functional.batch_norm``).
+
+    Parameters
+    ----------
+    x : Tensor or array (N, C), (N, C, L) or (N, C, H, W), floating.
+    running_mean, running_var : arrays (C,) or None.  Required when ``training`` is False (they
+        normalise); when training they are updated IN PLACE (unbiased variance) if given.
+    gamma, beta : Tensors (C,) or None (no scale / no shift).
+    training : normalise with the batch statistics (needs more than one value per channel).
+    momentum : weight of the new batch in the running statistics (PyTorch's 0.1).
+    eps : added to the variance (1e-5).
+
+    Returns a Tensor of x's shape and dtype.
+    """
+    x = _as_input(x, "x", "batch_norm")
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(f"batch_norm: x must be (N, C), (N, C, L) or (N, C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"batch_norm: x must be floating, got dtype {x.dtype}")
+    C = x.shape[1]
+    stats = []
+    for name, v in (("running_mean", running_mean), ("running_var", running_var)):
+        if isinstance(v, Tensor):
+            v = v.data
+        stats.append(_check_channel_vector(v, name, C, x, allow_none=training))
+    if training and (stats[0] is None) != (stats[1] is None):
+        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+    affine = [_check_channel_vector(v, n, C, x) for n, v in (("gamma", gamma), ("beta", beta))]
+    if (affine[0] is None) != (affine[1] is None):
+        raise ValueError("batch_norm: give both gamma and beta, or neither")
+    if training and x.size // C <= 1:
+        raise ValueError(f"batch_norm: training needs more than one value per channel, got "
+                         f"input shape {tuple(x.shape)}")
+    if not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
+    if not isinstance(eps, numbers.Real) or eps <= 0:
+        raise ValueError(f"batch_norm: eps must be a positive number, got {eps!r}")
+    fn = BatchNorm(stats[0], stats[1], bool(training), float(momentum), float(eps))
+    if affine[0] is None:
+        return fn(x)
+    return fn(x, affine[0], affine[1])

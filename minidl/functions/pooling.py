@@ -1,0 +1,241 @@
+"""2-D pooling: max, average and global average, over NCHW inputs.
+
+    x (N, C, H, W)  ->  y (N, C, OH, OW),   OH = (H + 2*pad_h - KH) // stride_h + 1  (floor)
+
+Both windowed pools are written as a loop over the KH*KW kernel taps: tap (i, j) is the strided
+view ``xpad[:, :, i::sh, j::sw]`` cropped to (OH, OW), so each step is one elementwise op on
+output-sized arrays, never a Python loop per pixel.  Backward scatters each tap's share back with
+a slice-add; within one tap the slices never overlap, so ``+=`` is exact even when windows do
+(3x3 stride 2), on NumPy and CuPy alike (no duplicate-index scatter).  When the windows tile the
+input exactly (2x2 stride 2 on even sizes) each tap is a plain write into an empty buffer.
+
+Max pooling pads with -inf and sends each window's gradient to the FIRST maximal element in
+row-major order, as PyTorch does, so tied values (common after ReLU: windows of zeros) get the
+gradient once, not once per tie.  A window holding NaN outputs NaN and passes no gradient.
+Average pooling pads with zeros and divides by KH*KW (``count_include_pad=True``, PyTorch's
+default) or by the number of real pixels under the window.
+"""
+from __future__ import annotations
+
+import numbers
+
+from minidl import backend as B
+from minidl.autograd import Function
+from minidl.functions.conv import _as_input, _output_hw, _pair
+
+__all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d"]
+
+
+def _tap(a, i, j, stride, OH, OW):
+    """The view of tap (i, j): view[n, c, oh, ow] = a[n, c, oh*sh + i, ow*sw + j]."""
+    sh, sw = stride
+    return a[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
+
+
+def _taps(a, KH, KW, stride, OH, OW):
+    """(i, j, view) for every kernel tap, row-major."""
+    for i in range(KH):
+        for j in range(KW):
+            yield i, j, _tap(a, i, j, stride, OH, OW)
+
+
+class _Pool2d(Function):
+    def __init__(self, kernel, stride, padding):
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def _pad(self, xp, x, value):
+        """x padded by ``padding`` with ``value`` (x itself when there is no padding)."""
+        (ph, pw) = self.padding
+        if ph == 0 and pw == 0:
+            return x
+        N, C, H, W = x.shape
+        xpad = xp.full((N, C, H + 2 * ph, W + 2 * pw), value, dtype=x.dtype)
+        xpad[:, :, ph:ph + H, pw:pw + W] = x
+        return xpad
+
+    def _geometry(self, x):
+        self.x_shape = x.shape
+        self.out_hw = _output_hw(self.where, x.shape[2:], self.kernel, self.stride,
+                                 self.padding)
+        return self.out_hw
+
+    def _grad_buffer(self, xp, dtype):
+        N, C, H, W = self.x_shape
+        ph, pw = self.padding
+        return xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dtype)
+
+    def _crop(self, gpad):
+        N, C, H, W = self.x_shape
+        ph, pw = self.padding
+        if ph == 0 and pw == 0:
+            return gpad
+        return gpad[:, :, ph:ph + H, pw:pw + W]
+
+
+class MaxPool2d(_Pool2d):
+    where = "max_pool2d"
+
+    def forward(self, x):
+        xp = B.get_array_module(x)
+        OH, OW = self._geometry(x)
+        xpad = self._pad(xp, x, float("-inf"))
+        taps = _taps(xpad, *self.kernel, self.stride, OH, OW)
+        y = next(taps)[2].copy()
+        for _, _, view in taps:
+            xp.maximum(y, view, out=y)
+        self.xpad, self.y = xpad, y
+        return y
+
+    def backward(self, gy):
+        xp = B.get_array_module(gy)
+        KH, KW = self.kernel
+        OH, OW = self.out_hw
+        N, C, H, W = self.x_shape
+        # windows that tile x exactly (2x2 stride 2 on even sizes): every pixel is in one
+        # window, so each tap's gradient is written straight into an uninitialised buffer
+        # instead of added into zeros (2x faster on a CPU)
+        tiled = (self.stride == self.kernel and self.padding == (0, 0)
+                 and (H, W) == (OH * KH, OW * KW))
+        gpad = xp.empty(self.x_shape, dtype=gy.dtype) if tiled \
+            else self._grad_buffer(xp, gy.dtype)
+        free = None  # windows whose maximum has not been claimed by an earlier tap
+        last = KH * KW - 1
+        for k, (i, j, view) in enumerate(_taps(self.xpad, KH, KW, self.stride, OH, OW)):
+            hit = view == self.y
+            if free is None:
+                free = ~hit
+            else:
+                hit &= free
+                if k < last:
+                    free ^= hit
+            gview = _tap(gpad, i, j, self.stride, OH, OW)
+            if tiled:
+                xp.multiply(gy, hit, out=gview)
+            else:
+                gview += gy * hit
+        return self._crop(gpad)
+
+
+class AvgPool2d(_Pool2d):
+    where = "avg_pool2d"
+
+    def __init__(self, kernel, stride, padding, count_include_pad=True):
+        super().__init__(kernel, stride, padding)
+        self.count_include_pad = count_include_pad
+
+    def _divisor(self, xp, dtype):
+        """KH*KW, or per output position the number of real (unpadded) pixels in its window."""
+        KH, KW = self.kernel
+        if self.count_include_pad or self.padding == (0, 0):
+            return dtype.type(KH * KW)
+        OH, OW = self.out_hw
+        ones = self._pad(xp, xp.ones((1, 1) + tuple(self.x_shape[2:]), dtype=dtype), 0)
+        count = xp.zeros((1, 1, OH, OW), dtype=dtype)
+        for _, _, view in _taps(ones, KH, KW, self.stride, OH, OW):
+            count += view
+        return count
+
+    def forward(self, x):
+        xp = B.get_array_module(x)
+        OH, OW = self._geometry(x)
+        xpad = self._pad(xp, x, 0)
+        taps = _taps(xpad, *self.kernel, self.stride, OH, OW)
+        y = next(taps)[2].copy()
+        for _, _, view in taps:
+            y += view
+        self.divisor = self._divisor(xp, x.dtype)
+        y /= self.divisor
+        return y
+
+    def backward(self, gy):
+        xp = B.get_array_module(gy)
+        KH, KW = self.kernel
+        OH, OW = self.out_hw
+        g = gy / self.divisor
+        gpad = self._grad_buffer(xp, gy.dtype)
+        for _, _, view in _taps(gpad, KH, KW, self.stride, OH, OW):
+            view += g
+        return self._crop(gpad)
+
+
+class GlobalAvgPool2d(Function):
+    """Mean over H and W: (N, C, H, W) -> (N, C) (or (N, C, 1, 1) with keepdims)."""
+
+    def __init__(self, keepdims=False):
+        self.keepdims = keepdims
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        N, C, H, W = x.shape
+        y = x.reshape(N, C, H * W).sum(axis=2) / x.dtype.type(H * W)
+        return y.reshape(N, C, 1, 1) if self.keepdims else y
+
+    def backward(self, gy):
+        xp = B.get_array_module(gy)
+        N, C, H, W = self.x_shape
+        g = gy.reshape(N, C, 1, 1) / gy.dtype.type(H * W)
+        return xp.broadcast_to(g, self.x_shape).copy()
+
+
+# --------------------------------------------------------------------------- public wrappers
+
+def _check_x(x, where):
+    x = _as_input(x, "x", where)
+    if x.ndim != 4:
+        raise ValueError(f"{where}: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{where}: x must be floating, got dtype {x.dtype}")
+    return x
+
+
+def _pool_args(where, kernel_size, stride, padding):
+    kernel = _pair(kernel_size, "kernel_size", where, 1)
+    stride = kernel if stride is None else _pair(stride, "stride", where, 1)
+    padding = _pair(padding, "padding", where, 0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        # a window lying entirely in the padding would have no input (as in PyTorch)
+        raise ValueError(f"{where}: padding must be at most half the kernel size, got "
+                         f"padding {padding} for kernel_size {kernel}")
+    return kernel, stride, padding
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Maximum over KH x KW windows (as ``torch.nn.functional.max_pool2d``).
+
+    Parameters
+    ----------
+    x : Tensor or array (N, C, H, W), floating.
+    kernel_size : int or (KH, KW).
+    stride : int or pair; default ``kernel_size`` (non-overlapping windows).
+    padding : int or pair, at most half the kernel; the border is padded with -inf.
+
+    Returns (N, C, OH, OW) with OH = (H + 2*pad - KH) // stride + 1.  The gradient of a window
+    goes to its first maximal element (row-major), like PyTorch.
+
+    >>> max_pool2d(x, 2).shape      # x (8, 16, 28, 28)
+    (8, 16, 14, 14)
+    """
+    x = _check_x(x, "max_pool2d")
+    kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
+    _output_hw("max_pool2d", x.shape[2:], kernel, stride, padding)
+    return MaxPool2d(kernel, stride, padding)(x)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+    """Mean over KH x KW windows (as ``torch.nn.functional.avg_pool2d``).
+
+    Zero padding; with ``count_include_pad`` (default, as PyTorch) every window is divided by
+    KH*KW, otherwise by the number of real pixels it covers.  Shapes as :func:`max_pool2d`.
+    """
+    x = _check_x(x, "avg_pool2d")
+    kernel, stride, padding = _pool_args("avg_pool2d", kernel_size, stride, padding)
+    _output_hw("avg_pool2d", x.shape[2:], kernel, stride, padding)
+    return AvgPool2d(kernel, stride, padding, bool(count_include_pad))(x)
+
+
+def global_avg_pool2d(x, keepdims=False):
+    """Mean over the spatial axes: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with ``keepdims``."""
+    x = _check_x(x, "global_avg_pool2d")
+    if not isinstance(keepdims, (bool, numbers.Integral)):
+        raise TypeError(f"global_avg_pool2d: keepdims must be a bool, got {keepdims!r}")
+    return GlobalAvgPool2d(bool(keepdims))(x)

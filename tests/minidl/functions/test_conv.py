@@ -1,0 +1,181 @@
+"""minidl.functions.conv: conv2d against a naive loop, float64 gradchecks, PyTorch parity and
+argument errors -- under every backend (the ``xp`` fixture)."""
+import numpy as np
+import pytest
+
+import minidl
+from minidl import functions as F
+from minidl.autograd import Tensor
+from minidl.functions import conv as conv_module
+from minidl.testing import gradcheck
+
+
+def dev(xp, a, dtype=np.float64):
+    return xp.asarray(np.asarray(a, dtype=dtype))
+
+
+def host(t):
+    return minidl.to_host(t.data if isinstance(t, Tensor) else t)
+
+
+def naive_conv2d(x, W, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """Cross-correlation by loops over output pixels (tiny sizes only)."""
+    N, C, H, Wd = x.shape
+    OC, Cg, KH, KW = W.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp_ = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
+    OW = (Wd + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    y = np.zeros((N, OC, OH, OW))
+    per = OC // groups
+    for o in range(OC):
+        g = o // per
+        for i in range(OH):
+            for j in range(OW):
+                patch = xp_[:, g * Cg:(g + 1) * Cg, i * sh:i * sh + dh * (KH - 1) + 1:dh,
+                            j * sw:j * sw + dw * (KW - 1) + 1:dw]
+                y[:, o, i, j] = (patch * W[o]).sum(axis=(1, 2, 3))
+    if b is not None:
+        y += b.reshape(1, OC, 1, 1)
+    return y
+
+
+# (x shape, W shape, stride, padding, dilation, groups, bias)
+CASES = [
+    ((2, 3, 5, 5), (4, 3, 3, 3), 1, 0, 1, 1, True),
+    ((2, 3, 5, 6), (4, 3, 3, 3), 1, 1, 1, 1, True),
+    ((2, 3, 7, 6), (2, 3, 3, 2), 2, 1, 1, 1, False),
+    ((1, 2, 6, 7), (3, 2, 1, 1), 1, 0, 1, 1, True),
+    ((2, 2, 7, 7), (3, 2, 3, 3), (2, 1), (1, 0), 1, 1, True),
+    ((2, 2, 7, 8), (3, 2, 3, 3), 1, 2, 2, 1, True),          # dilation
+    ((2, 2, 9, 9), (2, 2, 2, 3), 2, 1, (2, 1), 1, False),    # dilation + stride
+    ((2, 4, 5, 5), (6, 2, 3, 3), 1, 1, 1, 2, True),          # groups
+    ((2, 4, 6, 5), (4, 1, 3, 3), 2, 1, 1, 4, True),          # depthwise, strided
+    ((1, 1, 3, 3), (1, 1, 3, 3), 1, 0, 1, 1, True),          # 1x1 output
+]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    minidl.set_default_dtype(np.float64)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_forward_matches_loops_and_gradcheck(xp, rng, case):
+    xs, ws, stride, padding, dilation, groups, bias = case
+    x, W = rng.standard_normal(xs), rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0]) if bias else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    inputs = [dev(xp, x), dev(xp, W)] + ([dev(xp, b)] if bias else [])
+    y = F.conv2d(*inputs, **kw) if bias else F.conv2d(*inputs, **kw)
+    ref = naive_conv2d(x, W, b, _pair(stride), _pair(padding), _pair(dilation), groups)
+    assert y.shape == ref.shape and y.dtype == np.float64
+    np.testing.assert_allclose(host(y), ref, rtol=1e-12, atol=1e-12)
+    gradcheck(lambda *t: F.conv2d(*t, **kw), inputs)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride):
+    """The host path splits the batch into cache-sized chunks; a tiny chunk size must not
+    change the values or the gradients (uneven last chunk included)."""
+    x, W, b = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), \
+        rng.standard_normal(4)
+
+    def run():
+        ts = [Tensor(dev(xp, a), requires_grad=True) for a in (x, W, b)]
+        y = F.conv2d(*ts, stride=stride, padding=1)
+        y.backward(dev(xp, np.arange(y.size).reshape(y.shape) % 5 - 2.0))
+        return [host(y)] + [host(t.grad) for t in ts]
+
+    whole = run()
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
+    chunked = run()
+    for a, c in zip(whole, chunked):
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_stays_float32_and_only_needed_gradients(xp, rng):
+    x = Tensor(dev(xp, rng.standard_normal((2, 1, 5, 5)), np.float32))
+    W = Tensor(dev(xp, rng.standard_normal((3, 1, 3, 3)), np.float32), requires_grad=True)
+    y = F.conv2d(x, W, padding=1)
+    assert y.dtype == np.float32 and y.shape == (2, 3, 5, 5)
+    y.sum().backward()
+    assert x.grad is None and W.grad.dtype == np.float32 and W.grad.shape == (3, 1, 3, 3)
+
+
+def test_output_size():
+    assert F.conv_output_size(28, 3, 1, 1) == 28
+    assert F.conv_output_size(28, 3, 2, 1) == 14
+    assert F.conv_output_size(7, 3, 1, 0, dilation=2) == 3
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_bad_arguments_have_clear_messages(xp):
+    x = dev(xp, np.zeros((2, 3, 5, 5)))
+    W = dev(xp, np.zeros((4, 3, 3, 3)))
+    with pytest.raises(ValueError, match=r"conv2d: x must be 4-D \(N, C, H, W\), got shape "
+                                         r"\(3, 5, 5\)"):
+        F.conv2d(dev(xp, np.zeros((3, 5, 5))), W)
+    with pytest.raises(ValueError, match=r"conv2d: W must be 4-D"):
+        F.conv2d(x, dev(xp, np.zeros((4, 3, 3))))
+    with pytest.raises(ValueError, match=r"conv2d: x has 3 channels but W of shape "
+                                         r"\(4, 2, 3, 3\) with groups=1 expects 2"):
+        F.conv2d(x, dev(xp, np.zeros((4, 2, 3, 3))))
+    with pytest.raises(ValueError, match=r"not divisible by groups=3"):
+        F.conv2d(x, dev(xp, np.zeros((4, 1, 3, 3))), groups=3)
+    with pytest.raises(ValueError, match=r"conv2d: b must have shape \(4,\)"):
+        F.conv2d(x, W, dev(xp, np.zeros(3)))
+    with pytest.raises(ValueError, match=r"conv2d: stride must be >= 1, got 0"):
+        F.conv2d(x, W, stride=0)
+    with pytest.raises(ValueError, match=r"conv2d: padding must be >= 0, got -1"):
+        F.conv2d(x, W, padding=-1)
+    with pytest.raises(TypeError, match=r"conv2d: stride must be an int or a pair of ints, "
+                                        r"got 1.5"):
+        F.conv2d(x, W, stride=1.5)
+    with pytest.raises(ValueError, match=r"conv2d: groups must be a positive int, got 0"):
+        F.conv2d(x, W, groups=0)
+    with pytest.raises(ValueError, match=r"conv2d: kernel 3x3 .* larger than the padded input "
+                                         r"2x2"):
+        F.conv2d(dev(xp, np.zeros((1, 3, 2, 2))), W)
+    with pytest.raises(TypeError, match=r"conv2d: W has dtype float32 but x has float64"):
+        F.conv2d(x, dev(xp, np.zeros((4, 3, 3, 3)), np.float32))
+    with pytest.raises(TypeError, match=r"conv2d: x must be floating, got dtype int64"):
+        F.conv2d(dev(xp, np.zeros((2, 3, 5, 5)), np.int64), W)
+    with pytest.raises(TypeError, match=r"conv2d: x must be a Tensor or a backend array, got "
+                                        r"list"):
+        F.conv2d([[1.0]], W)
+
+
+# --------------------------------------------------------------------------- PyTorch parity
+
+TORCH_CASES = [(k, s, p, 1, 1) for k in (1, 3, 5) for s in (1, 2) for p in (0, 1, 2)] + [
+    (3, 1, 2, 2, 1), (3, 2, 1, 2, 1), (3, 1, 1, 1, 2), (3, 2, 1, 1, 4), (5, 1, 2, 1, 2)]
+
+
+def rel_err(a, b):
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+@pytest.mark.parametrize("k, s, p, d, g", TORCH_CASES,
+                         ids=[f"k{k}s{s}p{p}d{d}g{g}" for k, s, p, d, g in TORCH_CASES])
+def test_matches_torch(rng, k, s, p, d, g):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((3, 4, 11, 10))
+    W = rng.standard_normal((8, 4 // g, k, k))
+    b = rng.standard_normal(8)
+    ts = [Tensor(a.copy(), requires_grad=True) for a in (x, W, b)]
+    y = F.conv2d(*ts, stride=s, padding=p, dilation=d, groups=g)
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+    tt = [torch.tensor(a, requires_grad=True) for a in (x, W, b)]
+    ty = torch.nn.functional.conv2d(*tt, stride=s, padding=p, dilation=d, groups=g)
+    ty.backward(torch.tensor(gy))
+    assert y.shape == tuple(ty.shape)
+    assert rel_err(y.data, ty.detach().numpy()) <= 1e-6
+    for mine, theirs in zip(ts, tt):
+        assert rel_err(mine.grad, theirs.grad.numpy()) <= 1e-6

@@ -1,0 +1,168 @@
+"""minidl.functions.pooling: max/avg/global-average pooling against naive loops, float64
+gradchecks (overlapping windows included), first-max tie-breaking, PyTorch parity and errors --
+under every backend (the ``xp`` fixture)."""
+import numpy as np
+import pytest
+
+import minidl
+from minidl import functions as F
+from minidl.autograd import Tensor
+from minidl.testing import gradcheck
+
+
+def dev(xp, a, dtype=np.float64):
+    return xp.asarray(np.asarray(a, dtype=dtype))
+
+
+def host(t):
+    return minidl.to_host(t.data if isinstance(t, Tensor) else t)
+
+
+def naive_pool(x, k, s, p, mode, count_include_pad=True):
+    N, C, H, W = x.shape
+    fill = -np.inf if mode == "max" else 0.0
+    xp_ = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=fill)
+    ones = np.pad(np.ones((H, W)), ((p[0], p[0]), (p[1], p[1])))
+    OH, OW = (H + 2 * p[0] - k[0]) // s[0] + 1, (W + 2 * p[1] - k[1]) // s[1] + 1
+    y = np.zeros((N, C, OH, OW))
+    for i in range(OH):
+        for j in range(OW):
+            win = (slice(i * s[0], i * s[0] + k[0]), slice(j * s[1], j * s[1] + k[1]))
+            patch = xp_[:, :, win[0], win[1]]
+            if mode == "max":
+                y[:, :, i, j] = patch.max(axis=(2, 3))
+            else:
+                count = k[0] * k[1] if count_include_pad else ones[win].sum()
+                y[:, :, i, j] = patch.sum(axis=(2, 3)) / count
+    return y
+
+
+def distinct(rng, shape):
+    """Values at least 0.01 apart, so no finite-difference step changes which one is the max."""
+    return rng.permutation(np.arange(np.prod(shape))).reshape(shape) * 0.01 \
+        + rng.uniform(-1e-3, 1e-3, shape)
+
+
+# (x shape, kernel, stride, padding)
+POOL_CASES = [
+    ((2, 3, 6, 6), 2, None, 0),          # non-overlapping
+    ((2, 2, 7, 7), 2, None, 0),          # odd size: last row/column dropped (floor)
+    ((2, 2, 9, 8), 3, 2, 1),             # overlapping 3x3 s2, padded
+    ((2, 2, 9, 9), 3, 2, 0),             # overlapping 3x3 s2
+    ((1, 2, 7, 8), (3, 2), (1, 2), (1, 0)),
+    ((2, 1, 5, 5), 3, 1, 1),             # heavy overlap
+]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.mark.parametrize("x_shape, k, s, p", POOL_CASES, ids=str)
+def test_max_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p):
+    x = distinct(rng, x_shape)
+    y = F.max_pool2d(dev(xp, x), k, s, p)
+    ref = naive_pool(x, _pair(k), _pair(s if s is not None else k), _pair(p), "max")
+    np.testing.assert_array_equal(host(y), ref)
+    gradcheck(lambda t: F.max_pool2d(t, k, s, p), [dev(xp, x)])
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("x_shape, k, s, p", POOL_CASES, ids=str)
+def test_avg_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p, count_include_pad):
+    x = rng.standard_normal(x_shape)
+    fn = lambda t: F.avg_pool2d(t, k, s, p, count_include_pad=count_include_pad)  # noqa: E731
+    ref = naive_pool(x, _pair(k), _pair(s if s is not None else k), _pair(p), "avg",
+                     count_include_pad)
+    np.testing.assert_allclose(host(fn(dev(xp, x))), ref, rtol=1e-12, atol=1e-14)
+    gradcheck(fn, [dev(xp, x)])
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_avg_pool(xp, rng, keepdims):
+    x = rng.standard_normal((2, 3, 4, 5))
+    y = F.global_avg_pool2d(dev(xp, x), keepdims=keepdims)
+    np.testing.assert_allclose(host(y), x.mean(axis=(2, 3), keepdims=keepdims), rtol=1e-12)
+    gradcheck(lambda t: F.global_avg_pool2d(t, keepdims), [dev(xp, x)])
+
+
+def test_max_pool_overlapping_windows_accumulate_at_a_shared_maximum(xp):
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 2, 2] = 1.0                      # the centre lies in all four 3x3 s2 windows
+    t = Tensor(dev(xp, x), requires_grad=True)
+    y = F.max_pool2d(t, 3, 2)
+    np.testing.assert_array_equal(host(y), np.ones((1, 1, 2, 2)))
+    y.backward(dev(xp, [[[[1.0, 2.0], [3.0, 4.0]]]]))
+    expected = np.zeros((5, 5))
+    expected[2, 2] = 10.0
+    np.testing.assert_array_equal(host(t.grad)[0, 0], expected)
+
+
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum_once(xp):
+    # after ReLU whole windows are 0: each window passes its gradient to its first (row-major)
+    # real element, once, as PyTorch does; -inf padding never wins
+    t = Tensor(dev(xp, np.zeros((1, 1, 5, 5))), requires_grad=True)
+    y = F.max_pool2d(t, 3, 2, 1)             # windows cover rows/columns -1..1, 1..3, 3..5
+    y.backward(dev(xp, np.ones((1, 1, 3, 3))))
+    expected = np.zeros((5, 5))
+    for r in (0, 1, 3):
+        for c in (0, 1, 3):
+            expected[r, c] = 1.0
+    np.testing.assert_array_equal(host(t.grad)[0, 0], expected)
+
+
+def test_float32_stays_float32(xp, rng):
+    x = dev(xp, rng.standard_normal((2, 3, 4, 4)), np.float32)
+    for fn in (lambda t: F.max_pool2d(t, 2), lambda t: F.avg_pool2d(t, 2),
+               F.global_avg_pool2d):
+        t = Tensor(x, requires_grad=True)
+        y = fn(t)
+        y.sum().backward()
+        assert y.dtype == np.float32 and t.grad.dtype == np.float32
+
+
+def test_bad_arguments_have_clear_messages(xp):
+    x = dev(xp, np.zeros((2, 3, 6, 6)))
+    with pytest.raises(ValueError, match=r"max_pool2d: x must be 4-D \(N, C, H, W\), got "
+                                         r"shape \(3, 6, 6\)"):
+        F.max_pool2d(dev(xp, np.zeros((3, 6, 6))), 2)
+    with pytest.raises(ValueError, match=r"avg_pool2d: padding must be at most half the kernel "
+                                         r"size, got padding \(2, 2\) for kernel_size \(3, 3\)"):
+        F.avg_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size must be >= 1, got 0"):
+        F.max_pool2d(x, 0)
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel 7x7 .* larger than the padded "
+                                         r"input 6x6"):
+        F.max_pool2d(x, 7)
+    with pytest.raises(TypeError, match=r"avg_pool2d: x must be floating, got dtype int64"):
+        F.avg_pool2d(dev(xp, np.zeros((1, 1, 4, 4)), np.int64), 2)
+    with pytest.raises(ValueError, match=r"global_avg_pool2d: x must be 4-D"):
+        F.global_avg_pool2d(dev(xp, np.zeros((2, 3))))
+
+
+# --------------------------------------------------------------------------- PyTorch parity
+
+TORCH_CASES = [("max", 2, 2, 0), ("max", 3, 2, 0), ("max", 3, 2, 1), ("max", 3, 1, 1),
+               ("avg", 2, 2, 0), ("avg", 3, 2, 1), ("avg", 3, 1, 1)]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("mode, k, s, p", TORCH_CASES, ids=str)
+def test_matches_torch(rng, mode, k, s, p, relu):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((3, 4, 13, 12))
+    if relu:                                 # many tied zeros, as after a ReLU
+        x = np.maximum(x, 0)
+    t = Tensor(x.copy(), requires_grad=True)
+    fn = F.max_pool2d if mode == "max" else F.avg_pool2d
+    y = fn(t, k, s, p)
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+    tx = torch.tensor(x, requires_grad=True)
+    tfn = torch.nn.functional.max_pool2d if mode == "max" else torch.nn.functional.avg_pool2d
+    ty = tfn(tx, k, s, p)
+    ty.backward(torch.tensor(gy))
+    assert y.shape == tuple(ty.shape)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-6, atol=0)
+    scale = np.abs(tx.grad.numpy()).max()
+    assert np.abs(t.grad - tx.grad.numpy()).max() <= 1e-6 * scale
