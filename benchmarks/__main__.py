@@ -1,0 +1,33 @@
+"""Run every benchmark, print the tables, write JSON and the ratio chart.
+
+    python -m benchmarks                  # GEMM peak, layers, training throughput, SIFT
+    python -m benchmarks --quick          # fewer repeats/steps
+    python -m benchmarks --time-to-accuracy   # also the full CNN time-to-99% race (slow)
+"""
+import argparse
+import importlib
+
+from benchmarks import bench_gemm, bench_layers, bench_train, chart
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--time-to-accuracy", action="store_true")
+    args = p.parse_args(argv)
+    bench_gemm.run(threads=args.threads)
+    bench_layers.run(threads=args.threads, repeat=3 if args.quick else 7)
+    train_args = ["--threads", str(args.threads), "--steps", "15" if args.quick else "60"]
+    bench_train.main(train_args + (["--time-to-accuracy"] if args.time_to_accuracy else []))
+    try:
+        sift = importlib.import_module("benchmarks.bench_sift")
+    except ImportError as exc:
+        print(f"[sift benchmark skipped: {exc}]")
+    else:
+        sift.main(["--repeat", "2"] if args.quick else [])
+    chart.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Per-layer forward+backward throughput: minidl on NumPy (and CuPy) next to PyTorch CPU.
+
+Each layer runs forward, then backward of ``sum(y * g)`` for a fixed random ``g`` (so every
+gradient -- input and parameters -- is computed), float32, batch 128 unless stated.  GEMM-shaped
+layers (dense, conv) report GFLOP/s counting 3 products (forward, d input, d weight) and the
+percentage of this machine's float32 GEMM peak (benchmarks.bench_gemm, measured in the same run).
+
+    python -m benchmarks.bench_layers [--batch 128] [--threads 2] [--repeat 7]
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy
+
+import minidl
+from minidl import layers as L
+from benchmarks._common import (cupy_backend, print_table, save_json, timeit, torch_or_none)
+from benchmarks.bench_gemm import gemm_gflops
+
+
+def layer_cases(batch: int):
+    """(name, minidl layer factory, torch layer factory, input shape, GEMM flops or None)."""
+    def conv(c, oc, k, s, hw):
+        p = k // 2
+        o = (hw + 2 * p - k) // s + 1
+        flops = 3 * 2 * batch * oc * o * o * c * k * k
+        return (f"conv{k}x{k} s{s} {c}->{oc} @{hw}",
+                lambda: L.Conv2d(c, oc, k, stride=s, padding=p),
+                lambda nn: nn.Conv2d(c, oc, k, stride=s, padding=p),
+                (batch, c, hw, hw), flops)
+    return [
+        ("dense 784->512", lambda: L.Linear(784, 512), lambda nn: nn.Linear(784, 512),
+         (batch, 784), 3 * 2 * batch * 784 * 512),
+        ("dense 3136->128", lambda: L.Linear(3136, 128), lambda nn: nn.Linear(3136, 128),
+         (batch, 3136), 3 * 2 * batch * 3136 * 128),
+        conv(1, 32, 3, 1, 28),
+        conv(32, 64, 3, 1, 14),
+        conv(32, 64, 3, 2, 28),
+        conv(32, 64, 5, 1, 14),
+        conv(32, 64, 5, 2, 28),
+        ("maxpool 2x2 s2 32@28", lambda: L.MaxPool2d(2), lambda nn: nn.MaxPool2d(2),
+         (batch, 32, 28, 28), None),
+        ("maxpool 3x3 s2 32@28", lambda: L.MaxPool2d(3, stride=2, padding=1),
+         lambda nn: nn.MaxPool2d(3, stride=2, padding=1), (batch, 32, 28, 28), None),
+        ("avgpool 2x2 s2 32@28", lambda: L.AvgPool2d(2), lambda nn: nn.AvgPool2d(2),
+         (batch, 32, 28, 28), None),
+        ("batchnorm2d 32@28", lambda: L.BatchNorm2d(32), lambda nn: nn.BatchNorm2d(32),
+         (batch, 32, 28, 28), None),
+    ]
+
+
+def time_minidl(make, shape, backend, repeat):
+    with minidl.use_backend(backend) as b:
+        layer = make()
+        rng = numpy.random.default_rng(0)
+        x = minidl.tensor(minidl.to_device(rng.standard_normal(shape, dtype=numpy.float32)),
+                          requires_grad=True)
+        g = None
+
+        def step():
+            nonlocal g
+            layer.zero_grad()
+            x.grad = None
+            y = layer(x)
+            if g is None:
+                g = minidl.to_device(rng.standard_normal(y.shape, dtype=numpy.float32))
+            y.backward(minidl.tensor(g))
+        return timeit(step, repeat=repeat, warmup=2, sync=b.synchronize)
+
+
+def time_torch(torch, make, shape, repeat):
+    layer = make(torch.nn)
+    x = torch.randn(*shape, requires_grad=True)
+    g = torch.randn(layer(x).shape)
+
+    def step():
+        layer.zero_grad()
+        x.grad = None
+        layer(x).backward(g)
+    return timeit(step, repeat=repeat, warmup=2)
+
+
+def run(batch=128, threads=2, repeat=7) -> dict:
+    torch = torch_or_none(threads)
+    cp = cupy_backend()
+    peak = gemm_gflops(1024, "float32", numpy)
+    print(f"float32 GEMM peak (n=1024, NumPy): {peak:.0f} GFLOP/s\n")
+    rows, results = [], []
+    for name, make, make_torch, shape, flops in layer_cases(batch):
+        ours = time_minidl(make, shape, "numpy", repeat)
+        gpu = time_minidl(make, shape, "cupy", repeat) if cp else None
+        tt = time_torch(torch, make_torch, shape, repeat) if torch else None
+        gf = flops / ours / 1e9 if flops else None
+        rows.append([name, ours * 1e3, gf if gf else "-",
+                     f"{100 * gf / peak:.0f}%" if gf else "-",
+                     gpu * 1e3 if gpu else "not available",
+                     tt * 1e3 if tt else "not available",
+                     f"{ours / tt:.2f}x" if tt else "n/a"])
+        results.append({"layer": name, "input_shape": shape, "numpy_ms": ours * 1e3,
+                        "cupy_ms": gpu * 1e3 if gpu else None,
+                        "torch_ms": tt * 1e3 if tt else None, "gflops": gf,
+                        "fraction_of_gemm_peak": gf / peak if gf else None,
+                        "time_ratio_vs_torch": ours / tt if tt else None})
+    table = print_table(
+        f"Layer forward+backward, float32, batch {batch}, {threads} threads (ms, median)",
+        ["layer", "numpy ms", "GFLOP/s", "% GEMM peak", "cupy ms", "torch ms",
+         "numpy/torch"], rows)
+    save_json("layers", {"gemm_peak_gflops": peak, "results": results, "table": table})
+    return {"results": results, "peak": peak}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=7)
+    args = p.parse_args(argv)
+    run(args.batch, args.threads, args.repeat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Training throughput of the MNIST examples' networks: minidl vs PyTorch CPU (and CuPy).
+
+For the MLP (784-512-256-10) and the main-job CNN (examples/mnist_cnn.py) at batch 128, each
+framework trains the *same* architecture with the same optimizer (Adam) on the same MNIST-shaped
+batches for a fixed number of steps.  Reported: images/s, the implied seconds per 60,000-image
+epoch, and peak resident memory.  Each (framework, model) runs in a fresh subprocess so that the
+peak memory (``ru_maxrss``) is its own and no thread pool or allocator state leaks between them.
+
+    python -m benchmarks.bench_train [--steps 60] [--threads 2]
+    python -m benchmarks.bench_train --time-to-accuracy     # also: full CNN runs to 99.0%
+
+``--time-to-accuracy`` trains the CNN recipe (8 epochs, Adam + one-cycle, random shifts) with
+minidl and with PyTorch on real MNIST and reports the training time until the test accuracy
+first reaches 99.0%.  It takes 10-20 minutes on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+from benchmarks._common import print_table, save_json  # noqa: E402
+
+BATCH = 128
+
+
+def _batches(steps, seed=0):
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    x = rng.random((steps, BATCH, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, (steps, BATCH))
+    return x, y
+
+
+def _run_minidl(model_name: str, steps: int, warmup: int, backend: str) -> dict:
+    import minidl
+    from minidl.functions import softmax_cross_entropy
+    from minidl.optim import Adam
+    from mnist_cnn import build_cnn
+    from mnist_mlp import build_mlp
+
+    minidl.use_backend(backend)
+    b = minidl.get_backend()
+    model = build_cnn() if model_name == "cnn" else build_mlp()
+    opt = Adam(model.parameters(), lr=1e-3)
+    x, y = _batches(steps + warmup)
+    times = []
+    for i in range(steps + warmup):
+        xb, yb = minidl.to_device(x[i]), minidl.to_device(y[i])
+        t0 = time.perf_counter()
+        loss = softmax_cross_entropy(model(minidl.tensor(xb)), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        b.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return {"seconds_per_step": sorted(times)[len(times) // 2]}
+
+
+def _torch_model(model_name):
+    import torch.nn as nn
+    if model_name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),
+                             nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.2),
+                             nn.Linear(256, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))
+
+
+def _run_torch(model_name: str, steps: int, warmup: int, threads: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = _torch_model(model_name)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = _batches(steps + warmup)
+    times = []
+    for i in range(steps + warmup):
+        xb, yb = torch.from_numpy(x[i]), torch.from_numpy(y[i])
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return {"seconds_per_step": sorted(times)[len(times) // 2]}
+
+
+def _child(args) -> None:
+    """Run one measurement in this (fresh) process and print it as JSON."""
+    if args.framework == "torch":
+        out = _run_torch(args.model, args.steps, args.warmup, args.threads)
+    else:
+        out = _run_minidl(args.model, args.steps, args.warmup, args.framework)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(out))
+
+
+def _measure(framework, model, steps, warmup, threads) -> dict | str:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "benchmarks.bench_train", "--child", "--framework", framework,
+           "--model", model, "--steps", str(steps), "--warmup", str(warmup),
+           "--threads", str(threads)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"not available ({reason[:60]})"
+
+
+def time_to_accuracy(threads: int) -> dict:
+    """Full CNN trainings on real MNIST: minidl (examples/mnist_cnn.py) and the same recipe in
+    PyTorch (benchmarks/torch_mnist_cnn.py).  Each prints its time to 99.0%."""
+    results = {}
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    for name, cmd in [("minidl numpy", [sys.executable, "examples/mnist_cnn.py", "--quiet",
+                                        "--out", "runs/bench_cnn"]),
+                      ("torch CPU", [sys.executable, "benchmarks/torch_mnist_cnn.py",
+                                     "--threads", str(threads)])]:
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        ttt = acc = None
+        for line in proc.stdout.splitlines():
+            if line.startswith("time to"):
+                ttt = float(line.split(":")[1].split("s")[0])
+            if line.startswith("test accuracy"):
+                acc = float(line.split()[2].rstrip("%")) / 100
+        results[name] = {"time_to_99_s": ttt, "final_accuracy": acc, "wall_s": wall,
+                         "returncode": proc.returncode}
+        if proc.returncode not in (0, 1):
+            print(proc.stdout[-2000:], proc.stderr[-2000:])
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--time-to-accuracy", action="store_true")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--framework", default="numpy", help=argparse.SUPPRESS)
+    p.add_argument("--model", default="cnn", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return _child(args)
+
+    rows, results = [], []
+    for model in ("mlp", "cnn"):
+        m = {fw: _measure(fw, model, args.steps, args.warmup, args.threads)
+             for fw in ("numpy", "cupy", "torch")}
+
+        def ips(r):
+            return BATCH / r["seconds_per_step"] if isinstance(r, dict) else None
+
+        def epoch_s(r):
+            return 60000 / ips(r) if isinstance(r, dict) else None
+
+        def rss(r):
+            return r["peak_rss_mb"] if isinstance(r, dict) else None
+
+        ratio = (epoch_s(m["numpy"]) / epoch_s(m["torch"])
+                 if isinstance(m["torch"], dict) and isinstance(m["numpy"], dict) else None)
+        gpu_speedup = (epoch_s(m["numpy"]) / epoch_s(m["cupy"])
+                       if isinstance(m["cupy"], dict) else None)
+        rows.append([model, ips(m["numpy"]), epoch_s(m["numpy"]), rss(m["numpy"]),
+                     ips(m["cupy"]) or "not available", ips(m["torch"]) or "not available",
+                     epoch_s(m["torch"]) or "n/a", rss(m["torch"]) or "n/a",
+                     f"{ratio:.2f}x" if ratio else "n/a",
+                     f"{gpu_speedup:.1f}x" if gpu_speedup else "not available"])
+        results.append({"model": model, "batch": BATCH, "threads": args.threads,
+                        "minidl_numpy": m["numpy"], "minidl_cupy": m["cupy"],
+                        "torch_cpu": m["torch"], "epoch_time_ratio_vs_torch": ratio,
+                        "gpu_speedup": gpu_speedup})
+    table = print_table(
+        f"Training throughput, batch {BATCH}, {args.threads} threads (median of {args.steps} "
+        "steps)",
+        ["model", "numpy img/s", "numpy s/epoch", "numpy MB", "cupy img/s", "torch img/s",
+         "torch s/epoch", "torch MB", "numpy/torch time", "GPU speed-up"], rows)
+    payload = {"results": results, "table": table}
+    if args.time_to_accuracy:
+        tta = time_to_accuracy(args.threads)
+        print_table("CNN time to 99.0% test accuracy (s of training)",
+                    ["framework", "time to 99%", "final acc", "wall s"],
+                    [[k, v["time_to_99_s"], v["final_accuracy"], v["wall_s"]]
+                     for k, v in tta.items()])
+        payload["time_to_accuracy"] = tta
+    save_json("train", payload)
+
+
+if __name__ == "__main__":
+    main()

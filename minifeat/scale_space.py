@@ -1,0 +1,112 @@
+"""The SIFT Gaussian scale space and its difference of Gaussians (Lowe 2004, sec. 3; IPOL
+"Anatomy of the SIFT method", Rey-Otero & Delbracio 2014, sec. 2).
+
+Shape legend: ``S`` = intervals per octave (``n_intervals``), each octave holds ``S + 3``
+Gaussian images and ``S + 2`` DoG images of shape (H_o, W_o); octave ``o`` (0-based, octave 0 is
+the 2x upsampled one) has pixel spacing ``2**(o - 1)`` input pixels.
+
+Schedule (relative to the octave's own pixel grid): image ``s`` has blur
+``sigma * 2**(s / S)``; it is made from image ``s - 1`` by an incremental blur of
+``sqrt(sigma_s^2 - sigma_{s-1}^2)``.  The first image of octave ``o > 0`` is image ``S`` of
+octave ``o - 1`` (blur ``2 sigma``) taken at every other pixel.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from minidl import backend as B
+
+from .filters import gaussian_blur
+
+__all__ = ["ScaleSpace", "upsample2x", "build_scale_space", "sigma_schedule", "n_octaves_for"]
+
+
+@dataclass
+class ScaleSpace:
+    """Pyramids of one image.
+
+    Attributes
+    ----------
+    gaussians : list of ndarray (S + 3, H_o, W_o), one per octave
+    dogs : list of ndarray (S + 2, H_o, W_o), ``gaussians[o][s + 1] - gaussians[o][s]``
+    sigma, n_intervals : the schedule's parameters
+    first_octave : -1 when the input was upsampled 2x, else 0 (OpenCV's convention)
+    """
+
+    gaussians: list
+    dogs: list
+    sigma: float
+    n_intervals: int
+    first_octave: int = -1
+
+
+def upsample2x(image):
+    """Bilinear 2x upsampling with pixel-centre alignment (OpenCV ``INTER_LINEAR``).
+
+    Output pixel ``i`` samples the input at ``(i + 0.5) / 2 - 0.5``: even outputs are
+    ``0.75 I[k] + 0.25 I[k-1]``, odd outputs ``0.75 I[k] + 0.25 I[k+1]``, edges replicated.
+    (H, W) -> (2H, 2W).
+    """
+    xp = B.get_array_module(image)
+    H, W = image.shape
+    a = image.astype(xp.float32)
+    rows = xp.empty((2 * H, W), dtype=xp.float32)
+    rows[0::2] = 0.75 * a + 0.25 * xp.concatenate([a[:1], a[:-1]], axis=0)
+    rows[1::2] = 0.75 * a + 0.25 * xp.concatenate([a[1:], a[-1:]], axis=0)
+    out = xp.empty((2 * H, 2 * W), dtype=xp.float32)
+    out[:, 0::2] = 0.75 * rows + 0.25 * xp.concatenate([rows[:, :1], rows[:, :-1]], axis=1)
+    out[:, 1::2] = 0.75 * rows + 0.25 * xp.concatenate([rows[:, 1:], rows[:, -1:]], axis=1)
+    return out
+
+
+def sigma_schedule(sigma: float = 1.6, n_intervals: int = 3) -> list[float]:
+    """Incremental blurs ``[sig_0, sig_1, ..., sig_{S+2}]`` within one octave.
+
+    ``sig_0 = sigma`` (total blur of image 0); for ``s >= 1``
+    ``sig_s = sigma * sqrt(k^(2s) - k^(2s-2))``, ``k = 2^(1/S)`` (Lowe 2004, sec. 3).
+    """
+    k = 2.0 ** (1.0 / n_intervals)
+    sig = [sigma]
+    for s in range(1, n_intervals + 3):
+        prev = sigma * k ** (s - 1)
+        sig.append(math.sqrt((prev * k) ** 2 - prev ** 2))
+    return sig
+
+
+def n_octaves_for(shape, first_octave: int = -1, min_size: int = 8) -> int:
+    """OpenCV's count: ``round(log2(min(H, W) * 2**-first_octave) - 2) + 1`` ... floored so the
+    smallest octave keeps at least ``min_size`` pixels per side."""
+    m = min(shape) * 2.0 ** (-first_octave)
+    n = int(round(math.log2(m) - 2)) + 1 if m > 1 else 1
+    while n > 1 and m / 2 ** (n - 1) < min_size:
+        n -= 1
+    return max(n, 1)
+
+
+def build_scale_space(image, sigma: float = 1.6, n_intervals: int = 3,
+                      assumed_blur: float = 0.5, upsample: bool = True,
+                      n_octaves: int | None = None) -> ScaleSpace:
+    """Gaussian and DoG pyramids of a float32 image (H, W) (IPOL sec. 2.2).
+
+    The input is assumed blurred by ``assumed_blur``; after 2x upsampling that blur doubles, and
+    the base image gets ``sqrt(sigma^2 - (2 assumed_blur)^2)`` more (at least 0.1).
+    """
+    xp = B.get_array_module(image)
+    first = -1 if upsample else 0
+    base = upsample2x(image) if upsample else image
+    pre = assumed_blur * (2.0 if upsample else 1.0)
+    base = gaussian_blur(base, math.sqrt(max(sigma ** 2 - pre ** 2, 0.01)))
+    if n_octaves is None:
+        n_octaves = n_octaves_for(image.shape, first)
+    sig = sigma_schedule(sigma, n_intervals)
+    gaussians, dogs = [], []
+    for o in range(n_octaves):
+        first_img = base if o == 0 else gaussians[-1][n_intervals][::2, ::2]
+        g = xp.empty((n_intervals + 3,) + tuple(first_img.shape), dtype=xp.float32)
+        g[0] = first_img
+        for s in range(1, n_intervals + 3):
+            gaussian_blur(g[s - 1], sig[s], out=g[s])
+        gaussians.append(g)
+        dogs.append(g[1:] - g[:-1])
+    return ScaleSpace(gaussians, dogs, sigma, n_intervals, first)

@@ -1,0 +1,231 @@
+"""SIFT: the Scale-Invariant Feature Transform, by hand (Lowe 2004, IJCV 60(2); Rey-Otero &
+Delbracio, "Anatomy of the SIFT method", IPOL 2014), numerically following OpenCV's
+``cv2.SIFT`` so that keypoints and descriptors can be compared with it.
+
+Pipeline (each stage is a small module, vectorized over all keypoints):
+
+1. :mod:`~minifeat.scale_space` -- 2x bilinear upsampling, Gaussian pyramid, DoG.
+2. :mod:`~minifeat.extrema` -- 3x3x3 extrema, quadratic refinement, contrast and edge tests.
+3. :mod:`~minifeat.orientation` -- 36-bin gradient histograms, peaks >= 0.8 max.
+4. :mod:`~minifeat.descriptors` -- 4x4x8 trilinear histograms, normalise/clamp/normalise.
+
+Example
+-------
+>>> from minifeat import SIFT, load_image                       # doctest: +SKIP
+>>> kp, desc = SIFT().detect_and_compute(load_image("box.png"))  # doctest: +SKIP
+>>> desc.shape                                                    # doctest: +SKIP
+(603, 128)
+"""
+from __future__ import annotations
+
+import time
+
+from minidl import backend as B
+
+from .descriptors import normalize_descriptors, rootsift, sift_descriptors
+from .extrema import find_extrema, refine_extrema
+from .filters import GradientSampler
+from .io import as_gray_float
+from .keypoints import Keypoints
+from .orientation import dominant_orientations, orientation_histograms
+from .scale_space import ScaleSpace, build_scale_space
+
+__all__ = ["SIFT"]
+
+
+class SIFT:
+    """SIFT detector and descriptor extractor.
+
+    Parameters
+    ----------
+    n_features : int, 0 = keep all; else keep the strongest ``n_features`` by response
+    n_intervals : int, scales per octave (``nOctaveLayers`` in OpenCV), default 3
+    contrast_threshold : float, on |DoG| * n_intervals for images in [0, 1], default 0.04
+    edge_threshold : float, principal-curvature ratio r, default 10
+    sigma : float, blur of each octave's first image, default 1.6
+    assumed_blur : float, blur already in the input, default 0.5
+    upsample : bool, start from the 2x upsampled image (octave -1), default True
+    descriptor_format : "unit" (float32, unit L2 norm; default), "opencv" (OpenCV's values:
+        integers 0..255 in float32, = round(min(512 v, 255))) or "rootsift" (Hellinger kernel)
+
+    Attributes
+    ----------
+    timings : dict of stage -> seconds of the last call (synchronised on GPU)
+    """
+
+    def __init__(self, n_features: int = 0, n_intervals: int = 3,
+                 contrast_threshold: float = 0.04, edge_threshold: float = 10.0,
+                 sigma: float = 1.6, assumed_blur: float = 0.5, upsample: bool = True,
+                 descriptor_format: str = "unit"):
+        if not isinstance(n_intervals, int) or n_intervals < 1:
+            raise ValueError(f"`n_intervals` must be a positive int, got {n_intervals!r}")
+        if not isinstance(n_features, int) or n_features < 0:
+            raise ValueError(f"`n_features` must be a non-negative int, got {n_features!r}")
+        for name, v in (("contrast_threshold", contrast_threshold),
+                        ("edge_threshold", edge_threshold), ("sigma", sigma)):
+            if not v > 0:
+                raise ValueError(f"`{name}` must be positive, got {v!r}")
+        if descriptor_format not in ("unit", "opencv", "rootsift"):
+            raise ValueError("`descriptor_format` must be 'unit', 'opencv' or 'rootsift', "
+                             f"got {descriptor_format!r}")
+        self.n_features = n_features
+        self.n_intervals = n_intervals
+        self.contrast_threshold = float(contrast_threshold)
+        self.edge_threshold = float(edge_threshold)
+        self.sigma = float(sigma)
+        self.assumed_blur = float(assumed_blur)
+        self.upsample = bool(upsample)
+        self.descriptor_format = descriptor_format
+        self.timings: dict[str, float] = {}
+
+    def __repr__(self):
+        return (f"SIFT(n_features={self.n_features}, n_intervals={self.n_intervals}, "
+                f"contrast_threshold={self.contrast_threshold}, "
+                f"edge_threshold={self.edge_threshold}, sigma={self.sigma}, "
+                f"descriptor_format={self.descriptor_format!r})")
+
+    # ------------------------------------------------------------------ public API
+    def detect(self, image) -> Keypoints:
+        """Keypoints of ``image`` (array (H, W) or (H, W, C), any backend)."""
+        return self._run(image, None, describe=False)[0]
+
+    def compute(self, image, keypoints: Keypoints):
+        """Descriptors (N, 128) float32 of given keypoints (e.g. ``Keypoints.from_opencv``).
+
+        Each keypoint is described in the Gaussian image of its ``octave`` and ``layer``
+        (derived from ``size`` when those fields are out of range)."""
+        if not isinstance(keypoints, Keypoints):
+            raise TypeError(f"`keypoints` must be a minifeat Keypoints, got "
+                            f"{type(keypoints).__name__}")
+        return self._run(image, keypoints, describe=True)[1]
+
+    def detect_and_compute(self, image):
+        """``(keypoints, descriptors)``; descriptors is float32 (N, 128), OpenCV's order."""
+        return self._run(image, None, describe=True)
+
+    # ------------------------------------------------------------------ stages
+    def _run(self, image, keypoints, describe):
+        img = as_gray_float(image)
+        if img.ndim != 2 or min(img.shape) < 2:
+            raise ValueError(f"`image` must be at least 2x2, got shape {tuple(img.shape)}")
+        xp = B.get_array_module(img)
+        self.timings = {}
+        clock = _Clock(xp, self.timings)
+        ss = build_scale_space(img, self.sigma, self.n_intervals, self.assumed_blur,
+                               self.upsample)
+        clock("scale_space")
+        polar = _PolarCache(ss)
+        if keypoints is None:
+            keypoints = self._detect(ss, polar, clock)
+        if not describe:
+            return keypoints, None
+        desc = self._describe(ss, polar, keypoints)
+        clock("descriptors")
+        self.timings["total"] = sum(self.timings.values())
+        return keypoints, desc
+
+    def _detect(self, ss: ScaleSpace, polar, clock) -> Keypoints:
+        xp = B.get_array_module(ss.dogs[0])
+        S = self.n_intervals
+        pre = 0.5 * self.contrast_threshold / S
+        parts = []
+        for o, dog in enumerate(ss.dogs):
+            s, r, c = find_extrema(dog, pre)
+            ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold)
+            ref = _unique_samples(ref, dog.shape, xp)
+            clock("extrema")
+            octave = o + ss.first_octave
+            for layer in range(1, S + 1):
+                sel = xp.nonzero(ref["s"] == layer)[0]
+                if int(sel.shape[0]) == 0:
+                    continue
+                g = {k: v[sel] for k, v in ref.items()}
+                scale = self.sigma * 2.0 ** ((g["s"] + g["os"]) / S)
+                hist = orientation_histograms(polar.get(o, layer), g["r"], g["c"], scale)
+                k, angle = dominant_orientations(hist)
+                f = 2.0 ** octave
+                parts.append(Keypoints(
+                    (g["c"][k] + g["ox"][k]) * f, (g["r"][k] + g["oy"][k]) * f,
+                    2.0 * scale[k] * f, angle, xp.abs(g["contrast"][k]),
+                    xp.full(k.shape, octave, dtype=xp.int32),
+                    xp.full(k.shape, layer, dtype=xp.int32)))
+            clock("orientation")
+        kp = Keypoints.concatenate(parts) if parts else Keypoints.empty(xp)
+        if self.n_features and len(kp) > self.n_features:
+            kp = kp[xp.argsort(-kp.response)[:self.n_features]]
+        return kp
+
+    def _describe(self, ss: ScaleSpace, polar, kp: Keypoints):
+        xp = B.get_array_module(ss.dogs[0])
+        n = len(kp)
+        raw = xp.zeros((n, 128), xp.float64)
+        if n == 0:
+            return raw.astype(xp.float32)
+        S = self.n_intervals
+        octave, layer = kp.octave.astype(xp.int64), kp.layer.astype(xp.int64)
+        n_oct = len(ss.gaussians)
+        # keypoints without usable octave/layer (other detectors): derive them from size
+        bad = ((octave < ss.first_octave) | (octave >= n_oct + ss.first_octave)
+               | (layer < 0) | (layer > S + 2))
+        if bool(bad.any()):
+            lv = xp.log2(xp.maximum(kp.sigma.astype(xp.float64), 1e-6) / self.sigma)
+            est = xp.rint(lv * S).astype(xp.int64) - ss.first_octave * S
+            o_est = xp.clip(est // S, 0, n_oct - 1)
+            l_est = xp.clip(est - o_est * S, 0, S + 2)
+            octave = xp.where(bad, o_est + ss.first_octave, octave)
+            layer = xp.where(bad, l_est, layer)
+        for o in range(n_oct):
+            for l in range(S + 3):
+                sel = xp.nonzero((octave == o + ss.first_octave) & (layer == l))[0]
+                if int(sel.shape[0]) == 0:
+                    continue
+                f = 2.0 ** -(o + ss.first_octave)
+                raw[sel] = sift_descriptors(
+                    polar.get(o, l), kp.x[sel].astype(xp.float64) * f,
+                    kp.y[sel].astype(xp.float64) * f,
+                    kp.angle[sel], kp.sigma[sel].astype(xp.float64) * f)
+        if self.descriptor_format == "opencv":
+            return normalize_descriptors(raw, opencv_scale=True)
+        d = normalize_descriptors(raw)
+        return rootsift(d) if self.descriptor_format == "rootsift" else d
+
+
+def _unique_samples(ref, shape, xp):
+    """Drop candidates that converged onto the same (layer, row, column) sample."""
+    n = int(ref["s"].shape[0])
+    if n < 2:
+        return ref
+    _, H, W = shape
+    key = (ref["s"] * H + ref["r"]) * W + ref["c"]
+    _, first = xp.unique(key, return_index=True)
+    return {k: v[first] for k, v in ref.items()}
+
+
+class _PolarCache:
+    """One gradient sampler per Gaussian image, shared by orientation and descriptors."""
+
+    def __init__(self, ss: ScaleSpace):
+        self.ss = ss
+        self.maps = {}
+
+    def get(self, o, layer):
+        if (o, layer) not in self.maps:
+            self.maps[(o, layer)] = GradientSampler(self.ss.gaussians[o][layer])
+        return self.maps[(o, layer)]
+
+
+class _Clock:
+    """Accumulates per-stage wall time (synchronising the device before each read)."""
+
+    def __init__(self, xp, out):
+        self.xp, self.out, self.t = xp, out, time.perf_counter()
+
+    def __call__(self, stage):
+        B.synchronize(self.xp)
+        now = time.perf_counter()
+        dt = now - self.t
+        self.t = now
+        self.out[stage] = self.out.get(stage, 0.0) + dt
+        return dt
+
+
