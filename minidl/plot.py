@@ -24,7 +24,7 @@ def line_chart(draw: ImageDraw.ImageDraw, box, series: dict, title: str, ylabel:
     pl, pt, pr, pb = left + 55, top + 25, right - 10, bottom - 35
     draw.rectangle([pl, pt, pr, pb], outline=(0, 0, 0))
     draw.text((left + 5, top + 5), title, fill=(0, 0, 0), font=_font())
-    draw.text((left + 5, pb + 18), ylabel + " vs epoch", fill=(80, 80, 80), font=_font())
+    draw.text((pr - 30, pb + 18), "epoch", fill=(80, 80, 80), font=_font())
     pts = [(x, y) for s in series.values() for x, y in s if y is not None]
     if not pts:
         return
@@ -34,16 +34,16 @@ def line_chart(draw: ImageDraw.ImageDraw, box, series: dict, title: str, ylabel:
     if y1 - y0 < 1e-12:
         y0, y1 = y0 - 0.5, y1 + 0.5
     pad = (y1 - y0) * 0.05
-    y0, y1 = y0 - pad, y1 + pad
+    y0, y1 = (y0 - pad if y0 - pad >= 0 or y0 < 0 else 0.0), y1 + pad  # no negative loss axis
 
     def to_px(x, y):
         return (pl + (x - x0) / (x1 - x0) * (pr - pl), pb - (y - y0) / (y1 - y0) * (pb - pt))
 
-    for frac in (0.0, 0.5, 1.0):
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
         yv = y0 + frac * (y1 - y0)
         _, yp = to_px(x0, yv)
         draw.line([pl - 4, yp, pl, yp], fill=(0, 0, 0))
-        draw.text((left + 2, yp - 6), f"{yv:.4g}", fill=(0, 0, 0), font=_font())
+        draw.text((left + 2, yp - 6), f"{yv:.3g}", fill=(0, 0, 0), font=_font())
     for xv in sorted(set(xs)):
         xp_, _ = to_px(xv, y0)
         draw.line([xp_, pb, xp_, pb + 4], fill=(0, 0, 0))
@@ -55,7 +55,10 @@ def line_chart(draw: ImageDraw.ImageDraw, box, series: dict, title: str, ylabel:
             draw.line(line, fill=color, width=2)
         for px, py in line:
             draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=color)
-        draw.text((pr - 110, pt + 5 + 12 * i), label, fill=color, font=_font())
+        # legend under the plot, clear of the curves
+        lx = pl + 60 * i
+        draw.line([lx, pb + 24, lx + 14, pb + 24], fill=color, width=2)
+        draw.text((lx + 18, pb + 18), label, fill=color, font=_font())
 
 
 def plot_history(history, path) -> pathlib.Path:
