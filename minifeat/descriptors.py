@@ -67,66 +67,99 @@ def sift_descriptors(grad, x, y, angle, scale):
         R = int(radius_h[k0 + step - 1])
         P = (2 * R + 1) ** 2
         idx = order[k0:k0 + step]
-        _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, radius, rot, H, W)
+        _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot)
         k0 += step
     return out
 
 
-def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, radius, rot, H, W):
+def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
+    """Histograms of the keypoints ``idx`` whose patches fit in the square of radius ``R``.
+
+    The rotated coordinates on the square window (kk, side, side) are outer sums; gradients are
+    cut out of the image as window blocks (:meth:`GradientSampler.windows`: magnitude 0 off the
+    image and on its outer ring, where OpenCV skips samples); the samples inside the patch are
+    picked with one boolean mask (per-keypoint terms are broadcast and compressed the same
+    way, not gathered); the trilinear interpolation bins 8 weight moments with ``bincount`` at
+    one shared index (see below; ``add.at`` with an (N, 8) index and 8 corner-indexed
+    bincounts both measured slower).  float32 up to the moments.  (OpenCV's loop bound
+    ``radius`` needs no test: a sample inside the patch has ``|i|, |j| <= radius`` anyway.)
+    """
     f32 = xp.float32
     kk = int(idx.shape[0])
-    side = 2 * R + 1
+    nb = (D + 2) * (D + 2) * N_ORI
     off = xp.arange(-R, R + 1, dtype=f32)
-    di = xp.repeat(off, side)[None, :]   # row offset i
-    dj = xp.tile(off, side)[None, :]     # column offset j
     ct, st = cos_t[idx].astype(f32), sin_t[idx].astype(f32)
-    pyk, pxk = py[idx].astype(xp.int32), px[idx].astype(xp.int32)
-    radk = radius[idx].astype(f32)
-    # 1) which samples of the (kk, side^2) window lie in the patch and inside the image
-    r_rot = dj * st[:, None] + di * ct[:, None]
-    c_rot = dj * ct[:, None] - di * st[:, None]
-    yy = pyk[:, None] + di
-    xx = pxk[:, None] + dj
-    valid = ((xp.abs(r_rot - 0.0) < D / 2 + 0.5) & (xp.abs(c_rot) < D / 2 + 0.5)
-             & (yy > 0) & (yy < H - 1) & (xx > 0) & (xx < W - 1)
-             & (xp.abs(di) <= radk[:, None]) & (xp.abs(dj) <= radk[:, None]))
-    q = xp.nonzero(valid.reshape(-1))[0]  # about half the square is outside the patch
-    # 2) recompute everything on the kept samples only, from (keypoint, offset) indices
-    kq = q // (side * side)
-    pq = q - kq * (side * side)
-    i = (pq // side).astype(f32) - R
-    j = (pq % side).astype(f32) - R
-    ctq, stq = ct[kq], st[kq]
-    c_rot = j * ctq - i * stq
-    r_rot = j * stq + i * ctq
-    flat = (pyk[kq] + i.astype(xp.int32)) * W + (pxk[kq] + j.astype(xp.int32))
-    mag_s, ori_s = grad.sample(flat)
-    m = mag_s * xp.exp((c_rot * c_rot + r_rot * r_rot) * f32(-1.0 / (D * D * 0.5)))
-    rbin = r_rot + f32(D / 2 - 0.5)
-    cbin = c_rot + f32(D / 2 - 0.5)
-    obin = (ori_s - rot[idx].astype(f32)[kq]) * f32(N_ORI / 360.0)
-    r0 = xp.floor(rbin)
-    c0 = xp.floor(cbin)
+    pyk, pxk = py[idx], px[idx]
+    # 1) rotated coordinates on the square (kk, side, side): r = i ct + j st, c = j ct - i st
+    r_rot = (off[None, :] * ct[:, None])[:, :, None] + (off[None, :] * st[:, None])[:, None, :]
+    c_rot = (off[None, :] * ct[:, None])[:, None, :] - (off[None, :] * st[:, None])[:, :, None]
+    lim = f32(D / 2 + 0.5)
+    valid = xp.abs(r_rot) < lim
+    valid &= xp.abs(c_rot) < lim
+    # 2) the samples inside the patch, compressed with the mask; gradients come as window
+    # blocks (0 magnitude on the image's outer ring and off the image: those add nothing)
+    rq = r_rot[valid]
+    cq = c_rot[valid]
+    mag_w, ori_w = grad.windows(pyk, pxk, R)
+    mag_s = mag_w[valid]
+    ori_s = ori_w[valid]
+    # per-keypoint terms spread over the square by broadcasting, then compressed likewise
+    kbase = xp.broadcast_to((xp.arange(kk, dtype=xp.int64) * nb)[:, None, None], valid.shape)
+    kbase = kbase[valid]
+    orot = (rot[idx] * (N_ORI / 360.0)).astype(f32)
+    orot = xp.broadcast_to(orot[:, None, None], valid.shape)[valid]
+    m = cq * cq
+    m += rq * rq
+    m *= f32(-1.0 / (D * D * 0.5))
+    xp.exp(m, out=m)
+    m *= mag_s
+    rq += f32(D / 2 + 0.5)  # = rbin + 1 >= 0: floor is the int cast
+    cq += f32(D / 2 + 0.5)
+    obin = ori_s * f32(N_ORI / 360.0)
+    obin -= orot
+    r0 = xp.floor(rq)
+    c0 = xp.floor(cq)
     o0 = xp.floor(obin)
-    fr, fc, fo = rbin - r0, cbin - c0, obin - o0
-    r0 = r0.astype(xp.int32) + 1
-    c0 = c0.astype(xp.int32) + 1
-    o0 = o0.astype(xp.int32) % N_ORI
-    do = (o0 + 1) % N_ORI - o0
-    base = kq.astype(xp.int32) * ((D + 2) * (D + 2) * N_ORI) + (r0 * (D + 2) + c0) * N_ORI + o0
-    idxs, vals = [], []
-    for dr, wr in ((0, 1 - fr), (1, fr)):
-        mr = m * wr
-        for dc, wc in ((0, 1 - fc), (1, fc)):
-            cell = base + (dr * (D + 2) + dc) * N_ORI
-            wrc = mr * wc
-            v1 = wrc * fo
-            idxs += [cell, cell + do]
-            vals += [wrc - v1, v1]
-    h = xp.bincount(xp.concatenate(idxs), weights=xp.concatenate(vals),
-                    minlength=kk * (D + 2) * (D + 2) * N_ORI)
-    h = h.reshape(kk, D + 2, D + 2, N_ORI)[:, 1:-1, 1:-1, :].reshape(kk, -1)
-    out[idx] = h
+    fr = rq - r0
+    fc = cq - c0
+    fo = obin - o0
+    # One bin per sample, (keypoint, r0 + 1, c0 + 1, o0 mod 8), and 8 moments of the weights,
+    # m * prod(f_a for a in S) for S subsets of {r, c, o}, each summed there by one bincount
+    # (float64 weights, int64 indices: its fast path).  The trilinear corners follow on the
+    # small histograms, axis by axis: weight (1 - f) stays (M_S - M_{S+a}), weight f moves one
+    # bin along a (M_{S+a}).  Fewer passes over the samples than 8 corner weights and indices.
+    base = r0.astype(xp.int64) * ((D + 2) * N_ORI)
+    base += c0.astype(xp.int64) * N_ORI
+    base += o0.astype(xp.int64) & (N_ORI - 1)  # N_ORI is a power of 2: two's complement mod
+    base += kbase
+    m = m.astype(xp.float64)
+    fr = fr.astype(xp.float64)
+    fc = fc.astype(xp.float64)
+    fo = fo.astype(xp.float64)
+    mr = m * fr
+    mc = m * fc
+    mrc = mr * fc
+    w = {"": m, "r": mr, "c": mc, "o": m * fo, "rc": mrc, "ro": mr * fo, "co": mc * fo,
+         "rco": mrc * fo}
+    shape = (kk, D + 2, D + 2, N_ORI)
+    M = {k: xp.bincount(base, weights=v, minlength=kk * nb).reshape(shape) for k, v in w.items()}
+    for ax, name in ((1, "r"), (2, "c"), (3, "o")):
+        nxt = {}
+        for k in M:
+            if name in k:
+                continue
+            hi = M[k + name] if k + name in M else M["".join(sorted(k + name, key="rco".index))]
+            lo = M[k] - hi
+            if ax == 3:
+                lo += xp.roll(hi, 1, axis=3)
+            elif ax == 1:
+                lo[:, 1:] += hi[:, :-1]
+            else:
+                lo[:, :, 1:] += hi[:, :, :-1]
+            nxt[k] = lo
+        M = nxt
+    hist = M[""]
+    out[idx] = hist[:, 1:-1, 1:-1, :].reshape(kk, -1)
 
 
 def normalize_descriptors(desc, *, opencv_scale: bool = False):

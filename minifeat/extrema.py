@@ -6,6 +6,8 @@ Shapes: ``dog`` is (S + 2, H, W); candidates are index arrays ``s, r, c`` of len
 """
 from __future__ import annotations
 
+import numpy
+
 from minidl import backend as B
 
 __all__ = ["find_extrema", "refine_extrema", "IMG_BORDER"]
@@ -22,7 +24,8 @@ def _max3(a, axis, op):
         return a[tuple(s)]
 
     n = a.shape[axis]
-    return op(op(part(0, n - 2), part(1, n - 1)), part(2, n))
+    out = op(part(0, n - 2), part(1, n - 1))
+    return op(out, part(2, n), out=out)
 
 
 def find_extrema(dog, threshold: float, border: int = IMG_BORDER):
@@ -57,11 +60,25 @@ def _extrema_block(block, threshold, border, xp):
         mx = _max3(mx, ax, xp.maximum)
         mn = _max3(mn, ax, xp.minimum)
     centre = block[1:-1, 1:-1, 1:-1]
-    hit = ((centre >= mx) & (centre > threshold)) | ((centre <= mn) & (centre < -threshold))
+    # centre > t  <=>  centre >= nextafter(t, +inf) in the block's dtype, so the threshold
+    # joins the neighbourhood max (min): 5 passes instead of 7
+    t = numpy.float32(threshold).astype(block.dtype)
+    up = numpy.nextafter(t, numpy.array(numpy.inf, dtype=block.dtype))
+    xp.maximum(mx, up, out=mx)
+    xp.minimum(mn, -up, out=mn)
+    hit = centre >= mx
+    hit |= centre <= mn
+    # nonzero of the contiguous mask, flattened (fast), then the few hits are decoded and the
+    # columns within ``border`` of the edges dropped (a sliced 3-D nonzero is several x slower)
+    n, h, w = hit.shape
+    q = xp.flatnonzero(hit.reshape(-1))
+    s = q // (h * w)
+    q = q - s * (h * w)
+    r = q // w
+    c = q - r * w + 1
     W = block.shape[2]
-    hit = hit[:, :, border - 1:W - 1 - border]
-    s, r, c = xp.nonzero(hit)
-    return s + 1, r, c + border
+    keep = (c >= border) & (c < W - border)
+    return s[keep] + 1, r[keep], c[keep]
 
 
 def _derivatives(dog, s, r, c):

@@ -50,14 +50,23 @@ def upsample2x(image):
     """
     xp = B.get_array_module(image)
     H, W = image.shape
-    a = image.astype(xp.float32)
+    a = image.astype(xp.float32, copy=False)
     rows = xp.empty((2 * H, W), dtype=xp.float32)
-    rows[0::2] = 0.75 * a + 0.25 * xp.concatenate([a[:1], a[:-1]], axis=0)
-    rows[1::2] = 0.75 * a + 0.25 * xp.concatenate([a[1:], a[-1:]], axis=0)
+    _upsample_axis0(a, rows, xp)
     out = xp.empty((2 * H, 2 * W), dtype=xp.float32)
-    out[:, 0::2] = 0.75 * rows + 0.25 * xp.concatenate([rows[:, :1], rows[:, :-1]], axis=1)
-    out[:, 1::2] = 0.75 * rows + 0.25 * xp.concatenate([rows[:, 1:], rows[:, -1:]], axis=1)
+    _upsample_axis0(rows.T, out.T, xp)
     return out
+
+
+def _upsample_axis0(a, dst, xp):
+    """``dst[2k] = 0.75 a[k] + 0.25 a[k-1]``, ``dst[2k+1] = 0.75 a[k] + 0.25 a[k+1]`` (edges
+    replicated), from slices: no concatenated copies of the image."""
+    a75 = a * 0.75
+    a25 = a * 0.25
+    xp.add(a75[1:], a25[:-1], out=dst[2::2])
+    xp.add(a75[:1], a25[:1], out=dst[0:1])
+    xp.add(a75[:-1], a25[1:], out=dst[1:-1:2])
+    xp.add(a75[-1:], a25[-1:], out=dst[-1:])
 
 
 def sigma_schedule(sigma: float = 1.6, n_intervals: int = 3) -> list[float]:
@@ -96,7 +105,7 @@ def build_scale_space(image, sigma: float = 1.6, n_intervals: int = 3,
     first = -1 if upsample else 0
     base = upsample2x(image) if upsample else image
     pre = assumed_blur * (2.0 if upsample else 1.0)
-    base = gaussian_blur(base, math.sqrt(max(sigma ** 2 - pre ** 2, 0.01)))
+    base = base.astype(xp.float32, copy=False)
     if n_octaves is None:
         n_octaves = n_octaves_for(image.shape, first)
     sig = sigma_schedule(sigma, n_intervals)
@@ -104,7 +113,10 @@ def build_scale_space(image, sigma: float = 1.6, n_intervals: int = 3,
     for o in range(n_octaves):
         first_img = base if o == 0 else gaussians[-1][n_intervals][::2, ::2]
         g = xp.empty((n_intervals + 3,) + tuple(first_img.shape), dtype=xp.float32)
-        g[0] = first_img
+        if o == 0:  # blurred straight into place
+            gaussian_blur(base, math.sqrt(max(sigma ** 2 - pre ** 2, 0.01)), out=g[0])
+        else:       # downsampled by slicing
+            g[0] = first_img
         for s in range(1, n_intervals + 3):
             gaussian_blur(g[s - 1], sig[s], out=g[s])
         gaussians.append(g)

@@ -3,7 +3,8 @@ import pytest
 import scipy.ndimage
 
 from minidl import backend as B
-from minifeat.filters import gaussian_blur, gaussian_kernel1d, gradient_polar, image_gradients
+from minifeat.filters import (GradientSampler, blur_gemm, gaussian_blur, gaussian_kernel1d,
+                              gradient_polar, image_gradients, toeplitz_band)
 
 
 @pytest.mark.parametrize("sigma", [0.7, 1.6, 3.0])
@@ -40,3 +41,102 @@ def test_gradients_of_a_ramp(xp):
     # y up: the intensity grows downwards, so the angle is below the x axis (360 - 56.3)
     np.testing.assert_allclose(B.to_host(ori)[1:-1, 1:-1], 360 - np.degrees(np.arctan2(6, 4)),
                                rtol=1e-5)
+
+
+def test_toeplitz_band_correlates_windows(xp, rng):
+    k = rng.random(5).astype(np.float32)
+    T = B.to_host(toeplitz_band(xp.asarray(k), 7))
+    assert T.shape == (11, 7)
+    x = rng.random(11).astype(np.float32)
+    np.testing.assert_allclose(x @ T, np.correlate(x, k, mode="valid"), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(23, 31), (40, 9), (9, 70), (130, 77)])
+@pytest.mark.parametrize("sigma", [0.8, 1.6, 3.1])
+def test_blur_gemm_matches_correlate1d(xp, rng, shape, sigma):
+    k = gaussian_kernel1d(sigma, xp=np)
+    if min(shape) <= k.shape[0] // 2:
+        pytest.skip("image smaller than the kernel radius")
+    img = rng.random(shape).astype(np.float32)
+    want = scipy.ndimage.correlate1d(scipy.ndimage.correlate1d(
+        img.astype(np.float64), k, axis=1, mode="mirror"), k, axis=0, mode="mirror")
+    # small blocks and column strips, so that strips, partial blocks and mirrors all occur
+    got = blur_gemm(xp.asarray(img), xp.asarray(k), block=8, cols=16)
+    np.testing.assert_allclose(B.to_host(got), want, atol=2e-6)
+    out = xp.zeros(shape, dtype=xp.float32)
+    assert blur_gemm(xp.asarray(img), xp.asarray(k), out=out) is out
+    np.testing.assert_allclose(B.to_host(out), want, atol=2e-6)
+
+
+def test_blur_gemm_rejects_tiny_images():
+    with pytest.raises(ValueError, match="too small"):
+        blur_gemm(np.zeros((3, 40), np.float32), gaussian_kernel1d(1.6, xp=np))
+
+
+def test_gaussian_blur_engines_agree(rng):
+    img = rng.random((240, 260)).astype(np.float32)  # above the GEMM size threshold
+    got = gaussian_blur(img, 1.9)
+    want = scipy.ndimage.gaussian_filter(img.astype(np.float64), 1.9, mode="mirror", truncate=4)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_gradient_sampler_sparse_equals_dense(xp, rng):
+    img = rng.random((30, 41)).astype(np.float32)
+    mag, ori = gradient_polar(xp.asarray(img))
+    flat = np.arange(41 + 1, 29 * 41 - 1, 7)
+    flat = flat[(flat % 41 > 0) & (flat % 41 < 40)]
+    m_s, o_s = GradientSampler(xp.asarray(img)).sample(xp.asarray(flat))
+    np.testing.assert_allclose(B.to_host(m_s), B.to_host(mag).ravel()[flat], rtol=1e-5, atol=1e-6)
+    d = np.abs(B.to_host(o_s) - B.to_host(ori).ravel()[flat]) % 360
+    assert np.all(np.minimum(d, 360 - d) < 1e-3)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_gradient_sampler_windows(xp, rng, dense):
+    import minifeat.filters as F
+
+    H, W, R = 60, 81, 3
+    img = rng.random((H, W)).astype(np.float32)
+    mag, ori = (B.to_host(a) for a in gradient_polar(xp.asarray(img)))
+    r = np.array([0, 5, H - 1, -2, -100, H + 10, 15, H - 3])
+    c = np.array([0, 7, W - 1, 3, 5, W + 19, 20, 2])
+    g = GradientSampler(xp.asarray(img))
+    if dense:  # ask for more than the sparse budget first
+        g.requested = H * W
+    wm, wo = (B.to_host(a) for a in g.windows(xp.asarray(r), xp.asarray(c), R))
+    assert wm.shape == wo.shape == (len(r), 2 * R + 1, 2 * R + 1)
+    assert (g._padded is not None) == dense and F._WINDOW_DENSE_RATIO >= 1
+    for k in range(len(r)):
+        for i in range(-R, R + 1):
+            for j in range(-R, R + 1):
+                y, x = r[k] + i, c[k] + j
+                on = 0 < y < H - 1 and 0 < x < W - 1
+                np.testing.assert_allclose(wm[k, i + R, j + R], mag[y, x] if on else 0,
+                                           rtol=1e-5, atol=1e-7)
+                if on and wm[k, i + R, j + R] > 1e-4:
+                    d = abs(wo[k, i + R, j + R] - ori[y, x]) % 360
+                    assert min(d, 360 - d) < 1e-3
+
+
+def test_gradient_polar_writes_into_out(xp, rng):
+    img = xp.asarray(rng.random((9, 12)).astype(np.float32))
+    buf = xp.full((2, 13, 16), 7.0, dtype=xp.float32)
+    got = gradient_polar(img, out=(buf[0, 2:11, 1:13], buf[1, 2:11, 1:13]))
+    want = gradient_polar(img)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(B.to_host(a), B.to_host(b))
+    assert float(buf[0, 0, 0]) == 7.0
+
+
+def test_gradient_sampler_windows_wider_margin(xp, rng):
+    img = xp.asarray(rng.random((20, 25)).astype(np.float32))
+    r, c = xp.asarray(np.array([3, 19])), xp.asarray(np.array([0, 10]))
+    g = GradientSampler(img)
+    g.requested = 10 ** 6  # dense
+    g.windows(r, c, 2)
+    m1, o1 = g.windows(r, c, 45)  # margin 80 -> 160, maps copied
+    g2 = GradientSampler(img)
+    g2.requested = 10 ** 6
+    m2, o2 = g2.windows(r, c, 45)
+    np.testing.assert_array_equal(B.to_host(m1), B.to_host(m2))
+    np.testing.assert_array_equal(B.to_host(o1), B.to_host(o2))
