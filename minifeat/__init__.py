@@ -11,5 +11,7 @@ from .edges import edges_canny, gradient_magnitude, gradient_scharr, gradient_so
 from .corners import corner_harris, corner_peaks, corner_shi_tomasi  # noqa: F401
 from .blobs import blob_dog, blob_doh, blob_log  # noqa: F401
 from .kmeans import KMeans, MiniBatchKMeans  # noqa: F401
+from .bovw import BagOfWords  # noqa: F401
+from .dense_sift import DenseSIFT, dense_grid, keypoint_sift  # noqa: F401
 
 __version__ = "0.1.0"
