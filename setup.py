@@ -10,7 +10,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["minidl", "minidl.*", "minifeat", "minifeat.*"]),
-    package_data={"minidl.testing": ["*.json"]},
+    package_data={"minidl.testing": ["*.json"],
+                  "minidl.data": ["imagenet_classes.txt"]},
     install_requires=["numpy>=1.26", "scipy>=1.11", "pillow>=10"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],

@@ -13,7 +13,9 @@ parallel branches concatenated on the channel axis) are written as plain code:
 """
 from __future__ import annotations
 
+from minidl import backend as B
 from minidl import functions as F
+from minidl.autograd import Tensor, is_grad_enabled
 from minidl.functions.adaptive_pooling import adaptive_avg_pool2d
 from minidl.layers.conv import Conv2d
 from minidl.layers.linear import Linear
@@ -21,7 +23,70 @@ from minidl.layers.module import Module, Sequential
 from minidl.layers.normalization import BatchNorm2d
 
 __all__ = ["BasicBlock", "Bottleneck", "BasicConv2d", "InceptionA", "InceptionB",
-           "InceptionC", "InceptionD", "InceptionE", "InceptionAux"]
+           "InceptionC", "InceptionD", "InceptionE", "InceptionAux", "conv_bn"]
+
+
+# ------------------------------------------------------------------ conv-BN(-ReLU), fused
+
+def _can_fuse(conv, bn, x) -> bool:
+    """Inference only: BN in eval mode, no graph recorded, an input the layers would accept
+    (anything else takes the generic path, which also produces the error messages)."""
+    if bn.training or is_grad_enabled() or bn.gamma is None:
+        return False
+    data = x.data if isinstance(x, Tensor) else x
+    return (B.is_array(data) and data.ndim == 4 and data.shape[1] == conv.in_channels
+            and data.dtype == conv.W.dtype and B.backend_of(data) is B.backend_of(conv.W.data))
+
+
+def conv_bn(conv, bn, x, relu: bool = True):
+    """``relu(bn(conv(x)))`` (or without the ReLU).
+
+    Training, or whenever a graph is recorded, this is exactly the layer calls.  In inference
+    (``bn.eval()`` under ``no_grad``) the batch norm is folded into the convolution,
+
+        W' = W * s,  b' = (b - running_mean) * s + beta,   s = gamma / sqrt(running_var + eps)
+
+    and the ReLU is applied in place: one pass over the output instead of four.  A 1x1
+    convolution is then a plain matrix product, (OC, C) @ (N, C, H*W), with no im2col copy
+    (a stride subsamples x first).  The folding is recomputed at every call (O(parameters)),
+    so it can never go stale.
+    """
+    if not _can_fuse(conv, bn, x):
+        y = bn(conv(x))
+        return F.relu(y) if relu else y
+    xp = B.get_array_module(conv.W.data)
+    data = x.data if isinstance(x, Tensor) else x
+    dt = data.dtype.type
+    s = bn.gamma.data / xp.sqrt(bn.running_var.astype(data.dtype) + dt(bn.eps))
+    shift = bn.beta.data - bn.running_mean.astype(data.dtype) * s
+    if conv.b is not None:
+        shift = shift + conv.b.data * s
+    W = conv.W.data * s[:, None, None, None]
+    if conv.kernel_size == (1, 1) and conv.padding == (0, 0) and conv.groups == 1:
+        sh, sw = conv.stride
+        if (sh, sw) != (1, 1):
+            data = data[:, :, ::sh, ::sw]
+        N, C, H, Wd = data.shape
+        x2 = xp.ascontiguousarray(data).reshape(N, C, H * Wd)
+        y = xp.matmul(W.reshape(W.shape[0], C), x2).reshape(N, W.shape[0], H, Wd)
+        y += shift[:, None, None]
+    else:
+        y = F.conv2d(data, W, shift, conv.stride, conv.padding, conv.dilation,
+                     conv.groups).data
+    if relu:
+        xp.maximum(y, 0, out=y)
+    return Tensor(y)
+
+
+def add_relu(out, shortcut):
+    """``relu(out + shortcut)``; in place on ``out``'s buffer when no graph is recorded."""
+    if is_grad_enabled() and (out.requires_grad or getattr(shortcut, "requires_grad", False)):
+        return F.relu(out + shortcut)
+    xp = B.get_array_module(out.data)
+    y = out.data
+    y += shortcut.data if isinstance(shortcut, Tensor) else shortcut
+    xp.maximum(y, 0, out=y)
+    return Tensor(y)
 
 
 def conv3x3(cin, cout, stride=1):
@@ -30,6 +95,13 @@ def conv3x3(cin, cout, stride=1):
 
 def conv1x1(cin, cout, stride=1):
     return Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+def _shortcut(downsample, x):
+    if downsample is None:
+        return x
+    conv, bn = downsample
+    return conv_bn(conv, bn, x, relu=False)
 
 
 def projection(cin, cout, stride):
@@ -55,10 +127,9 @@ class BasicBlock(Module):
         self.stride = stride
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        out = conv_bn(self.conv1, self.bn1, x)
+        out = conv_bn(self.conv2, self.bn2, out, relu=False)
+        return add_relu(out, _shortcut(self.downsample, x))
 
 
 class Bottleneck(Module):
@@ -79,11 +150,10 @@ class Bottleneck(Module):
         self.stride = stride
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        out = conv_bn(self.conv1, self.bn1, x)
+        out = conv_bn(self.conv2, self.bn2, out)
+        out = conv_bn(self.conv3, self.bn3, out, relu=False)
+        return add_relu(out, _shortcut(self.downsample, x))
 
 
 # ------------------------------------------------------------------------------- Inception-v3
@@ -97,7 +167,7 @@ class BasicConv2d(Module):
         self.bn = BatchNorm2d(cout, eps=0.001)
 
     def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
+        return conv_bn(self.conv, self.bn, x)
 
 
 def _cat(branches):

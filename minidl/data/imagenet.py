@@ -1,0 +1,81 @@
+"""ImageNet-1k inference helpers: the 1000 class names and torchvision's evaluation
+preprocessing.
+
+    image -> RGB -> resize so the SHORTER side is ``resize`` (bilinear, PIL) -> centre crop
+    ``crop`` x ``crop`` -> float32 in [0, 1] -> (x - mean) / std per channel -> (3, crop, crop)
+
+ResNet and AlexNet use resize 256 / crop 224; Inception-v3 uses 342 / 299
+(:data:`PRESETS`).  Mean and std are ImageNet's channel statistics (0.485, 0.456, 0.406) /
+(0.229, 0.224, 0.225).  Class names are in torchvision's index order (the sorted WordNet ids
+n01440764 "tench" ... n15075141 "toilet tissue"), one per line in ``imagenet_classes.txt``.
+"""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import numpy
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PRESETS", "imagenet_classes", "preprocess",
+           "resize_shorter", "center_crop"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRESETS = {"default": (256, 224), "inception_v3": (342, 299)}
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names; index i is the model's output i."""
+    text = resources.files("minidl.data").joinpath("imagenet_classes.txt").read_text("utf-8")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(names) != 1000:
+        raise RuntimeError(f"imagenet_classes.txt holds {len(names)} names, expected 1000")
+    return names
+
+
+def resize_shorter(image, size: int):
+    """A PIL image resized (bilinear) so its shorter side is ``size``, keeping the aspect
+    ratio (the longer side truncated, as torchvision's ``Resize(size)``)."""
+    from PIL import Image
+    w, h = image.size
+    if min(w, h) == size:
+        return image
+    if w <= h:
+        new = (size, int(size * h / w))
+    else:
+        new = (int(size * w / h), size)
+    return image.resize(new, Image.Resampling.BILINEAR)
+
+
+def center_crop(image, size: int):
+    """The central ``size`` x ``size`` patch of a PIL image at least that large."""
+    w, h = image.size
+    if w < size or h < size:
+        raise ValueError(f"center_crop: image {w}x{h} is smaller than the crop {size}x{size}")
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def preprocess(image, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN,
+               std=IMAGENET_STD) -> numpy.ndarray:
+    """An image (path, PIL image, or uint8 array (H, W) / (H, W, 3)) as a normalised float32
+    array of shape (3, crop, crop) on the host; stack a batch with ``numpy.stack``.
+
+    >>> x = preprocess("cat.jpg")                       # ResNet / AlexNet: (3, 224, 224)
+    >>> x = preprocess("cat.jpg", *PRESETS["inception_v3"])   # (3, 299, 299)
+    """
+    from PIL import Image
+    if isinstance(image, numpy.ndarray):
+        if image.dtype != numpy.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"preprocess: an array image must be uint8 (H, W) or (H, W, 3), "
+                             f"got {image.dtype} {image.shape}")
+        image = Image.fromarray(image)
+    elif not isinstance(image, Image.Image):
+        image = Image.open(image)
+    if crop > resize:
+        raise ValueError(f"preprocess: crop ({crop}) must not exceed resize ({resize})")
+    image = center_crop(resize_shorter(image.convert("RGB"), resize), crop)
+    x = numpy.asarray(image, dtype=numpy.float32) / 255.0
+    x = (x - numpy.asarray(mean, numpy.float32)) / numpy.asarray(std, numpy.float32)
+    return numpy.ascontiguousarray(x.transpose(2, 0, 1))

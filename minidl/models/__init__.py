@@ -1,0 +1,27 @@
+"""Model zoo: ImageNet architectures with torchvision's layouts and parameter names, and small
+ResNets for 28x28 images.
+
+>>> from minidl.models import resnet50, get_model
+>>> model = get_model("resnet50").eval()       # then minidl.convert.load_weights(model, path)
+"""
+from __future__ import annotations
+
+from minidl.models.alexnet import AlexNet, alexnet
+from minidl.models.inception import Inception3, inception_v3
+from minidl.models.resnet import (ResNet, SmallResNet, resnet8, resnet18, resnet20, resnet34,
+                                  resnet50, resnet101, resnet152)
+
+__all__ = ["AlexNet", "Inception3", "ResNet", "SmallResNet", "alexnet", "inception_v3",
+           "resnet8", "resnet18", "resnet20", "resnet34", "resnet50", "resnet101", "resnet152",
+           "MODELS", "get_model"]
+
+MODELS = {f.__name__: f for f in (alexnet, resnet18, resnet34, resnet50, resnet101, resnet152,
+                                  inception_v3, resnet8, resnet20)}
+
+
+def get_model(name: str, **kwargs):
+    """Build the architecture ``name`` (a key of :data:`MODELS`) with random weights."""
+    if name not in MODELS:
+        raise ValueError(f"get_model: unknown model {name!r}; choose one of "
+                         f"{', '.join(sorted(MODELS))}")
+    return MODELS[name](**kwargs)
