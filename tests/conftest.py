@@ -44,11 +44,15 @@ def xp(backend):
 
 @pytest.fixture(autouse=True)
 def _seeded():
-    """Every test starts from the same seeds and the default dtype."""
+    """Every test starts from the same seeds, the default dtype and the backend it found; a
+    test that switches backends for good (an example's ``--backend strict``) cannot leak its
+    choice into the next test."""
+    active = B.get_backend().name
     B.seed(0)
     B.set_default_dtype(np.float32)
     yield
     B.set_default_dtype(np.float32)
+    B.use_backend(active)
 
 
 @pytest.fixture
