@@ -5,8 +5,10 @@ CuPy stand-in (``minidl.testing.strict``), and real CuPy when a GPU is present (
 otherwise, with the reason).  Inside such a test the backend is active, so layers create their
 parameters there and ``minidl.to_device`` moves data there.
 """
+import importlib.util
 import os
 import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -82,3 +84,25 @@ def images_dir(data_dir):
     if not d.is_dir():
         pytest.skip(f"no images/ folder under MINIDL_DATA={data_dir}")
     return d
+
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load_example(name: str):
+    """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package);
+    their folder is on ``sys.path`` while it runs, so that they can import ``_cli``."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return module
+
+
+@pytest.fixture
+def load_example():
+    """``load_example("mnist_cnn")`` -> the example's module, to call its ``main(argv)``."""
+    return _load_example

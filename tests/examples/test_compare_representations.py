@@ -1,8 +1,5 @@
 """Smoke test of examples/compare_representations.py at tiny settings (real data needed)."""
-import importlib.util
 import json
-import pathlib
-import sys
 
 import pytest
 
@@ -10,19 +7,6 @@ from minidl import backend as B
 
 pytestmark = pytest.mark.data
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
-
-
-def _example():
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location("example_compare_representations",
-                                                      EXAMPLES / "compare_representations.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    return module
 
 
 def _tiny(data_dir, tmp_path, *extra):
@@ -31,9 +15,9 @@ def _tiny(data_dir, tmp_path, *extra):
             *extra]
 
 
-def test_compare_representations_prints_and_writes_the_table(data_dir, tmp_path, capsys):
+def test_compare_representations_prints_and_writes_the_table(data_dir, tmp_path, capsys, load_example):
     with B.use_backend("numpy"):        # main() switches the backend for good: restore it
-        status = _example().main(_tiny(data_dir, tmp_path, "--no-verdict"))
+        status = load_example("compare_representations").main(_tiny(data_dir, tmp_path, "--no-verdict"))
     out = capsys.readouterr().out
     assert status == 0, out
     table = json.loads((tmp_path / "table.json").read_text())
@@ -51,14 +35,14 @@ def test_compare_representations_prints_and_writes_the_table(data_dir, tmp_path,
 
 
 @pytest.mark.parametrize("backend", ["strict"])
-def test_bovw_path_runs_under_strict_backend_on_mnist(data_dir, tmp_path, capsys, backend):
+def test_bovw_path_runs_under_strict_backend_on_mnist(data_dir, tmp_path, capsys, backend, load_example):
     """The BoVW path never calls a NumPy-only function on backend arrays; the verdict needs
     the CNN, so running BoVW alone exits 0."""
     with B.use_backend("numpy"):
         args = _tiny(data_dir, tmp_path, "--dataset", "mnist", "--only", "bovw", "--backend",
                      backend, "--limit", "100", "--batch-size", "20")
         args[args.index("--epochs") + 1] = "5"
-        status = _example().main(args)
+        status = load_example("compare_representations").main(args)
     assert status == 0
     table = json.loads((tmp_path / "table.json").read_text())
     assert table["dataset"] == "mnist" and len(table["rows"]) == 2

@@ -1,6 +1,4 @@
 """Smoke tests of examples/detectors.py (the edges / corners / blobs tutorial)."""
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -8,14 +6,6 @@ from PIL import Image
 
 from minidl import backend as B
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "detectors.py"
-
-
-def _example():
-    spec = importlib.util.spec_from_file_location("example_detectors", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_scene(path, size=96):
@@ -27,11 +17,11 @@ def _write_scene(path, size=96):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "strict"])
-def test_detectors_example_writes_three_pngs(tmp_path, capsys, backend):
+def test_detectors_example_writes_three_pngs(tmp_path, capsys, backend, load_example):
     _write_scene(tmp_path / "scene.png")
     out = tmp_path / "out"
     with B.use_backend("numpy"):        # main() switches the backend for good: restore it
-        status = _example().main([str(tmp_path / "scene.png"), "-o", str(out),
+        status = load_example("detectors").main([str(tmp_path / "scene.png"), "-o", str(out),
                                   "--backend", backend, "--max-sigma", "12"])
     assert B.get_backend().name == "numpy"
     text = capsys.readouterr().out
@@ -42,8 +32,8 @@ def test_detectors_example_writes_three_pngs(tmp_path, capsys, backend):
     assert "canny" in text and "harris" in text and "blobs" in text
 
 
-def test_detectors_example_fails_on_a_blank_image(tmp_path, capsys):
+def test_detectors_example_fails_on_a_blank_image(tmp_path, capsys, load_example):
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "blank.png")
-    status = _example().main([str(tmp_path / "blank.png"), "-o", str(tmp_path / "out")])
+    status = load_example("detectors").main([str(tmp_path / "blank.png"), "-o", str(tmp_path / "out")])
     assert status == 1
     assert "nothing found for: edges, corners, blobs" in capsys.readouterr().out

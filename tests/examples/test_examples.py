@@ -1,25 +1,9 @@
 """Smoke tests: every example runs end to end at tiny settings (a few hundred images)."""
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
-
-
-def load_example(name):
-    """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package)."""
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    return module
 
 
 def tiny_args(data_dir, out, backend="numpy"):
@@ -28,7 +12,7 @@ def tiny_args(data_dir, out, backend="numpy"):
 
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_cnn", "fashion_mnist_cnn"])
-def test_training_example_runs(name, data_dir, tmp_path, capsys):
+def test_training_example_runs(name, data_dir, tmp_path, capsys, load_example):
     status = load_example(name).main(tiny_args(data_dir, tmp_path))
     out = capsys.readouterr().out
     assert status == 0
@@ -36,21 +20,21 @@ def test_training_example_runs(name, data_dir, tmp_path, capsys):
     assert (tmp_path / "best.npz").is_file()
 
 
-def test_training_example_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys):
+def test_training_example_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys, load_example):
     args = tiny_args(data_dir, tmp_path)
     args[args.index("--target-acc") + 1] = "1.01"  # unreachable
     assert load_example("mnist_mlp").main(args) == 1
     assert "MISSED" in capsys.readouterr().out
 
 
-def test_cnn_example_runs_under_strict_backend(data_dir, tmp_path):
+def test_cnn_example_runs_under_strict_backend(data_dir, tmp_path, load_example):
     """The main job's code path never calls a NumPy-only function on backend arrays."""
     args = tiny_args(data_dir, tmp_path, backend="strict")
     args[args.index("--limit") + 1] = "100"
     assert load_example("mnist_cnn").main(args) == 0
 
 
-def test_predict_digit_on_a_test_image(data_dir, tmp_path, capsys):
+def test_predict_digit_on_a_test_image(data_dir, tmp_path, capsys, load_example):
     """Train briefly, write a real test-set digit as a PNG (black ink on white paper, larger
     than 28x28, as a user's photo would be) and classify it."""
     from minidl.data import load_mnist
@@ -79,21 +63,21 @@ def test_predict_digit_on_a_test_image(data_dir, tmp_path, capsys):
     assert int(top[0][0]) == int(y_test[0])                   # a 7, classified as 7
 
 
-def test_predict_digit_missing_model_is_a_clear_error(tmp_path):
+def test_predict_digit_missing_model_is_a_clear_error(tmp_path, load_example):
     png = tmp_path / "digit.png"
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
     with pytest.raises(SystemExit, match="no model at"):
         load_example("predict_digit").main([str(png), "--model", str(tmp_path / "none.npz")])
 
 
-def test_predict_digit_blank_image_is_a_clear_error(tmp_path):
+def test_predict_digit_blank_image_is_a_clear_error(tmp_path, load_example):
     png = tmp_path / "blank.png"
     Image.fromarray(np.full((40, 40), 255, np.uint8)).save(png)
     with pytest.raises(SystemExit, match="no digit found"):
         load_example("predict_digit").prepare_digit(png)
 
 
-def test_missing_data_set_is_a_clear_exit(tmp_path, monkeypatch):
+def test_missing_data_set_is_a_clear_exit(tmp_path, monkeypatch, load_example):
     """Offline with no files: the example stops with the loader's explanation, no traceback."""
     monkeypatch.delenv("MINIDL_DATA", raising=False)
     monkeypatch.setenv("MINIDL_CACHE", str(tmp_path / "cache"))

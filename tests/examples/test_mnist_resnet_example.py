@@ -1,23 +1,8 @@
 """Smoke test of examples/mnist_resnet.py at tiny settings (the 99.5% run is a benchmark)."""
-import importlib.util
-import pathlib
-import sys
-
-EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 
-def load_example(name):
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    return module
 
-
-def test_mnist_resnet_runs_at_tiny_settings(data_dir, tmp_path, capsys):
+def test_mnist_resnet_runs_at_tiny_settings(data_dir, tmp_path, capsys, load_example):
     args = ["--backend", "numpy", "--epochs", "1", "--batch-size", "50", "--limit", "200",
             "--depth", "8", "--width", "4", "--target-acc", "0", "--quiet",
             "--data-dir", str(data_dir), "--out", str(tmp_path)]
@@ -28,7 +13,7 @@ def test_mnist_resnet_runs_at_tiny_settings(data_dir, tmp_path, capsys):
     assert (tmp_path / "best.npz").is_file()
 
 
-def test_mnist_resnet_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys):
+def test_mnist_resnet_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys, load_example):
     args = ["--epochs", "1", "--batch-size", "50", "--limit", "100", "--depth", "8",
             "--width", "4", "--target-acc", "1.01", "--quiet", "--data-dir", str(data_dir),
             "--out", str(tmp_path)]

@@ -1,8 +1,5 @@
 """minidl.data.imagenet (labels, torchvision's evaluation preprocessing) and the
 examples/classify_image.py tutorial end to end."""
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +10,6 @@ from minidl.data.imagenet import (IMAGENET_MEAN, IMAGENET_STD, PRESETS, center_c
                                   imagenet_classes, preprocess, resize_shorter)
 from minidl.models import resnet18
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "examples"
 
 
 def test_the_1000_classes_in_torchvision_order():
@@ -47,19 +43,8 @@ def test_preprocess_normalises_the_centre_crop():
         preprocess(np.zeros((10, 10), np.float32))
 
 
-def load_example(name):
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    return module
-
-
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
-def test_classify_image_prints_top5_with_weights(tmp_path, capsys, suffix):
+def test_classify_image_prints_top5_with_weights(tmp_path, capsys, suffix, load_example):
     weights = tmp_path / f"r18{suffix}"
     model = resnet18()
     model.fc.b.data[...] = 0
@@ -76,7 +61,7 @@ def test_classify_image_prints_top5_with_weights(tmp_path, capsys, suffix):
     assert len(lines) == 6
 
 
-def test_classify_image_rejects_weights_of_another_model(tmp_path):
+def test_classify_image_rejects_weights_of_another_model(tmp_path, load_example):
     weights = tmp_path / "r18.npz"
     write_weights(weights, resnet18().state_dict())
     img = tmp_path / "photo.png"
