@@ -8,7 +8,6 @@ from minidl import backend as B
 pytestmark = pytest.mark.data
 
 
-
 def _tiny(data_dir, tmp_path, *extra):
     return ["--limit", "200", "--epochs", "1", "--vocab-size", "16", "--vocab-images", "50",
             "--quiet", "--data-dir", str(data_dir), "--json", str(tmp_path / "table.json"),

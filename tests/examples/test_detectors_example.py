@@ -1,11 +1,9 @@
 """Smoke tests of examples/detectors.py (the edges / corners / blobs tutorial)."""
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from minidl import backend as B
-
 
 
 def _write_scene(path, size=96):

@@ -1,9 +1,7 @@
 """Smoke tests: every example runs end to end at tiny settings (a few hundred images)."""
-
 import numpy as np
 import pytest
 from PIL import Image
-
 
 
 def tiny_args(data_dir, out, backend="numpy"):

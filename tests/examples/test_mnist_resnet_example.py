@@ -1,7 +1,4 @@
 """Smoke test of examples/mnist_resnet.py at tiny settings (the 99.5% run is a benchmark)."""
-
-
-
 def test_mnist_resnet_runs_at_tiny_settings(data_dir, tmp_path, capsys, load_example):
     args = ["--backend", "numpy", "--epochs", "1", "--batch-size", "50", "--limit", "200",
             "--depth", "8", "--width", "4", "--target-acc", "0", "--quiet",

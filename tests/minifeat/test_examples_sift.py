@@ -1,8 +1,6 @@
 """Smoke tests of the SIFT tutorials (examples/sift_keypoints.py, examples/sift_match.py)."""
-
 import numpy as np
 import pytest
-
 
 
 def test_sift_keypoints_example(tmp_path, capsys, load_example):

@@ -1,6 +1,5 @@
 """minidl.data.imagenet (labels, torchvision's evaluation preprocessing) and the
 examples/classify_image.py tutorial end to end."""
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,7 +8,6 @@ from minidl.convert import write_weights
 from minidl.data.imagenet import (IMAGENET_MEAN, IMAGENET_STD, PRESETS, center_crop,
                                   imagenet_classes, preprocess, resize_shorter)
 from minidl.models import resnet18
-
 
 
 def test_the_1000_classes_in_torchvision_order():
