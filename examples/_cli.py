@@ -55,6 +55,19 @@ def load_splits(load, args):
     return train, test
 
 
+def summarize(history, time_to: float, wall: float, out) -> None:
+    """Print test accuracy and training seconds per epoch, the time to first reach
+    ``time_to`` test accuracy (DAWNBench-style), and the wall time."""
+    print("epoch  test acc  train s")
+    for r in history.epochs:
+        print(f"{r['epoch']:>5}  {r['val_accuracy']:8.2%}  {r['seconds']:7.1f}")
+    if history.time_to_target is not None:
+        print(f"time to {time_to:.1%} test accuracy: {history.time_to_target:.1f}s of training")
+    else:
+        print(f"test accuracy never reached {time_to:.1%}")
+    print(f"wall time {wall:.1f}s (training + evaluation); best model and plots in {out}/")
+
+
 def report(test_acc: float, target: float) -> int:
     """Print the verdict; return the exit status (0 when the target is met)."""
     ok = test_acc >= target

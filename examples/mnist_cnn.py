@@ -26,13 +26,12 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import minidl  # noqa: E402
 from minidl import layers as L  # noqa: E402
 from minidl.data import DataLoader, RandomShift, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, load_splits, report, setup  # noqa: E402
+from _cli import base_parser, load_splits, report, setup, summarize  # noqa: E402
 
 
 def build_cnn(num_classes: int = 10, width: int = 32) -> L.Module:
@@ -70,14 +69,7 @@ def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
     wall = time.perf_counter() - start
     history.save_plots(out, class_names)
     final = evaluate(model, test)
-    print("epoch  test acc  train s")
-    for r in history.epochs:
-        print(f"{r['epoch']:>5}  {r['val_accuracy']:8.2%}  {r['seconds']:7.1f}")
-    if history.time_to_target is not None:
-        print(f"time to {time_to:.1%} test accuracy: {history.time_to_target:.1f}s of training")
-    else:
-        print(f"test accuracy never reached {time_to:.1%}")
-    print(f"wall time {wall:.1f}s (training + evaluation); best model and plots in {out}/")
+    summarize(history, time_to, wall, out)
     return report(final["accuracy"], args.target_acc)
 
 

@@ -17,7 +17,6 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import minidl  # noqa: E402
 from minidl import layers as L  # noqa: E402
 from minidl.data import DataLoader, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402

@@ -35,7 +35,7 @@ from minidl.models import SmallResNet  # noqa: E402
 from minidl.optim import SGD, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, load_splits, report, setup  # noqa: E402
+from _cli import base_parser, load_splits, report, setup, summarize  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -64,12 +64,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - start
     history.save_plots(out)
     final = evaluate(model, test)
-    print("epoch  test acc  train s")
-    for r in history.epochs:
-        print(f"{r['epoch']:>5}  {r['val_accuracy']:8.2%}  {r['seconds']:7.1f}")
-    if history.time_to_target is not None:
-        print(f"time to 99.5% test accuracy: {history.time_to_target:.1f}s of training")
-    print(f"wall time {wall:.1f}s (training + evaluation); best model and plots in {out}/")
+    summarize(history, 0.995, wall, out)
     return report(final["accuracy"], args.target_acc)
 
 
