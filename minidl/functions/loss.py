@@ -96,8 +96,9 @@ def softmax_cross_entropy(logits, targets, reduction="mean"):
             raise ValueError(f"softmax_cross_entropy: targets must have shape ({n},) to match "
                              f"logits {logits.shape}, got {t.shape}")
         # a negative index would silently pick a class from the end (and CuPy does not
-        # bounds-check at all); two scalar reads, one device sync
-        if n and (t.min().item() < 0 or t.max().item() >= c):
+        # bounds-check at all); one reduction and one device->host read per call, the min/max
+        # for the message only on the error path
+        if n and bool(((t < 0) | (t >= c)).any()):
             raise ValueError(f"softmax_cross_entropy: targets must be class indices in "
                              f"[0, {c}), got values in [{t.min().item()}, {t.max().item()}]")
     elif t.shape != (n, c):
