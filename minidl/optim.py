@@ -164,14 +164,17 @@ class _Schedule:
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
         self.t = 0
-        optimizer.lr = self.lr_at(0)
+        self._apply(0)
 
     def lr_at(self, t: int) -> float:
         raise NotImplementedError
 
+    def _apply(self, t: int) -> None:
+        self.optimizer.lr = self.lr_at(t)
+
     def step(self) -> float:
         self.t += 1
-        self.optimizer.lr = self.lr_at(self.t)
+        self._apply(self.t)
         return self.optimizer.lr
 
 
@@ -206,12 +209,19 @@ class CosineAnnealingLR(_Schedule):
 
 
 class OneCycleLR(_Schedule):
-    """Smith's one-cycle policy (as ``torch.optim.lr_scheduler.OneCycleLR``, cosine annealing):
-    warm up from max_lr/div_factor to max_lr over pct_start of total_steps, then anneal to
-    max_lr/(div_factor*final_div_factor).  Call ``step()`` after every batch."""
+    """Smith's one-cycle policy, as ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing).
+
+    The learning rate warms up from max_lr/div_factor to max_lr over pct_start of total_steps,
+    then anneals to max_lr/(div_factor*final_div_factor).  With ``cycle_momentum`` (the
+    default, as in PyTorch) the momentum moves the opposite way: from ``max_momentum`` down to
+    ``base_momentum`` at the peak rate and back up -- Adam's beta1, or SGD's ``momentum`` (which
+    is then set even if the SGD was built without momentum, as PyTorch does).  Call ``step()``
+    after every batch."""
 
     def __init__(self, optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
-                 div_factor: float = 25.0, final_div_factor: float = 1e4):
+                 div_factor: float = 25.0, final_div_factor: float = 1e4,
+                 cycle_momentum: bool = True, base_momentum: float = 0.85,
+                 max_momentum: float = 0.95):
         if not isinstance(total_steps, int) or total_steps <= 1:
             raise ValueError(f"OneCycleLR: total_steps must be an int > 1, got {total_steps!r}")
         if not 0 < pct_start < 1:
@@ -220,19 +230,53 @@ class OneCycleLR(_Schedule):
         _check_positive("div_factor", div_factor, allow_zero=False, where="OneCycleLR")
         _check_positive("final_div_factor", final_div_factor, allow_zero=False,
                         where="OneCycleLR")
+        if cycle_momentum:
+            _check_positive("base_momentum", base_momentum, where="OneCycleLR")
+            _check_positive("max_momentum", max_momentum, where="OneCycleLR")
+            if not base_momentum <= max_momentum < 1:
+                raise ValueError(f"OneCycleLR: need base_momentum <= max_momentum < 1, got "
+                                 f"{base_momentum} and {max_momentum}")
+            if not isinstance(optimizer, (SGD, Adam)):
+                raise TypeError(f"OneCycleLR: cycle_momentum needs an SGD or Adam optimizer, got "
+                                f"{type(optimizer).__name__}; pass cycle_momentum=False")
         self.max_lr, self.total = max_lr, total_steps
         self.initial = max_lr / div_factor
         self.final = self.initial / final_div_factor
         self.peak_step = float(pct_start * total_steps) - 1
+        self.cycle_momentum = bool(cycle_momentum)
+        self.base_momentum, self.max_momentum = base_momentum, max_momentum
         super().__init__(optimizer)
 
     @staticmethod
     def _cos(start, end, frac):
         return end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
 
-    def lr_at(self, t):
+    def _phase(self, t):
+        """(warming up?, fraction of the phase done) at step t."""
         t = min(t, self.total - 1)
         if t <= self.peak_step:
-            return self._cos(self.initial, self.max_lr, t / self.peak_step)
-        frac = (t - self.peak_step) / (self.total - 1 - self.peak_step)
+            return True, t / self.peak_step
+        return False, (t - self.peak_step) / (self.total - 1 - self.peak_step)
+
+    def lr_at(self, t):
+        up, frac = self._phase(t)
+        if up:
+            return self._cos(self.initial, self.max_lr, frac)
         return self._cos(self.max_lr, self.final, frac)
+
+    def momentum_at(self, t):
+        """The momentum (Adam's beta1) at step t: max -> base while warming up, then back."""
+        up, frac = self._phase(t)
+        if up:
+            return self._cos(self.max_momentum, self.base_momentum, frac)
+        return self._cos(self.base_momentum, self.max_momentum, frac)
+
+    def _apply(self, t):
+        super()._apply(t)
+        if not self.cycle_momentum:
+            return
+        m = self.momentum_at(t)
+        if isinstance(self.optimizer, Adam):
+            self.optimizer.betas = (m, self.optimizer.betas[1])
+        else:
+            self.optimizer.momentum = m

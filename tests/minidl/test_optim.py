@@ -142,6 +142,43 @@ def test_one_cycle_matches_torch(xp, total, pct):
     assert got[-1] == pytest.approx(0.5 / 25 / 1e4)
 
 
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_one_cycle_cycles_momentum_like_torch(xp, kind):
+    torch = pytest.importorskip("torch")
+    total, n = 20, 19
+    opt = (optim.Adam([Parameter(xp.zeros(1))], lr=0.1) if kind == "adam"
+           else optim.SGD([Parameter(xp.zeros(1))], lr=0.1))
+    sched = optim.OneCycleLR(opt, max_lr=0.5, total_steps=total)
+
+    def momentum(o):
+        return o.betas[0] if kind == "adam" else o.momentum
+
+    got = [momentum(opt)] + [sched.step() and momentum(opt) for _ in range(n)]
+    w = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.Adam([w], lr=0.1) if kind == "adam" else torch.optim.SGD([w], lr=0.1)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.5, total_steps=total)
+    key = (lambda g: g["betas"][0]) if kind == "adam" else (lambda g: g["momentum"])
+    want = [key(topt.param_groups[0])]
+    for _ in range(n):
+        topt.step()
+        tsched.step()
+        want.append(key(topt.param_groups[0]))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got[0] == pytest.approx(0.95) and min(got) == pytest.approx(0.85, abs=1e-3)
+    if kind == "adam":
+        assert opt.betas[1] == 0.999
+
+
+def test_one_cycle_momentum_arguments_are_validated():
+    opt = optim.Adam([Parameter(np.zeros(2))], lr=0.1)
+    with pytest.raises(ValueError, match=r"OneCycleLR: need base_momentum <= max_momentum < 1, "
+                                         r"got 0.95 and 0.85"):
+        optim.OneCycleLR(opt, 0.1, 10, base_momentum=0.95, max_momentum=0.85)
+    sched = optim.OneCycleLR(opt, 0.1, 10, cycle_momentum=False)
+    sched.step()
+    assert opt.betas == (0.9, 0.999)
+
+
 def test_schedule_formulas_without_torch(xp):
     assert lrs(optim.StepLR(sgd(xp, 1.0), 2, 0.1), 5) == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01])
