@@ -34,16 +34,21 @@ from minidl.train import evaluate, fit  # noqa: E402
 from _cli import base_parser, load_splits, report, setup, summarize  # noqa: E402
 
 
-def build_cnn(num_classes: int = 10, width: int = 32) -> L.Module:
-    """Two conv-BN-ReLU-pool stages and a small dense head (28x28x1 inputs)."""
+def build_cnn(num_classes: int = 10, width: int = 32, init: str = "torch") -> L.Module:
+    """Two conv-BN-ReLU-pool stages and a small dense head (28x28x1 inputs).
+
+    Weights start at U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default, rather than He's
+    sqrt(6) times larger bound: batch norm undoes the scale of a conv's weights, so Adam's
+    fixed-size steps move small weights relatively further, and the net reaches 99% in about
+    half the epochs."""
     return L.Sequential(
-        L.Conv2d(1, width, 3, padding=1, bias=False), L.BatchNorm2d(width), L.ReLU(),
-        L.MaxPool2d(2),
-        L.Conv2d(width, 2 * width, 3, padding=1, bias=False), L.BatchNorm2d(2 * width),
+        L.Conv2d(1, width, 3, padding=1, bias=False, init=init), L.BatchNorm2d(width),
         L.ReLU(), L.MaxPool2d(2),
+        L.Conv2d(width, 2 * width, 3, padding=1, bias=False, init=init),
+        L.BatchNorm2d(2 * width), L.ReLU(), L.MaxPool2d(2),
         L.Flatten(),
-        L.Linear(2 * width * 7 * 7, 128), L.ReLU(), L.Dropout(0.25),
-        L.Linear(128, num_classes),
+        L.Linear(2 * width * 7 * 7, 128, init=init), L.ReLU(), L.Dropout(0.25),
+        L.Linear(128, num_classes, init=init),
     )
 
 

@@ -13,8 +13,8 @@ import numpy
 
 from minidl import backend as B
 
-__all__ = ["fans", "he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "uniform",
-           "zeros", "ones"]
+__all__ = ["fans", "he_normal", "he_uniform", "fan_in_uniform", "xavier_normal",
+           "xavier_uniform", "uniform", "zeros", "ones"]
 
 
 def fans(shape) -> tuple[int, int]:
@@ -39,6 +39,14 @@ def he_uniform(shape, dtype=None):
     """U(-b, b) with b = sqrt(6 / fan_in)."""
     bound = math.sqrt(6.0 / fans(shape)[0])
     return uniform(shape, bound, dtype)
+
+
+def fan_in_uniform(shape, dtype=None):
+    """U(-b, b) with b = 1 / sqrt(fan_in): PyTorch's default for ``nn.Linear`` and ``nn.Conv2d``
+    (``kaiming_uniform_`` with a = sqrt(5)).  sqrt(6) times smaller than :func:`he_uniform`;
+    in front of batch norm, where the scale of W does not change the output, smaller weights
+    mean larger relative steps and faster early training."""
+    return uniform(shape, 1.0 / math.sqrt(fans(shape)[0]), dtype)
 
 
 def xavier_normal(shape, dtype=None):

@@ -11,6 +11,7 @@ from minidl.layers.module import Module, check_input
 __all__ = ["Linear", "Flatten"]
 
 _INITS = {"he": initializers.he_uniform, "he_normal": initializers.he_normal,
+          "torch": initializers.fan_in_uniform,
           "xavier": initializers.xavier_uniform, "xavier_normal": initializers.xavier_normal}
 
 
@@ -18,7 +19,7 @@ class Linear(Module):
     """y = x @ W^T + b, x (N, in_features) -> y (N, out_features).
 
     W (out_features, in_features) is initialised with ``init`` ("he" uniform by default, for
-    ReLU; "xavier" for tanh/sigmoid); b starts at U(-1/sqrt(in), 1/sqrt(in)) as in PyTorch.
+    ReLU; "xavier" for tanh/sigmoid; "torch" for PyTorch's U(-1/sqrt(in), 1/sqrt(in))); b starts at U(-1/sqrt(in), 1/sqrt(in)) as in PyTorch.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init="he"):

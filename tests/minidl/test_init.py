@@ -20,6 +20,7 @@ def test_fans_for_dense_and_conv_weights():
 
 @pytest.mark.parametrize("name, std", [
     ("he_normal", math.sqrt(2 / 300)), ("he_uniform", math.sqrt(2 / 300)),
+    ("fan_in_uniform", math.sqrt(1 / 300) / math.sqrt(3)),
     ("xavier_normal", math.sqrt(2 / 500)), ("xavier_uniform", math.sqrt(2 / 500))])
 def test_initializer_statistics(xp, name, std):
     w = getattr(init, name)(SHAPE)

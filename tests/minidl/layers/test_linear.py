@@ -111,7 +111,7 @@ def test_linear_rejects_bad_sizes(args, shown):
 
 def test_linear_rejects_unknown_init():
     with pytest.raises(ValueError, match=r"Linear: init must be one of \['he', 'he_normal', "
-                                         r"'xavier', 'xavier_normal'\], got 'glorot'"):
+                                         r"'torch', 'xavier', 'xavier_normal'\], got 'glorot'"):
         Linear(3, 2, init="glorot")
 
 
