@@ -94,8 +94,22 @@ def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride):
     whole = run()
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
     chunked = run()
-    for a, c in zip(whole, chunked):
+    monkeypatch.setattr(conv_module, "_KEEP_COL_BYTES", 0)  # backward redoes im2col
+    redone = run()
+    for a, c, r in zip(whole, chunked, redone):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(r, a, rtol=1e-12, atol=1e-12)
+
+
+def test_column_matrix_is_kept_only_when_W_needs_a_gradient(xp, rng):
+    x = Tensor(dev(xp, rng.standard_normal((2, 3, 6, 6))), requires_grad=True)
+    W = Tensor(dev(xp, rng.standard_normal((4, 3, 3, 3))), requires_grad=True)
+    assert F.conv2d(x, W, padding=1).creator.cols is not None
+    W.requires_grad = False
+    y = F.conv2d(x, W, padding=1)
+    assert y.creator.cols is None
+    y.sum().backward()
+    assert x.grad.shape == x.shape
 
 
 def test_float32_stays_float32_and_only_needed_gradients(xp, rng):
