@@ -78,8 +78,8 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
     The rotated coordinates on the square window (kk, side, side) are outer sums; gradients are
     cut out of the image as window blocks (:meth:`GradientSampler.windows`: magnitude 0 off the
     image and on its outer ring, where OpenCV skips samples); the samples inside the patch are
-    picked with one boolean mask (per-keypoint terms are broadcast and compressed the same
-    way, not gathered); the trilinear interpolation sums 8 weight moments with 1-D ``add.at``
+    picked with one boolean mask (per-keypoint terms are folded into the square before it is
+    compressed, not gathered per sample); the trilinear interpolation sums 8 weight moments with 1-D ``add.at``
     at one shared index (see below; an (N, 8) index and 8 corner-indexed scatters both
     measured slower).  float32 throughout, as OpenCV.  (OpenCV's loop bound
     ``radius`` needs no test: a sample inside the patch has ``|i|, |j| <= radius`` anyway.)
@@ -87,36 +87,39 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
     f32 = xp.float32
     kk = int(idx.shape[0])
     nb = (D + 2) * (D + 2) * N_ORI
+    half = f32(D / 2 + 0.5)  # the patch is |r|, |c| < half (in cells)
     off = xp.arange(-R, R + 1, dtype=f32)
     ct, st = cos_t[idx].astype(f32), sin_t[idx].astype(f32)
     pyk, pxk = py[idx], px[idx]
-    # 1) rotated coordinates on the square (kk, side, side): r = i ct + j st, c = j ct - i st
-    r_rot = (off[None, :] * ct[:, None])[:, :, None] + (off[None, :] * st[:, None])[:, None, :]
-    c_rot = (off[None, :] * ct[:, None])[:, None, :] - (off[None, :] * st[:, None])[:, :, None]
-    lim = f32(D / 2 + 0.5)
-    valid = xp.abs(r_rot) < lim
-    valid &= xp.abs(c_rot) < lim
-    # 2) the samples inside the patch, compressed with the mask; gradients come as window
-    # blocks (0 magnitude on the image's outer ring and off the image: those add nothing)
+    # 1) rotated coordinates on the square (kk, side, side) as outer sums, r = i ct + j st,
+    # c = j ct - i st, shifted to r + half + (D + 2) k and c + half: then floor(r) is the
+    # keypoint's histogram row block plus rbin + 1 (so the bin index needs no per-keypoint
+    # term), and the patch is lo_k < r < lo_k + 2 half, 0 < c < 2 half.  (The shift costs
+    # float32 precision in r: 1e-5 cells for a few hundred keypoints per chunk.)
+    lo = (xp.arange(kk, dtype=f32) * f32(D + 2))[:, None]
+    i_ct, i_st = off[None, :] * ct[:, None], off[None, :] * st[:, None]
+    r_rot = (i_ct + (lo + half))[:, :, None] + i_st[:, None, :]
+    c_rot = (i_ct + half)[:, None, :] - i_st[:, :, None]
+    valid = r_rot > lo[:, :, None]
+    valid &= r_rot < (lo + 2 * half)[:, :, None]
+    valid &= c_rot > 0
+    valid &= c_rot < 2 * half
+    # 2) per-sample terms on the square, then the samples inside the patch compressed with
+    # the mask.  Gradients come as window blocks (0 magnitude on the image's outer ring and
+    # off the image: those add nothing).  The Gaussian weight exp(-(r^2 + c^2) / (D^2 / 2))
+    # is rotation invariant, exp(-(i^2 + j^2) a_k): one outer product per keypoint.
+    mag_w, ori_w = grad.windows(pyk, pxk, R)
+    a = (ct * ct + st * st) * f32(-1.0 / (D * D * 0.5))
+    g = xp.exp(off[None, :] * off[None, :] * a[:, None])
+    mag_w *= g[:, :, None]
+    mag_w *= g[:, None, :]
+    # orientation bin relative to the keypoint's angle, + N_ORI to keep it positive
+    ori_w *= f32(N_ORI / 360.0)
+    ori_w -= (rot[idx] * (N_ORI / 360.0) - N_ORI).astype(f32)[:, None, None]
+    m = mag_w[valid]
     rq = r_rot[valid]
     cq = c_rot[valid]
-    mag_w, ori_w = grad.windows(pyk, pxk, R)
-    mag_s = mag_w[valid]
-    ori_s = ori_w[valid]
-    # per-keypoint terms spread over the square by broadcasting, then compressed likewise
-    kbase = xp.broadcast_to((xp.arange(kk, dtype=xp.int64) * nb)[:, None, None], valid.shape)
-    kbase = kbase[valid]
-    orot = (rot[idx] * (N_ORI / 360.0)).astype(f32)
-    orot = xp.broadcast_to(orot[:, None, None], valid.shape)[valid]
-    m = cq * cq
-    m += rq * rq
-    m *= f32(-1.0 / (D * D * 0.5))
-    xp.exp(m, out=m)
-    m *= mag_s
-    rq += f32(D / 2 + 0.5)  # = rbin + 1 >= 0: floor is the int cast
-    cq += f32(D / 2 + 0.5)
-    obin = ori_s * f32(N_ORI / 360.0)
-    obin -= orot
+    obin = ori_w[valid]
     r0 = xp.floor(rq)
     c0 = xp.floor(cq)
     o0 = xp.floor(obin)
@@ -129,10 +132,10 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
     # follow on the small histograms, axis by axis: weight (1 - f) stays (M_S - M_{S+a}),
     # weight f moves one bin along a (M_{S+a}).  Fewer passes over the samples than 8 corner
     # weights and indices.
-    base = r0.astype(xp.int64) * ((D + 2) * N_ORI)
-    base += c0.astype(xp.int64) * N_ORI
-    base += o0.astype(xp.int64) & (N_ORI - 1)  # N_ORI is a power of 2: two's complement mod
-    base += kbase
+    r0 *= f32((D + 2) * N_ORI)  # exact: integers below 2^24
+    r0 += c0 * f32(N_ORI)
+    base = r0.astype(xp.int64)
+    base += o0.astype(xp.int64) & (N_ORI - 1)  # N_ORI is a power of 2: mod by a mask
     mr = m * fr
     mc = m * fc
     mrc = mr * fc
