@@ -79,7 +79,7 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
     cut out of the image as window blocks (:meth:`GradientSampler.windows`: magnitude 0 off the
     image and on its outer ring, where OpenCV skips samples); the samples inside the patch are
     picked with one boolean mask (per-keypoint terms are folded into the square before it is
-    compressed, not gathered per sample); the trilinear interpolation sums 8 weight moments with 1-D ``add.at``
+    compressed, or rebuilt from the counts; never gathered per sample); the trilinear interpolation sums 8 weight moments with 1-D ``add.at``
     at one shared index (see below; an (N, 8) index and 8 corner-indexed scatters both
     measured slower).  float32 throughout, as OpenCV.  (OpenCV's loop bound
     ``radius`` needs no test: a sample inside the patch has ``|i|, |j| <= radius`` anyway.)
@@ -92,16 +92,13 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
     ct, st = cos_t[idx].astype(f32), sin_t[idx].astype(f32)
     pyk, pxk = py[idx], px[idx]
     # 1) rotated coordinates on the square (kk, side, side) as outer sums, r = i ct + j st,
-    # c = j ct - i st, shifted to r + half + (D + 2) k and c + half: then floor(r) is the
-    # keypoint's histogram row block plus rbin + 1 (so the bin index needs no per-keypoint
-    # term), and the patch is lo_k < r < lo_k + 2 half, 0 < c < 2 half.  (The shift costs
-    # float32 precision in r: 1e-5 cells for a few hundred keypoints per chunk.)
-    lo = (xp.arange(kk, dtype=f32) * f32(D + 2))[:, None]
+    # c = j ct - i st, shifted by half: then floor(r) = rbin + 1 >= 0 and the patch is
+    # 0 < r, c < 2 half
     i_ct, i_st = off[None, :] * ct[:, None], off[None, :] * st[:, None]
-    r_rot = (i_ct + (lo + half))[:, :, None] + i_st[:, None, :]
+    r_rot = (i_ct + half)[:, :, None] + i_st[:, None, :]
     c_rot = (i_ct + half)[:, None, :] - i_st[:, :, None]
-    valid = r_rot > lo[:, :, None]
-    valid &= r_rot < (lo + 2 * half)[:, :, None]
+    valid = r_rot > 0
+    valid &= r_rot < 2 * half
     valid &= c_rot > 0
     valid &= c_rot < 2 * half
     # 2) per-sample terms on the square, then the samples inside the patch compressed with
@@ -132,10 +129,11 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
     # follow on the small histograms, axis by axis: weight (1 - f) stays (M_S - M_{S+a}),
     # weight f moves one bin along a (M_{S+a}).  Fewer passes over the samples than 8 corner
     # weights and indices.
-    r0 *= f32((D + 2) * N_ORI)  # exact: integers below 2^24
+    r0 *= f32((D + 2) * N_ORI)  # exact: small integers
     r0 += c0 * f32(N_ORI)
     base = r0.astype(xp.int64)
     base += o0.astype(xp.int64) & (N_ORI - 1)  # N_ORI is a power of 2: mod by a mask
+    base += _keypoint_offsets(xp, valid, nb, int(base.shape[0]))
     mr = m * fr
     mc = m * fc
     mrc = mr * fc
@@ -163,6 +161,17 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
         M = nxt
     hist = M[""]
     out[idx] = hist[:, 1:-1, 1:-1, :].reshape(kk, -1)
+
+
+def _keypoint_offsets(xp, valid, nb: int, n: int):
+    """``k * nb`` for every sample compressed out of ``valid`` (kk, side, side), whose samples
+    come keypoint after keypoint: a cumulative sum of steps at each keypoint's first sample
+    (6x faster than compressing a broadcast (kk, 1, 1) column of offsets)."""
+    counts = valid.reshape(valid.shape[0], -1).sum(axis=1)
+    starts = xp.cumsum(counts)[:-1]
+    steps = xp.zeros(n, dtype=xp.int64)
+    xp.add.at(steps, starts[starts < n], nb)  # repeated starts: keypoints without samples
+    return xp.cumsum(steps)
 
 
 def normalize_descriptors(desc, *, opencv_scale: bool = False):
