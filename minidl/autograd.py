@@ -28,6 +28,7 @@ __all__ = ["Tensor", "Parameter", "Function", "no_grad", "enable_grad", "is_grad
            "tensor", "as_tensor"]
 
 _grad_enabled = True
+_profiler = None  # a minidl.profiler.Profile while one is running
 
 
 def is_grad_enabled() -> bool:
@@ -209,7 +210,12 @@ def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
         xp = B.get_array_module(*[g for g in gys if g is not None])
         gys = [xp.zeros(shape, dtype=dt) if g is None else g
                for g, (shape, dt) in zip(gys, f.output_meta)]
-        gxs = f.backward(*gys)
+        if _profiler is None:
+            gxs = f.backward(*gys)
+        else:
+            t0 = _profiler.start_op()
+            gxs = f.backward(*gys)
+            _profiler.end_op("backward", f, f.inputs[0].shape if f.inputs else (), t0)
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
         if len(gxs) != len(f.inputs):
@@ -267,7 +273,12 @@ class Function:
     def __call__(self, *inputs):
         tensors = _as_input_tensors(inputs, type(self).__name__)
         xs = [t.data for t in tensors]
-        ys = self.forward(*xs)
+        if _profiler is None:
+            ys = self.forward(*xs)
+        else:
+            t0 = _profiler.start_op()
+            ys = self.forward(*xs)
+            _profiler.end_op("forward", self, getattr(xs[0], "shape", ()) if xs else (), t0)
         single = not isinstance(ys, tuple)
         ys = (ys,) if single else ys
         # NumPy reductions return NumPy scalars; keep every output an array (CuPy gives 0-d)
