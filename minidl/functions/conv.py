@@ -40,6 +40,23 @@ _CHUNK_BYTES = 2 << 20
 # When W needs a gradient, forward keeps the column matrix for backward (saving a second
 # im2col, about 10% of a conv's training time) unless it is larger than this.
 _KEEP_COL_BYTES = 64 << 20
+# Kept column matrices of finished backward passes, for the next forward of the same size:
+# on the CPU a fresh buffer that large is fresh memory from the OS, page-faulted in on every
+# training step.  A buffer goes back here only when its Function is released (after a backward
+# without retain_graph), so no two live graphs ever share one.
+_spare_cols: dict = {}
+_SPARE_PER_SIZE = 2
+
+
+def _take_cols(xp, size: int, dtype):
+    spare = _spare_cols.get((xp.__name__, size, dtype))
+    return spare.pop() if spare else xp.empty(size, dtype=dtype)
+
+
+def _give_cols(xp, buf) -> None:
+    spare = _spare_cols.setdefault((xp.__name__, buf.size, buf.dtype), [])
+    if len(spare) < _SPARE_PER_SIZE:
+        spare.append(buf)
 
 
 def _pair(value, name: str, where: str, minimum: int = 0) -> tuple[int, int]:
@@ -163,7 +180,7 @@ class Conv2d(Function):
         y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
         col_size = C * KH * KW * OH * ow_cols
         keep = self.keep_col and N * col_size * x.dtype.itemsize <= _KEEP_COL_BYTES
-        self.cols = xp.empty(N * col_size, dtype=x.dtype) if keep else None
+        self.cols = _take_cols(xp, N * col_size, x.dtype) if keep else None
         self.scratch = None if keep else xp.empty(nb * col_size, dtype=x.dtype)
         for n0, n1 in self._chunks():
             col = self._im2col(xp, windows, n0, n1,
@@ -215,6 +232,12 @@ class Conv2d(Function):
         if has_b:
             return gx, gW, gb
         return gx, gW
+
+    def release(self) -> None:
+        cols = getattr(self, "cols", None)
+        if cols is not None and B.backend_of(cols).name == "numpy":
+            _give_cols(B.get_array_module(cols), cols)
+        super().release()
 
     def _col2im(self, xp, gcol, n, gpad_buf):
         """Sum the column gradients of n images back onto their padded input: one slice-add

@@ -101,6 +101,21 @@ def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride):
         np.testing.assert_allclose(r, a, rtol=1e-12, atol=1e-12)
 
 
+def test_kept_column_buffers_are_reused_only_after_release(rng):
+    x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
+    W = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    y1, y2 = F.conv2d(x, W, padding=1), F.conv2d(x, W, padding=1)   # two live graphs
+    c1, c2 = y1.creator.cols, y2.creator.cols
+    assert c1 is not c2
+    before = host(y1)
+    y1.sum().backward()                                              # releases y1's graph
+    y3 = F.conv2d(x, W, padding=1)
+    assert y3.creator.cols is c1                                     # its buffer, reused
+    np.testing.assert_array_equal(host(y3), before)
+    y2.sum().backward(retain_graph=True)                             # kept for a 2nd backward
+    assert F.conv2d(x, W, padding=1).creator.cols is not c2
+
+
 def test_column_matrix_is_kept_only_when_W_needs_a_gradient(xp, rng):
     x = Tensor(dev(xp, rng.standard_normal((2, 3, 6, 6))), requires_grad=True)
     W = Tensor(dev(xp, rng.standard_normal((4, 3, 3, 3))), requires_grad=True)
