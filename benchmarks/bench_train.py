@@ -126,6 +126,28 @@ def _measure(framework, model, steps, warmup, threads) -> dict | str:
     return f"not available ({reason[:60]})"
 
 
+def _interleaved(model, args) -> dict:
+    """Each framework measured ``args.rounds`` times, the frameworks taking turns, so that all
+    see the same load on a shared machine: the median step time and the largest peak memory
+    of the rounds (or the reason it is not available)."""
+    runs = {fw: [] for fw in ("numpy", "cupy", "torch")}
+    for _ in range(args.rounds):
+        for fw in runs:
+            if runs[fw] and isinstance(runs[fw][0], str):
+                continue  # not available: no need to ask again
+            runs[fw].append(_measure(fw, model, args.steps, args.warmup, args.threads))
+    out = {}
+    for fw, rs in runs.items():
+        if isinstance(rs[0], str):
+            out[fw] = rs[0]
+            continue
+        steps = sorted(r["seconds_per_step"] for r in rs)
+        out[fw] = {"seconds_per_step": steps[len(steps) // 2],
+                   "rounds_seconds_per_step": [r["seconds_per_step"] for r in rs],
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}
+    return out
+
+
 def time_to_accuracy(threads: int) -> dict:
     """Full CNN trainings on real MNIST: minidl (examples/mnist_cnn.py) and the same recipe in
     PyTorch (benchmarks/torch_mnist_cnn.py).  Each prints its time to 99.0%."""
@@ -156,6 +178,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measurements per framework, taken in turns (median reported)")
     p.add_argument("--time-to-accuracy", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", default="numpy", help=argparse.SUPPRESS)
@@ -166,8 +190,7 @@ def main(argv=None):
 
     rows, results = [], []
     for model in ("mlp", "cnn"):
-        m = {fw: _measure(fw, model, args.steps, args.warmup, args.threads)
-             for fw in ("numpy", "cupy", "torch")}
+        m = _interleaved(model, args)
 
         def ips(r):
             return BATCH / r["seconds_per_step"] if isinstance(r, dict) else None
@@ -193,7 +216,7 @@ def main(argv=None):
                         "gpu_speedup": gpu_speedup})
     table = print_table(
         f"Training throughput, batch {BATCH}, {args.threads} threads (median of {args.steps} "
-        "steps)",
+        f"steps; median of {args.rounds} rounds taken in turns)",
         ["model", "numpy img/s", "numpy s/epoch", "numpy MB", "cupy img/s", "torch img/s",
          "torch s/epoch", "torch MB", "numpy/torch time", "GPU speed-up"], rows)
     payload = {"results": results, "table": table}

@@ -113,14 +113,22 @@ class Adam(Optimizer):
             state["m"] = xp.zeros_like(p.data)
             state["v"] = xp.zeros_like(p.data)
         m, v = state["m"], state["v"]
+        # the same arithmetic as PyTorch, in place through one scratch buffer (no temporaries)
+        tmp = xp.empty_like(p.data)
         m *= dt(b1)
-        m += dt(1 - b1) * g
+        xp.multiply(g, dt(1 - b1), out=tmp)
+        m += tmp
         v *= dt(b2)
-        v += dt(1 - b2) * (g * g)
+        xp.multiply(g, g, out=tmp)
+        tmp *= dt(1 - b2)
+        v += tmp
         step = self.lr / (1 - b1 ** t)
-        denom = xp.sqrt(v) / dt(math.sqrt(1 - b2 ** t))
+        denom = xp.sqrt(v, out=tmp)
+        denom /= dt(math.sqrt(1 - b2 ** t))
         denom += dt(self.eps)
-        p.data -= dt(step) * (m / denom)
+        q = xp.divide(m, denom, out=tmp)
+        q *= dt(step)
+        p.data -= q
 
 
 class AdamW(Adam):

@@ -21,10 +21,13 @@ class Linear(Function):
         return y
 
     def backward(self, gy):
-        gx = gy @ self.W
-        gW = gy.T @ self.x
+        # only the gradients that are needed: the first layer's input (the data) needs none,
+        # and its gx would be the largest product of the backward pass
+        need = [t.requires_grad for t in self.inputs]
+        gx = gy @ self.W if need[0] else None
+        gW = gy.T @ self.x if need[1] else None
         if len(self.inputs) == 3:
-            return gx, gW, gy.sum(axis=0)
+            return gx, gW, gy.sum(axis=0) if need[2] else None
         return gx, gW
 
 
