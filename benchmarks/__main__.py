@@ -1,13 +1,14 @@
 """Run every benchmark, print the tables, write JSON and the ratio chart.
 
-    python -m benchmarks                  # GEMM peak, layers, training throughput, SIFT
+    python -m benchmarks                  # GEMM peak, layers, training throughput and
+                                          # per-op profile, SIFT
     python -m benchmarks --quick          # fewer repeats/steps
     python -m benchmarks --time-to-accuracy   # also the full CNN time-to-99% race (slow)
 """
 import argparse
 import importlib
 
-from benchmarks import bench_gemm, bench_layers, bench_train, chart
+from benchmarks import bench_gemm, bench_layers, bench_train, chart, profile_train
 
 
 def main(argv=None):
@@ -20,6 +21,7 @@ def main(argv=None):
     bench_layers.run(threads=args.threads, repeat=3 if args.quick else 7)
     train_args = ["--threads", str(args.threads), "--steps", "15" if args.quick else "60"]
     bench_train.main(train_args + (["--time-to-accuracy"] if args.time_to_accuracy else []))
+    profile_train.main(["--threads", str(args.threads), "--steps", "10" if args.quick else "30"])
     try:
         sift = importlib.import_module("benchmarks.bench_sift")
     except ImportError as exc:

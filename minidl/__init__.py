@@ -1,5 +1,14 @@
 """minidl: deep learning by hand on NumPy, and on the GPU through CuPy with the same code."""
-from minidl.backend import (  # noqa: F401
+import os as _os
+import sys as _sys
+
+if "numpy" not in _sys.modules:
+    # OpenBLAS's idle threads spin for about 0.1 s after every matrix product, holding the
+    # cores that minidl's own threads need for the elementwise ops in between (see
+    # minidl.parallel).  A short spin, read when NumPy loads OpenBLAS, gives them back.
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from minidl.backend import (  # noqa: F401,E402
     BackendUnavailableError, DeviceMismatchError, get_array_module, get_backend, get_xp,
     use_backend, to_device, to_host, seed, get_default_dtype, set_default_dtype,
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from minidl import backend as B
 from minidl.autograd import Function
+from minidl.parallel import parallel_for
 
 __all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "softmax", "log_softmax"]
 
@@ -39,12 +40,28 @@ class ReLU(Function):
     """y = max(x, 0); the gradient at exactly 0 is taken as 0 (as PyTorch does)."""
 
     def forward(self, x):
-        self.mask = x > 0
-        # not x * mask: -inf * 0 is nan (and warns); maximum also propagates nan like PyTorch
-        return B.get_array_module(x).maximum(x, x.dtype.type(0))
+        xp = B.get_array_module(x)
+        y = xp.empty(x.shape, dtype=x.dtype)
+        self.mask = xp.empty(x.shape, dtype=bool)
+        xf, yf, mf = x.reshape(-1), y.reshape(-1), self.mask.reshape(-1)
+        zero = x.dtype.type(0)
+
+        def part(lo, hi):  # halves of the batch in parallel on a multi-core CPU
+            xp.greater(xf[lo:hi], zero, out=mf[lo:hi])
+            # not x * mask: -inf * 0 is nan (and warns); maximum propagates nan like PyTorch
+            xp.maximum(xf[lo:hi], zero, out=yf[lo:hi])
+
+        parallel_for(xf.shape[0], part, nbytes=x.nbytes, like=x)
+        return y
 
     def backward(self, gy):
-        return gy * self.mask
+        xp = B.get_array_module(gy)
+        gx = xp.empty(gy.shape, dtype=gy.dtype)
+        gf, gxf, mf = gy.reshape(-1), gx.reshape(-1), self.mask.reshape(-1)
+        parallel_for(gf.shape[0], lambda lo, hi: xp.multiply(gf[lo:hi], mf[lo:hi],
+                                                             out=gxf[lo:hi]),
+                     nbytes=gy.nbytes, like=gy)
+        return gx
 
 
 class LeakyReLU(Function):

@@ -24,6 +24,7 @@ import numbers
 from minidl import backend as B
 from minidl.autograd import Function, Tensor
 from minidl.functions.conv import _as_input
+from minidl.parallel import parallel_for
 
 __all__ = ["batch_norm"]
 
@@ -44,6 +45,21 @@ def _channel_dot(xp, a3, b3):
     return xp.einsum("ncl,ncl->c", a3, b3)
 
 
+def _by_parts(xp, a3, work):
+    """Run ``work(lo, hi)`` over parts of the batch (in parallel on a multi-core CPU) and sum
+    the per-part results in order: a deterministic total for a given number of threads."""
+    results = {}
+
+    def part(lo, hi):
+        results[lo] = work(lo, hi)
+
+    parallel_for(a3.shape[0], part, nbytes=a3.nbytes, like=a3)
+    keys = sorted(results)
+    if len(keys) == 1:
+        return results[keys[0]]
+    return tuple(sum(results[k][i] for k in keys) for i in range(len(results[keys[0]])))
+
+
 class BatchNorm(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta; see the module docstring."""
 
@@ -57,9 +73,15 @@ class BatchNorm(Function):
         N, C, L = x3.shape
         M = N * L
         if self.training:
-            mean = _channel_sum(xp, x3) / x.dtype.type(M)
-            xc = x3 - mean[:, None]
-            var = _channel_dot(xp, xc, xc) / x.dtype.type(M)
+            mean = _by_parts(xp, x3, lambda lo, hi: (_channel_sum(xp, x3[lo:hi]),))[0]
+            mean = mean / x.dtype.type(M)
+            xc = xp.empty(x3.shape, dtype=x.dtype)
+
+            def centre(lo, hi):
+                xp.subtract(x3[lo:hi], mean[:, None], out=xc[lo:hi])
+                return (_channel_dot(xp, xc[lo:hi], xc[lo:hi]),)
+
+            var = _by_parts(xp, x3, centre)[0] / x.dtype.type(M)
             if self.running_mean is not None:
                 m = self.momentum
                 rm, rv = self.running_mean, self.running_var
@@ -73,9 +95,15 @@ class BatchNorm(Function):
             xc = x3 - mean[:, None]
         inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))
         scale = inv_std if gamma is None else gamma * inv_std
-        y = xc * scale[:, None]
-        if beta is not None:
-            y += beta[:, None]
+        y = xp.empty(x3.shape, dtype=x.dtype)
+
+        def affine(lo, hi):
+            xp.multiply(xc[lo:hi], scale[:, None], out=y[lo:hi])
+            if beta is not None:
+                y[lo:hi] += beta[:, None]
+            return ()
+
+        _by_parts(xp, x3, affine)
         self.xc, self.inv_std, self.scale = xc, inv_std, scale
         self.has_affine = gamma is not None
         return y.reshape(x.shape)
@@ -85,18 +113,29 @@ class BatchNorm(Function):
         g3 = _as3(gy)
         N, C, L = g3.shape
         xc, inv_std, scale = self.xc, self.inv_std, self.scale
-        sum_gy = _channel_sum(xp, g3)
-        sum_gy_xhat = _channel_dot(xp, g3, xc) * inv_std
+        sum_gy, sum_gy_xc = _by_parts(xp, g3, lambda lo, hi: (
+            _channel_sum(xp, g3[lo:hi]), _channel_dot(xp, g3[lo:hi], xc[lo:hi])))
+        sum_gy_xhat = sum_gy_xc * inv_std
+        gx = xp.empty(g3.shape, dtype=gy.dtype)
         if self.training:
             M = gy.dtype.type(N * L)
             # gx = k * (gy - sum_gy / M - xhat * sum_gy_xhat / M), xhat = xc * inv_std,
             # built in one buffer: ((xc * b + a) - gy) * -k
-            gx = xc * (inv_std * sum_gy_xhat / M)[:, None]
-            gx += (sum_gy / M)[:, None]
-            gx -= g3
-            gx *= -scale[:, None]
+            b = (inv_std * sum_gy_xhat / M)[:, None]
+            a = (sum_gy / M)[:, None]
+
+            def grad(lo, hi):
+                out = gx[lo:hi]
+                xp.multiply(xc[lo:hi], b, out=out)
+                out += a
+                out -= g3[lo:hi]
+                out *= -scale[:, None]
+                return ()
         else:
-            gx = g3 * scale[:, None]
+            def grad(lo, hi):
+                xp.multiply(g3[lo:hi], scale[:, None], out=gx[lo:hi])
+                return ()
+        _by_parts(xp, g3, grad)
         gx = gx.reshape(gy.shape)
         if self.has_affine:
             return gx, sum_gy_xhat, sum_gy

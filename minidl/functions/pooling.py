@@ -22,6 +22,7 @@ import numbers
 from minidl import backend as B
 from minidl.autograd import Function
 from minidl.functions.conv import _as_input, _output_hw, _pair
+from minidl.parallel import parallel_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d"]
 
@@ -79,10 +80,16 @@ class MaxPool2d(_Pool2d):
         xp = B.get_array_module(x)
         OH, OW = self._geometry(x)
         xpad = self._pad(xp, x, float("-inf"))
-        taps = _taps(xpad, *self.kernel, self.stride, OH, OW)
-        y = next(taps)[2].copy()
-        for _, _, view in taps:
-            xp.maximum(y, view, out=y)
+        y = xp.empty((x.shape[0], x.shape[1], OH, OW), dtype=x.dtype)
+
+        def part(lo, hi):  # images lo:hi (in parallel on a multi-core CPU)
+            yp = y[lo:hi]
+            taps = _taps(xpad[lo:hi], *self.kernel, self.stride, OH, OW)
+            xp.copyto(yp, next(taps)[2])
+            for _, _, view in taps:
+                xp.maximum(yp, view, out=yp)
+
+        parallel_for(x.shape[0], part, nbytes=x.nbytes, like=x)
         self.xpad, self.y = xpad, y
         return y
 
@@ -98,21 +105,27 @@ class MaxPool2d(_Pool2d):
                  and (H, W) == (OH * KH, OW * KW))
         gpad = xp.empty(self.x_shape, dtype=gy.dtype) if tiled \
             else self._grad_buffer(xp, gy.dtype)
-        free = None  # windows whose maximum has not been claimed by an earlier tap
-        last = KH * KW - 1
-        for k, (i, j, view) in enumerate(_taps(self.xpad, KH, KW, self.stride, OH, OW)):
-            hit = view == self.y
-            if free is None:
-                free = ~hit
-            else:
-                hit &= free
-                if k < last:
-                    free ^= hit
-            gview = _tap(gpad, i, j, self.stride, OH, OW)
-            if tiled:
-                xp.multiply(gy, hit, out=gview)
-            else:
-                gview += gy * hit
+
+        def part(lo, hi):  # images lo:hi (in parallel on a multi-core CPU)
+            y, g, gp = self.y[lo:hi], gy[lo:hi], gpad[lo:hi]
+            free = None  # windows whose maximum has not been claimed by an earlier tap
+            last = KH * KW - 1
+            for k, (i, j, view) in enumerate(_taps(self.xpad[lo:hi], KH, KW, self.stride,
+                                                   OH, OW)):
+                hit = view == y
+                if free is None:
+                    free = ~hit
+                else:
+                    hit &= free
+                    if k < last:
+                        free ^= hit
+                gview = _tap(gp, i, j, self.stride, OH, OW)
+                if tiled:
+                    xp.multiply(g, hit, out=gview)
+                else:
+                    gview += g * hit
+
+        parallel_for(N, part, nbytes=gpad.nbytes, like=gy)
         return self._crop(gpad)
 
 

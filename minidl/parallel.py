@@ -1,0 +1,119 @@
+"""Host threads for the memory-bound ops: split the batch, run the halves side by side.
+
+NumPy's BLAS already uses every core for matrix products, but an elementwise op, a pooling
+window or a batch-norm sum runs on one core, and on a small CNN those are half of a training
+step.  NumPy releases the GIL inside such loops, so the same op on the two halves of a batch in
+two Python threads takes about 0.6 of the time on a 2-core CPU.  :func:`parallel_for` does
+exactly that, for the ops that ask for it (ReLU, max pooling, batch norm, the convolution's
+copies).
+
+Only NumPy arrays are split; CuPy (one kernel already uses the whole GPU) and the strict test
+backend run the work in one piece, as do arrays too small to be worth a thread hand-off.
+Elementwise results are bitwise the same with any number of threads; reductions (batch-norm
+sums) add their per-part sums at the end, so they can differ in the last bits.
+
+Threads: ``MINIDL_NUM_THREADS`` or :func:`set_num_threads`, default the number of CPUs
+(at most 8).
+
+OpenBLAS (NumPy's BLAS on Linux and Windows) keeps its worker threads spinning for about 0.1 s
+after each matrix product, so in a training step they would still hold the cores when the
+elementwise ops start.  ``import minidl`` therefore sets ``OPENBLAS_THREAD_TIMEOUT=4`` (a
+spin of a few microseconds) when NumPy is not imported yet; import minidl first, or set the
+variable yourself, to get the speed-up (without it the threads merely gain nothing).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from minidl import backend as B
+
+__all__ = ["parallel_for", "get_num_threads", "set_num_threads", "MIN_BYTES"]
+
+MIN_BYTES = 1 << 20  # below this much data per call, one thread is faster than a hand-off
+
+_num_threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = None  # a forked child has no worker threads: it starts its own pool
+_pool_lock = threading.Lock()
+_local = threading.local()  # marks worker threads: work they submit runs inline
+
+
+def _default_threads() -> int:
+    env = os.environ.get("MINIDL_NUM_THREADS")
+    if env is not None:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"MINIDL_NUM_THREADS must be a positive int, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"MINIDL_NUM_THREADS must be a positive int, got {env!r}")
+        return n
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def get_num_threads() -> int:
+    """Threads :func:`parallel_for` uses (including the calling one)."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_threads()
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` >= 1 threads from now on (1: everything runs in the calling thread)."""
+    global _num_threads, _pool
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    with _pool_lock:
+        _num_threads = n
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool_pid = os.getpid()
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minidl",
+                                       initializer=_mark_worker)
+        return _pool
+
+
+def _mark_worker():
+    _local.worker = True
+
+
+def parallel_for(n: int, work, *, nbytes: int = 0, like=None) -> None:
+    """Call ``work(lo, hi)`` on contiguous parts of ``range(n)`` that together cover it once.
+
+    The parts run in worker threads and the calling thread when ``like`` (an array the work
+    is on) is a NumPy array, ``nbytes`` (the data the call touches) is at least
+    :data:`MIN_BYTES` and more than one thread is configured; otherwise ``work(0, n)`` runs
+    right here.  ``work`` must write disjoint parts of its outputs.  The first exception a
+    part raises is re-raised after all parts finish.
+    """
+    threads = get_num_threads()
+    parts = min(threads, n)
+    if (parts <= 1 or nbytes < MIN_BYTES or getattr(_local, "worker", False)
+            or (like is not None and B.backend_of(like).name != "numpy")):
+        work(0, n)
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    pool = _get_pool(threads - 1)
+    futures = [pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    error = None
+    try:
+        work(bounds[0], bounds[1])
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the workers finish
+        error = exc
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as exc:  # noqa: BLE001
+            error = error or exc
+    if error is not None:
+        raise error

@@ -1,0 +1,92 @@
+"""minidl.parallel: ops split over host threads give the serial results (elementwise ops
+bitwise, batch-norm sums to rounding), errors come back, other backends run in one piece."""
+import numpy as np
+import pytest
+
+from minidl import backend as B
+from minidl import parallel
+from minidl.autograd import Tensor
+from minidl.functions import batch_norm, conv2d, max_pool2d, relu
+
+
+@pytest.fixture
+def threads(monkeypatch):
+    """Split every call (no size threshold) over ``n`` threads."""
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+    yield lambda n: parallel.set_num_threads(n)
+    parallel.set_num_threads(parallel._default_threads())
+
+
+def _run(op, arrays, seed_grad):
+    ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    y = op(*ts)
+    y.backward(seed_grad(y.shape))
+    return [y.data] + [t.grad for t in ts]
+
+
+OPS = {
+    "relu": (relu, [(7, 3, 5, 4)]),
+    "max_pool 2x2": (lambda x: max_pool2d(x, 2), [(7, 3, 6, 8)]),
+    "max_pool 3x3 s2 pad 1": (lambda x: max_pool2d(x, 3, 2, 1), [(7, 3, 9, 8)]),
+    "batch_norm": (lambda x, g, b: batch_norm(x, None, None, g, b, training=True),
+                   [(7, 3, 5, 4), (3,), (3,)]),
+    "conv2d": (lambda x, w: conv2d(x, w, padding=1), [(7, 3, 6, 5), (4, 3, 3, 3)]),
+}
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("n", [2, 3])
+def test_threads_give_the_serial_results(threads, rng, name, n):
+    op, shapes = OPS[name]
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    if name.startswith("max_pool"):
+        arrays[0] = np.maximum(arrays[0], 0)  # ties among zeros: first-max routing
+    g = rng.standard_normal((64,)).astype(np.float32)
+
+    def seed_grad(shape):
+        return np.resize(g, shape)
+
+    threads(1)
+    serial = _run(op, arrays, seed_grad)
+    threads(n)
+    split = _run(op, arrays, seed_grad)
+    for a, b in zip(serial, split):
+        if name == "batch_norm":
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(b, a)
+
+
+def test_parts_cover_the_range_once_and_errors_come_back(threads):
+    threads(3)
+    seen = np.zeros(10, int)
+
+    def work(lo, hi):
+        seen[lo:hi] += 1
+
+    parallel.parallel_for(10, work, nbytes=1 << 30)
+    assert (seen == 1).all()
+
+    def fail(lo, hi):
+        if lo > 0:
+            raise KeyError("part failed")
+
+    with pytest.raises(KeyError, match="part failed"):
+        parallel.parallel_for(10, fail, nbytes=1 << 30)
+
+
+def test_device_arrays_and_small_calls_run_in_one_piece(threads, backend):
+    threads(4)
+    calls = []
+    a = B.to_device(np.zeros(4))
+    parallel.parallel_for(8, lambda lo, hi: calls.append((lo, hi)), nbytes=1 << 30, like=a)
+    expected = [(0, 2), (2, 4), (4, 6), (6, 8)] if backend.name == "numpy" else [(0, 8)]
+    assert sorted(calls) == expected
+
+
+def test_thread_count_is_validated(monkeypatch):
+    with pytest.raises(ValueError, match="set_num_threads: n must be a positive int, got 0"):
+        parallel.set_num_threads(0)
+    monkeypatch.setenv("MINIDL_NUM_THREADS", "two")
+    with pytest.raises(ValueError, match="MINIDL_NUM_THREADS must be a positive int, got 'two'"):
+        parallel._default_threads()
