@@ -9,7 +9,7 @@ Each number is the median wall time after one warm-up run; minifeat and OpenCV r
 so that both see the same load on a shared machine, and the OpenCV ratio is also given as the
 median of paired runs (skimage: median of ``--skimage-repeat`` runs, 3 by default).  OpenCV
 runs on one thread; minifeat's BLAS calls (the GEMM blur) stay below OpenBLAS's threading
-threshold, so it is single-threaded too.
+threshold and minidl.parallel is set to one thread, so it is single-threaded too.
 """
 from __future__ import annotations
 
@@ -111,6 +111,16 @@ def main(argv=None) -> int:
     p.add_argument("--no-skimage", action="store_true")
     p.add_argument("--skimage-repeat", type=int, default=3)
     args = p.parse_args(argv)
+    from minidl import parallel
+    threads = parallel.get_num_threads()
+    parallel.set_num_threads(1)  # single-threaded, like OpenCV here (restored at the end)
+    try:
+        return _main(args)
+    finally:
+        parallel.set_num_threads(threads)
+
+
+def _main(args) -> int:
     images = _images(pathlib.Path(args.data_dir) / "images")
     backends = ["numpy"] + (["cupy"] if cupy_backend() is not None else [])
     results = {}
