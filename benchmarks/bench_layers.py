@@ -87,10 +87,16 @@ def run(batch=128, threads=2, repeat=7) -> dict:
     peak = gemm_gflops(1024, "float32", numpy)
     print(f"float32 GEMM peak (n=1024, NumPy): {peak:.0f} GFLOP/s\n")
     rows, results = [], []
-    for name, make, make_torch, shape, flops in layer_cases(batch):
-        ours = time_minidl(make, shape, "numpy", repeat)
-        gpu = time_minidl(make, shape, "cupy", repeat) if cp else None
-        tt = time_torch(torch, make_torch, shape, repeat) if torch else None
+    cases = layer_cases(batch)
+    # all minidl layers first, then all torch layers: PyTorch's OpenMP threads keep spinning
+    # for a while after each op, which would steal the cores minidl's threads are timed on
+    ours_ms = {name: (time_minidl(make, shape, "numpy", repeat),
+                      time_minidl(make, shape, "cupy", repeat) if cp else None)
+               for name, make, _, shape, _ in cases}
+    torch_ms = {name: time_torch(torch, make_torch, shape, repeat) if torch else None
+                for name, _, make_torch, shape, _ in cases}
+    for name, make, make_torch, shape, flops in cases:
+        (ours, gpu), tt = ours_ms[name], torch_ms[name]
         gf = flops / ours / 1e9 if flops else None
         rows.append([name, ours * 1e3, gf if gf else "-",
                      f"{100 * gf / peak:.0f}%" if gf else "-",

@@ -27,6 +27,7 @@ whose gradients are zero.  Strided convolutions use exact (OW' = OW) windows.
 from __future__ import annotations
 
 import numbers
+import threading
 
 from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
@@ -43,23 +44,42 @@ _CHUNK_BYTES = 8 << 20
 # When W needs a gradient, forward keeps the column matrix for backward (saving a second
 # im2col, about 10% of a conv's training time) unless it is larger than this.
 _KEEP_COL_BYTES = 64 << 20
-# Kept column matrices of finished backward passes, for the next forward of the same size:
-# on the CPU a fresh buffer that large is fresh memory from the OS, page-faulted in on every
-# training step.  A buffer goes back here only when its Function is released (after a backward
-# without retain_graph), so no two live graphs ever share one.
-_spare_cols: dict = {}
-_SPARE_PER_SIZE = 2
 
 
-def _take_cols(xp, size: int, dtype):
-    spare = _spare_cols.get((xp.__name__, size, dtype))
-    return spare.pop() if spare else xp.empty(size, dtype=dtype)
+class _Workspace:
+    """Host scratch buffers reused from call to call, by (size, dtype).
+
+    A buffer of several MB that is allocated and freed on every call is, on the CPU, fresh
+    memory from the OS each time: page faults on first touch cost as much as the copies that
+    fill it (4x slower for the 1->32 conv of the MNIST CNN).  Buffers are taken for one call
+    (chunk temporaries) or from forward to the Function's release (the kept column matrix,
+    the padded input), and given back then, so no two users ever share one.  Only NumPy
+    buffers are kept; CuPy has its own memory pool.
+    """
+
+    def __init__(self, per_size: int = 2):
+        self.per_size = per_size
+        self.free: dict = {}
+        self.lock = threading.Lock()
+
+    def take(self, xp, size: int, dtype):
+        with self.lock:
+            spare = self.free.get((xp.__name__, int(size), dtype))
+            if spare:
+                return spare.pop()
+        return xp.empty(int(size), dtype=dtype)
+
+    def give(self, *bufs) -> None:
+        for buf in bufs:
+            if buf is None or B.backend_of(buf).name != "numpy":
+                continue
+            with self.lock:
+                spare = self.free.setdefault(("numpy", buf.size, buf.dtype), [])
+                if len(spare) < self.per_size:
+                    spare.append(buf)
 
 
-def _give_cols(xp, buf) -> None:
-    spare = _spare_cols.setdefault((xp.__name__, buf.size, buf.dtype), [])
-    if len(spare) < _SPARE_PER_SIZE:
-        spare.append(buf)
+_workspace = _Workspace()
 
 
 def _split(xp, n: int, work, nbytes: int, like) -> None:
@@ -113,9 +133,11 @@ class Conv2d(Function):
     """y = conv2d(x, W) + b; see the module docstring for the GEMM layout."""
 
     def __init__(self, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
-                 keep_col=False):
+                 keep_col=False, recorded=True):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.keep_col = keep_col
+        # keep_col: W needs a gradient, keep the column matrix for backward; recorded: a
+        # backward may come (else the padded input goes back to the workspace at once)
+        self.keep_col, self.recorded = keep_col, recorded
 
     # -- geometry and the window view -------------------------------------------------------
     def _setup(self, x, W):
@@ -138,8 +160,11 @@ class Conv2d(Function):
         N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
         (ph, pw), (dh, dw) = self.padding, self.dilation
         slack = dw * (KW - 1) if wide else 0
-        buf = xp.zeros(N * C * Hp * Wp + slack, dtype=x.dtype)
-        buf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp)[:, :, ph:ph + H, pw:pw + Wd] = x
+        buf = _workspace.take(xp, N * C * Hp * Wp + slack, x.dtype)
+        padded = buf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp)
+        if ph or pw or slack:  # the border and the slack are zero, the inside is x
+            buf.fill(0)
+        padded[:, :, ph:ph + H, pw:pw + Wd] = x
         return buf
 
     def _windows(self, xp, buf):
@@ -194,18 +219,25 @@ class Conv2d(Function):
         y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
         col_size = C * KH * KW * OH * ow_cols
         keep = self.keep_col and N * col_size * x.dtype.itemsize <= _KEEP_COL_BYTES
-        self.cols = _take_cols(xp, N * col_size, x.dtype) if keep else None
-        self.scratch = None if keep else xp.empty(nb * col_size, dtype=x.dtype)
+        self.cols = _workspace.take(xp, N * col_size, x.dtype) if keep else None
+        scratch = None if keep else _workspace.take(xp, nb * col_size, x.dtype)
+        y_buf = _workspace.take(xp, OC * nb * OH * ow_cols, x.dtype)
         for n0, n1 in self._chunks():
+            n = n1 - n0
             col = self._im2col(xp, windows, n0, n1,
-                               self.scratch if self.cols is None else self._kept_col(n0, n1))
-            y2 = xp.matmul(W2, col).reshape(OC, n1 - n0, OH, ow_cols)
-            _split(xp, n1 - n0, lambda lo, hi: xp.copyto(
+                               scratch if scratch is not None else self._kept_col(n0, n1))
+            y2 = xp.matmul(W2, col, out=y_buf[:OC * n * OH * ow_cols].reshape(
+                G, OC // G, n * OH * ow_cols)).reshape(OC, n, OH, ow_cols)
+            _split(xp, n, lambda lo, hi: xp.copyto(
                 y[n0 + lo:n0 + hi], y2[:, lo:hi, :, :OW].transpose(1, 0, 2, 3)),
                 y2.nbytes, y2)
+        _workspace.give(scratch, y_buf)
         if b is not None:
             y += b.reshape(1, OC, 1, 1)
-        self.buf = None if keep else buf  # backward needs the input only to redo im2col
+        if keep or not self.recorded:  # backward needs the input only to redo im2col
+            _workspace.give(buf)
+            buf = None
+        self.buf = buf
         self.W = W
         return y
 
@@ -221,40 +253,43 @@ class Conv2d(Function):
             windows = self._windows(xp, self.buf) if need_W and self.cols is None else None
             W2 = self.W.reshape(G, OC // G, Cg * KH * KW)
             W2t = W2.transpose(0, 2, 1)
-            if self.cols is None and self.scratch is None:
-                self.scratch = xp.empty(C * KH * KW * nb * OH * ow_cols, dtype=gy.dtype)
-            # gy of a chunk as (OC, n, OH, OW'): zero in the discarded wide columns, which
-            # are never written, so the buffer is zeroed once
-            gy_buf = xp.zeros(OC * nb * OH * ow_cols, dtype=gy.dtype)
+            take = _workspace.take
+            scratch = (take(xp, C * KH * KW * nb * OH * ow_cols, gy.dtype)
+                       if need_W and self.cols is None else None)
+            gy_buf = take(xp, OC * nb * OH * ow_cols, gy.dtype)
+            gcol_buf = take(xp, C * KH * KW * nb * OH * ow_cols, gy.dtype) if need_x else None
+            gpad_buf = (take(xp, nb * C * (Hp * Wp + (KW - 1) * self.dilation[1]), gy.dtype)
+                        if need_x else None)
             if need_x:
                 gx = xp.empty((N, C, H, Wd), dtype=gy.dtype)
-                gpad_buf = xp.empty(N and nb * C * (Hp * Wp + (KW - 1) * self.dilation[1]),
-                                    dtype=gy.dtype)
             if need_W:
                 gW = xp.zeros((G, OC // G, Cg * KH * KW), dtype=gy.dtype)
             for n0, n1 in self._chunks():
                 n = n1 - n0
+                # gy of the chunk as (OC, n, OH, OW'), zero in the discarded wide columns
                 gy2 = gy_buf[:OC * n * OH * ow_cols].reshape(OC, n, OH, ow_cols)
+                if ow_cols > OW:
+                    gy2[:, :, :, OW:] = 0
                 _split(xp, n, lambda lo, hi: xp.copyto(
                     gy2[:, lo:hi, :, :OW], gy[n0 + lo:n0 + hi].transpose(1, 0, 2, 3)),
                     gy2.nbytes, gy2)
                 gy2 = gy2.reshape(G, OC // G, n * OH * ow_cols)
                 if need_W:
-                    col = (self._im2col(xp, windows, n0, n1, self.scratch)
+                    col = (self._im2col(xp, windows, n0, n1, scratch)
                            if self.cols is None else self._kept_col(n0, n1))
                     gW += xp.matmul(gy2, col.transpose(0, 2, 1))
                 if need_x:
-                    gcol = xp.matmul(W2t, gy2)
+                    gcol = xp.matmul(W2t, gy2, out=gcol_buf[:C * KH * KW * n * OH * ow_cols]
+                                     .reshape(G, Cg * KH * KW, n * OH * ow_cols))
                     self._col2im(xp, gcol, n, gpad_buf, gx[n0:n1])
+            _workspace.give(scratch, gy_buf, gcol_buf, gpad_buf)
             gW = None if gW is None else gW.reshape(self.W.shape)
         if has_b:
             return gx, gW, gb
         return gx, gW
 
     def release(self) -> None:
-        cols = getattr(self, "cols", None)
-        if cols is not None and B.backend_of(cols).name == "numpy":
-            _give_cols(B.get_array_module(cols), cols)
+        _workspace.give(getattr(self, "cols", None), getattr(self, "buf", None))
         super().release()
 
     def _col2im(self, xp, gcol, n, gpad_buf, out):
@@ -339,5 +374,6 @@ def conv2d(x, W, b=None, stride=1, padding=0, dilation=1, groups=1):
                             "match")
         inputs.append(b)
     _output_hw("conv2d", (H, Wd), (KH, KW), stride, padding, dilation)
-    keep_col = is_grad_enabled() and W.requires_grad
-    return Conv2d(stride, padding, dilation, int(groups), keep_col)(*inputs)
+    recorded = is_grad_enabled() and any(t.requires_grad for t in inputs)
+    keep_col = recorded and W.requires_grad
+    return Conv2d(stride, padding, dilation, int(groups), keep_col, recorded)(*inputs)

@@ -114,6 +114,8 @@ def test_kept_column_buffers_are_reused_only_after_release(rng):
     np.testing.assert_array_equal(host(y3), before)
     y2.sum().backward(retain_graph=True)                             # kept for a 2nd backward
     assert F.conv2d(x, W, padding=1).creator.cols is not c2
+    y2.sum().backward()                                              # still there: same grads
+    np.testing.assert_array_equal(host(x.grad), 2 * host(x.grad) / 2)
 
 
 def test_column_matrix_is_kept_only_when_W_needs_a_gradient(xp, rng):
