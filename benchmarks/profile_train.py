@@ -93,15 +93,19 @@ def main(argv=None):
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
 
+    # PyTorch first, then a pause: its OpenMP threads spin for a while after each op, and
+    # minidl's threads must not be timed against them (nor PyTorch against minidl's)
+    torch = torch_or_none(args.threads)
+    torch_rows = profile_torch(torch, args.model, args.steps, args.warmup) if torch else None
+    time.sleep(1.0)
     prof = profile_minidl(args.model, args.steps, args.warmup, args.backend)
     print(f"minidl ({args.backend}), {args.model}, batch {BATCH}: milliseconds per step")
     print(prof.table(top=args.top, per=args.steps))
     payload = {"model": args.model, "batch": BATCH, "threads": args.threads,
                "steps": args.steps, "minidl": {"ms_per_step": prof.wall * 1e3 / args.steps,
                                                "ops": prof.as_dict(per=args.steps)}}
-    torch = torch_or_none(args.threads)
-    if torch is not None:
-        rows, ms = profile_torch(torch, args.model, args.steps, args.warmup)
+    if torch_rows is not None:
+        rows, ms = torch_rows
         print(f"\nPyTorch CPU, {args.model}, batch {BATCH}: milliseconds per step "
               f"(self CPU time; {ms:.1f} ms per step under the profiler)")
         print(f"{'op':<52} {'calls':>6} {'ms':>9}")
