@@ -141,7 +141,6 @@ class Conv2d(Function):
 
     # -- geometry and the window view -------------------------------------------------------
     def _setup(self, x, W):
-        xp = B.get_array_module(x)
         N, C, H, Wd = x.shape
         OC, Cg, KH, KW = W.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
@@ -158,7 +157,7 @@ class Conv2d(Function):
         """x zero-padded, in a flat buffer with slack after the last plane so that the wide
         windows stay inside it (they only feed discarded output columns)."""
         N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
-        (ph, pw), (dh, dw) = self.padding, self.dilation
+        (ph, pw), dw = self.padding, self.dilation[1]
         slack = dw * (KW - 1) if wide else 0
         buf = _workspace.take(xp, N * C * Hp * Wp + slack, x.dtype)
         padded = buf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp)

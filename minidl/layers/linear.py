@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from minidl import init as initializers
-from minidl.autograd import Parameter, as_tensor
+from minidl.autograd import Parameter
 from minidl.functions import flatten, linear
 from minidl.layers.module import Module, check_input
 
