@@ -23,6 +23,14 @@ contiguous run of OH*Wp elements per (c, kh, kw, n).  The im2col copy and the co
 move long contiguous rows instead of rows of OW elements (3-4x faster on a CPU), at the cost of
 Wp/OW - 1 extra GEMM columns (about 7% for 28x28 with padding 1), whose outputs are discarded and
 whose gradients are zero.  Strided convolutions use exact (OW' = OW) windows.
+
+On the CPU
+----------
+The batch goes through in chunks of about 8 MB of column matrix (cache-resident copies);
+BLAS runs each product on every core, and the memory-bound copies between them (im2col,
+col2im, the layout changes) are split over host threads (:mod:`minidl.parallel`).  Scratch
+buffers come from a workspace that reuses them from call to call (no fresh, page-faulting
+memory every step), and when W needs a gradient the column matrix is kept from forward for dW.
 """
 from __future__ import annotations
 
@@ -80,13 +88,6 @@ class _Workspace:
 
 
 _workspace = _Workspace()
-
-
-def _split(xp, n: int, work, nbytes: int, like) -> None:
-    """``work(lo, hi)`` over parts of ``range(n)``, in parallel on a multi-core CPU: the
-    copies around the matrix products (im2col, col2im, layout changes) are memory-bound
-    single-threaded loops, while BLAS already uses every core."""
-    parallel_for(n, work, nbytes=nbytes, like=like)
 
 
 def _pair(value, name: str, where: str, minimum: int = 0) -> tuple[int, int]:
@@ -192,10 +193,11 @@ class Conv2d(Function):
         part = windows[:, :, :, n0:n1]
         col = scratch[:part.size].reshape(part.shape)
         if C > 1:  # channels in parallel, or kernel rows when there is one channel
-            _split(xp, C, lambda lo, hi: xp.copyto(col[lo:hi], part[lo:hi]), col.nbytes, col)
+            parallel_for(C, lambda lo, hi: xp.copyto(col[lo:hi], part[lo:hi]),
+                         nbytes=col.nbytes, like=col)
         else:
-            _split(xp, KH, lambda lo, hi: xp.copyto(col[:, lo:hi], part[:, lo:hi]),
-                   col.nbytes, col)
+            parallel_for(KH, lambda lo, hi: xp.copyto(col[:, lo:hi], part[:, lo:hi]),
+                         nbytes=col.nbytes, like=col)
         return col.reshape(self.groups, Cg * KH * KW, (n1 - n0) * OH * ow_cols)
 
     def _kept_col(self, n0, n1):
@@ -227,9 +229,9 @@ class Conv2d(Function):
                                scratch if scratch is not None else self._kept_col(n0, n1))
             y2 = xp.matmul(W2, col, out=y_buf[:OC * n * OH * ow_cols].reshape(
                 G, OC // G, n * OH * ow_cols)).reshape(OC, n, OH, ow_cols)
-            _split(xp, n, lambda lo, hi: xp.copyto(
+            parallel_for(n, lambda lo, hi: xp.copyto(
                 y[n0 + lo:n0 + hi], y2[:, lo:hi, :, :OW].transpose(1, 0, 2, 3)),
-                y2.nbytes, y2)
+                nbytes=y2.nbytes, like=y2)
         _workspace.give(scratch, y_buf)
         if b is not None:
             y += b.reshape(1, OC, 1, 1)
@@ -269,9 +271,9 @@ class Conv2d(Function):
                 gy2 = gy_buf[:OC * n * OH * ow_cols].reshape(OC, n, OH, ow_cols)
                 if ow_cols > OW:
                     gy2[:, :, :, OW:] = 0
-                _split(xp, n, lambda lo, hi: xp.copyto(
+                parallel_for(n, lambda lo, hi: xp.copyto(
                     gy2[:, lo:hi, :, :OW], gy[n0 + lo:n0 + hi].transpose(1, 0, 2, 3)),
-                    gy2.nbytes, gy2)
+                    nbytes=gy2.nbytes, like=gy2)
                 gy2 = gy2.reshape(G, OC // G, n * OH * ow_cols)
                 if need_W:
                     col = (self._im2col(xp, windows, n0, n1, scratch)
@@ -321,7 +323,7 @@ class Conv2d(Function):
             plane = g[:, :, :Hp * Wp].reshape(n, hi - lo, Hp, Wp) if wide else g
             xp.copyto(out[:, lo:hi], plane[:, :, ph:ph + H, pw:pw + Wd])
 
-        _split(xp, C, channels, gcol.nbytes, gcol)
+        parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
 
 
 def conv2d(x, W, b=None, stride=1, padding=0, dilation=1, groups=1):
