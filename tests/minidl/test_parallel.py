@@ -31,6 +31,11 @@ OPS = {
     "batch_norm": (lambda x, g, b: batch_norm(x, None, None, g, b, training=True),
                    [(7, 3, 5, 4), (3,), (3,)]),
     "conv2d": (lambda x, w: conv2d(x, w, padding=1), [(7, 3, 6, 5), (4, 3, 3, 3)]),
+    "conv2d stride 2": (lambda x, w: conv2d(x, w, stride=2, padding=1),
+                        [(5, 4, 9, 8), (6, 4, 3, 3)]),
+    "conv2d groups, dilation": (lambda x, w: conv2d(x, w, padding=2, dilation=2, groups=2),
+                                [(5, 4, 9, 8), (6, 2, 3, 3)]),
+    "conv2d one channel": (lambda x, w: conv2d(x, w, padding=1), [(5, 1, 6, 7), (3, 1, 3, 3)]),
 }
 
 
