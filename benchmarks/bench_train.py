@@ -4,7 +4,7 @@ For the MLP (784-512-256-10) and the main-job CNN (examples/mnist_cnn.py) at bat
 framework trains the *same* architecture with the same optimizer (Adam) on the same MNIST-shaped
 batches for a fixed number of steps.  Reported: images/s, the implied seconds per 60,000-image
 epoch, and peak resident memory.  Each (framework, model) runs in a fresh subprocess so that the
-peak memory (``ru_maxrss``) is its own and no thread pool or allocator state leaks between them.
+peak memory (``VmHWM``) is its own and no thread pool or allocator state leaks between them.
 
     python -m benchmarks.bench_train [--steps 60] [--threads 2]
     python -m benchmarks.bench_train --time-to-accuracy [--seeds 3]   # also: full CNN runs
@@ -102,13 +102,27 @@ def _run_torch(model_name: str, steps: int, warmup: int, threads: int) -> dict:
     return {"seconds_per_step": sorted(times)[len(times) // 2]}
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.  Linux's ``VmHWM`` belongs to the program
+    exec'd here; ``ru_maxrss`` would also count the parent's peak from before the fork (every
+    child of ``python -m benchmarks`` then reported the parent's 635 MB)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(args) -> None:
     """Run one measurement in this (fresh) process and print it as JSON."""
     if args.framework == "torch":
         out = _run_torch(args.model, args.steps, args.warmup, args.threads)
     else:
         out = _run_minidl(args.model, args.steps, args.warmup, args.framework)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = _peak_rss_mb()
     print("RESULT " + json.dumps(out))
 
 
