@@ -8,12 +8,14 @@ minidl has one per layer.
 
     python -m benchmarks.profile_train [--model cnn] [--steps 30] [--threads 2]
 
+``--threads`` sets PyTorch's threads; NumPy's BLAS threads are fixed when it loads, so set
+``OPENBLAS_NUM_THREADS`` in the environment to change minidl's.
+
 Writes benchmarks/results/profile_train.json.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
@@ -91,7 +93,6 @@ def main(argv=None):
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
     p.add_argument("--top", type=int, default=14, help="rows shown per table")
     args = p.parse_args(argv)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
 
     # PyTorch first, then a pause: its OpenMP threads spin for a while after each op, and
     # minidl's threads must not be timed against them (nor PyTorch against minidl's)

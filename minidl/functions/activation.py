@@ -46,7 +46,7 @@ class ReLU(Function):
         xf, yf, mf = x.reshape(-1), y.reshape(-1), self.mask.reshape(-1)
         zero = x.dtype.type(0)
 
-        def part(lo, hi):  # halves of the batch in parallel on a multi-core CPU
+        def part(lo, hi):  # parts of the array, in parallel on a multi-core CPU
             xp.greater(xf[lo:hi], zero, out=mf[lo:hi])
             # not x * mask: -inf * 0 is nan (and warns); maximum propagates nan like PyTorch
             xp.maximum(xf[lo:hi], zero, out=yf[lo:hi])
