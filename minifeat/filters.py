@@ -252,8 +252,9 @@ class GradientSampler:
     returns magnitude 0 there and off the image.
     """
 
-    def __init__(self, image):
+    def __init__(self, image, *, workspace=None):
         self.image = image
+        self.workspace = workspace  # optional minidl Workspace for the padded maps
         self.shape = tuple(image.shape)
         self.requested = 0
         self._maps = None
@@ -279,9 +280,7 @@ class GradientSampler:
         if self._padded is None or self._padded[0] < need:
             # 80 covers SIFT's windows (R <= 39 for layers up to S + 0.5 at sigma 1.6)
             M = max(need, 2 * self._padded[0] if self._padded else 80)
-            dt = self.image.dtype
-            pm = xp.zeros((H + 2 * M, W + 2 * M), dtype=dt)
-            po = xp.zeros((H + 2 * M, W + 2 * M), dtype=dt)
+            pm, po = (self._zero_margin(H, W, M) for _ in range(2))
             inner = (pm[M:M + H, M:M + W], po[M:M + H, M:M + W])
             if self._padded is None:
                 gradient_polar(self.image, out=inner)
@@ -301,6 +300,19 @@ class GradientSampler:
                 strides=(a.strides[0], a.strides[1], a.strides[0], a.strides[1]))
             out.append(view[rr, cc])
         return out[0], out[1]
+
+    def _zero_margin(self, H: int, W: int, M: int):
+        """An (H + 2M, W + 2M) array whose margin of width ``M`` is 0 (inside: anything)."""
+        xp = B.get_array_module(self.image)
+        shape = (H + 2 * M, W + 2 * M)
+        if self.workspace is None:
+            return xp.zeros(shape, dtype=self.image.dtype)
+        a = self.workspace.take(xp, shape, self.image.dtype)
+        a[:M] = 0
+        a[M + H:] = 0
+        a[M:M + H, :M] = 0
+        a[M:M + H, M + W:] = 0
+        return a
 
     def _sparse_windows(self, r, c, R):
         xp = B.get_array_module(self.image)

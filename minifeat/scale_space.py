@@ -41,21 +41,31 @@ class ScaleSpace:
     first_octave: int = -1
 
 
-def upsample2x(image):
+def upsample2x(image, *, workspace=None):
     """Bilinear 2x upsampling with pixel-centre alignment (OpenCV ``INTER_LINEAR``).
 
     Output pixel ``i`` samples the input at ``(i + 0.5) / 2 - 0.5``: even outputs are
     ``0.75 I[k] + 0.25 I[k-1]``, odd outputs ``0.75 I[k] + 0.25 I[k+1]``, edges replicated.
-    (H, W) -> (2H, 2W).
+    (H, W) -> (2H, 2W) float32; the output (and a temporary) come from ``workspace`` (a
+    :class:`minidl.workspace.Workspace`) when one is given.
     """
     xp = B.get_array_module(image)
     H, W = image.shape
     a = image.astype(xp.float32, copy=False)
-    rows = xp.empty((2 * H, W), dtype=xp.float32)
+    rows = _empty(xp, (2 * H, W), workspace)
     _upsample_axis0(a, rows, xp)
-    out = xp.empty((2 * H, 2 * W), dtype=xp.float32)
+    out = _empty(xp, (2 * H, 2 * W), workspace)
     _upsample_axis0(rows.T, out.T, xp)
+    if workspace is not None:
+        workspace.give(rows)
     return out
+
+
+def _empty(xp, shape, workspace):
+    """An uninitialised float32 array, from ``workspace`` when there is one."""
+    if workspace is None:
+        return xp.empty(shape, dtype=xp.float32)
+    return workspace.take(xp, shape, xp.float32)
 
 
 def _upsample_axis0(a, dst, xp):
@@ -95,15 +105,17 @@ def n_octaves_for(shape, first_octave: int = -1, min_size: int = 8) -> int:
 
 def build_scale_space(image, sigma: float = 1.6, n_intervals: int = 3,
                       assumed_blur: float = 0.5, upsample: bool = True,
-                      n_octaves: int | None = None) -> ScaleSpace:
+                      n_octaves: int | None = None, *, workspace=None) -> ScaleSpace:
     """Gaussian and DoG pyramids of a float32 image (H, W) (IPOL sec. 2.2).
 
     The input is assumed blurred by ``assumed_blur``; after 2x upsampling that blur doubles, and
     the base image gets ``sqrt(sigma^2 - (2 assumed_blur)^2)`` more (at least 0.1).
+    ``workspace``: optional :class:`minidl.workspace.Workspace` the pyramids' arrays are taken
+    from (fresh arrays otherwise); give them back when the scale space is no longer used.
     """
     xp = B.get_array_module(image)
     first = -1 if upsample else 0
-    base = upsample2x(image) if upsample else image
+    base = upsample2x(image, workspace=workspace) if upsample else image
     pre = assumed_blur * (2.0 if upsample else 1.0)
     base = base.astype(xp.float32, copy=False)
     if n_octaves is None:
@@ -112,7 +124,7 @@ def build_scale_space(image, sigma: float = 1.6, n_intervals: int = 3,
     gaussians, dogs = [], []
     for o in range(n_octaves):
         first_img = base if o == 0 else gaussians[-1][n_intervals][::2, ::2]
-        g = xp.empty((n_intervals + 3,) + tuple(first_img.shape), dtype=xp.float32)
+        g = _empty(xp, (n_intervals + 3,) + tuple(first_img.shape), workspace)
         if o == 0:  # blurred straight into place
             gaussian_blur(base, math.sqrt(max(sigma ** 2 - pre ** 2, 0.01)), out=g[0])
         else:       # downsampled by slicing
@@ -120,5 +132,8 @@ def build_scale_space(image, sigma: float = 1.6, n_intervals: int = 3,
         for s in range(1, n_intervals + 3):
             gaussian_blur(g[s - 1], sig[s], out=g[s])
         gaussians.append(g)
-        dogs.append(g[1:] - g[:-1])
+        dogs.append(xp.subtract(g[1:], g[:-1], out=_empty(xp, (n_intervals + 2,) + g.shape[1:],
+                                                         workspace)))
+    if upsample and workspace is not None:
+        workspace.give(base)
     return ScaleSpace(gaussians, dogs, sigma, n_intervals, first)

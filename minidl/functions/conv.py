@@ -35,11 +35,11 @@ memory every step), and when W needs a gradient the column matrix is kept from f
 from __future__ import annotations
 
 import numbers
-import threading
 
 from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
 from minidl.parallel import parallel_for
+from minidl.workspace import Workspace
 
 __all__ = ["conv2d", "conv_output_size"]
 
@@ -54,40 +54,7 @@ _CHUNK_BYTES = 8 << 20
 _KEEP_COL_BYTES = 64 << 20
 
 
-class _Workspace:
-    """Host scratch buffers reused from call to call, by (size, dtype).
-
-    A buffer of several MB that is allocated and freed on every call is, on the CPU, fresh
-    memory from the OS each time: page faults on first touch cost as much as the copies that
-    fill it (4x slower for the 1->32 conv of the MNIST CNN).  Buffers are taken for one call
-    (chunk temporaries) or from forward to the Function's release (the kept column matrix,
-    the padded input), and given back then, so no two users ever share one.  Only NumPy
-    buffers are kept; CuPy has its own memory pool.
-    """
-
-    def __init__(self, per_size: int = 2):
-        self.per_size = per_size
-        self.free: dict = {}
-        self.lock = threading.Lock()
-
-    def take(self, xp, size: int, dtype):
-        with self.lock:
-            spare = self.free.get((xp.__name__, int(size), dtype))
-            if spare:
-                return spare.pop()
-        return xp.empty(int(size), dtype=dtype)
-
-    def give(self, *bufs) -> None:
-        for buf in bufs:
-            if buf is None or B.backend_of(buf).name != "numpy":
-                continue
-            with self.lock:
-                spare = self.free.setdefault(("numpy", buf.size, buf.dtype), [])
-                if len(spare) < self.per_size:
-                    spare.append(buf)
-
-
-_workspace = _Workspace()
+_workspace = Workspace()  # process-wide: padded inputs, column matrices, chunk temporaries
 
 
 def _pair(value, name: str, where: str, minimum: int = 0) -> tuple[int, int]:

@@ -195,3 +195,25 @@ def test_box_in_scene_homography_matches_opencv(images_dir):
                                np.float32([c2[g.trainIdx].pt for g in good]), cv2.RANSAC, 3.0)
     err = np.linalg.norm(apply_homography(H, corners) - apply_homography(Hc, corners), axis=1)
     assert err.max() < 3.0, err
+
+
+def test_kept_buffers_give_the_same_results_and_are_reused(xp):
+    """keep_buffers reuses the last call's pyramids and gradient maps (filled with NaN here,
+    as any reused memory may hold anything): results equal a run without it, on the same image,
+    another image of its size, and one of another size."""
+    rng = np.random.default_rng(3)
+    imgs = [gaussian_blur(xp.asarray(rng.random(shape).astype(np.float32)), 1.5)
+            for shape in ((70, 90), (70, 90), (64, 64), (70, 90))]
+    kept, fresh = SIFT(), SIFT(keep_buffers=False)
+    for img in imgs + imgs[:1]:
+        for a in kept._spares:  # whatever a reused buffer holds must not matter
+            a[...] = np.nan
+        k1, d1 = kept.detect_and_compute(img)
+        k2, d2 = fresh.detect_and_compute(img)
+        assert len(k1) == len(k2) > 0
+        np.testing.assert_array_equal(B.to_host(k1.xy), B.to_host(k2.xy))
+        np.testing.assert_array_equal(B.to_host(d1), B.to_host(d2))
+    assert not fresh._spares
+    assert bool(kept._spares) == (xp is np)  # only host arrays are kept
+    kept.release_buffers()
+    assert not kept._spares
