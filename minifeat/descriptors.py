@@ -14,7 +14,7 @@ import math
 
 from minidl import backend as B
 
-__all__ = ["sift_descriptors", "normalize_descriptors", "rootsift"]
+__all__ = ["sift_descriptors", "descriptor_window_samples", "normalize_descriptors", "rootsift"]
 
 D = 4               # cells per side
 N_ORI = 8           # orientation bins per cell
@@ -70,6 +70,15 @@ def sift_descriptors(grad, x, y, angle, scale):
         _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot)
         k0 += step
     return out
+
+
+def descriptor_window_samples(scale) -> int:
+    """At most the gradient samples :func:`sift_descriptors` reads for keypoints of blur
+    ``scale`` (K,) in octave pixels: a square of the patch's radius each (for
+    :meth:`GradientSampler.expect`)."""
+    xp = B.get_array_module(scale)
+    radius = xp.rint(HIST_WIDTH * scale.astype(xp.float64) * math.sqrt(2.0) * (D + 1) * 0.5)
+    return int(B.to_host(((2 * radius + 1) ** 2).sum()))
 
 
 def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):

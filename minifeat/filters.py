@@ -257,8 +257,16 @@ class GradientSampler:
         self.workspace = workspace  # optional minidl Workspace for the padded maps
         self.shape = tuple(image.shape)
         self.requested = 0
+        self.expected = 0
         self._maps = None
         self._padded = None  # (margin, mag, ori): dense maps with ``margin`` zeros around
+
+    def expect(self, n_samples: int) -> None:
+        """Declare window samples that are about to be read (by :meth:`windows`), so that the
+        choice between sparse reads and dense maps is made once for the whole demand: callers
+        that read a few keypoints at a time would otherwise read sparsely until their running
+        total crosses the threshold, and then build the maps anyway."""
+        self.expected += int(n_samples)
 
     def windows(self, r, c, R: int):
         """``(mag, ori)`` of the square windows of radius ``R`` centred on pixels ``(r, c)``
@@ -274,7 +282,7 @@ class GradientSampler:
         side = 2 * R + 1
         self.requested += int(r.shape[0]) * side * side
         if (self._maps is None and self._padded is None
-                and self.requested * _WINDOW_DENSE_RATIO <= H * W):
+                and max(self.requested, self.expected) * _WINDOW_DENSE_RATIO <= H * W):
             return self._sparse_windows(r, c, R)
         need = 2 * R + 1  # margin for windows of keypoints up to R + 1 pixels off the image
         if self._padded is None or self._padded[0] < need:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from minidl import backend as B
 
-__all__ = ["orientation_histograms", "dominant_orientations"]
+__all__ = ["orientation_histograms", "dominant_orientations", "orientation_window_samples"]
 
 N_BINS = 36
 ORI_SIG_FCTR = 1.5      # Gaussian window sigma, in keypoint scales
@@ -67,6 +67,15 @@ def orientation_histograms(grad, r, c, scale, n_bins: int = N_BINS):
     sm = ((xp.roll(h, 2, axis=1) + xp.roll(h, -2, axis=1)) * (1.0 / 16)
           + (xp.roll(h, 1, axis=1) + xp.roll(h, -1, axis=1)) * (4.0 / 16) + h * (6.0 / 16))
     return sm
+
+
+def orientation_window_samples(scale) -> int:
+    """Gradient samples :func:`orientation_histograms` reads for keypoints of blur ``scale``
+    (K,): K squares of the largest radius (for :meth:`GradientSampler.expect`)."""
+    if int(scale.shape[0]) == 0:
+        return 0
+    side = 2 * int(B.to_host(scale).max() * ORI_RADIUS + 0.5) + 1
+    return int(scale.shape[0]) * side * side
 
 
 def dominant_orientations(hist, peak_ratio: float = ORI_PEAK_RATIO):

@@ -23,12 +23,14 @@ import time
 from minidl import backend as B
 from minidl.workspace import Workspace
 
-from .descriptors import normalize_descriptors, rootsift, sift_descriptors
+from .descriptors import (descriptor_window_samples, normalize_descriptors, rootsift,
+                          sift_descriptors)
 from .extrema import find_extrema, refine_extrema
 from .filters import GradientSampler
 from .io import as_gray_float
 from .keypoints import Keypoints
-from .orientation import dominant_orientations, orientation_histograms
+from .orientation import (dominant_orientations, orientation_histograms,
+                          orientation_window_samples)
 from .scale_space import ScaleSpace, build_scale_space
 
 __all__ = ["SIFT"]
@@ -131,18 +133,19 @@ class SIFT:
                                self.upsample, workspace=ws)
         clock("scale_space")
         polar = _PolarCache(ss, ws)
-        if keypoints is None:
-            keypoints = self._detect(ss, polar, clock)
+        given = keypoints is not None
+        if not given:
+            keypoints = self._detect(ss, polar, clock, describe)
         desc = None
         if describe:
-            desc = self._describe(ss, polar, keypoints)
+            desc = self._describe(ss, polar, keypoints, expect=given)
             clock("descriptors")
             self.timings["total"] = sum(self.timings.values())
         if self.keep_buffers:
             self._spares = list(ws.taken.values())
         return keypoints, desc
 
-    def _detect(self, ss: ScaleSpace, polar, clock) -> Keypoints:
+    def _detect(self, ss: ScaleSpace, polar, clock, describe: bool) -> Keypoints:
         xp = B.get_array_module(ss.dogs[0])
         S = self.n_intervals
         pre = 0.5 * self.contrast_threshold / S
@@ -159,7 +162,12 @@ class SIFT:
                     continue
                 g = {k: v[sel] for k, v in ref.items()}
                 scale = self.sigma * 2.0 ** ((g["s"] + g["os"]) / S)
-                hist = orientation_histograms(polar.get(o, layer), g["r"], g["c"], scale)
+                # the layer's whole demand for gradients (orientations, then descriptors at
+                # similar scales): dense maps or sparse reads are chosen once for all of it
+                grad = polar.get(o, layer)
+                grad.expect(orientation_window_samples(scale) + (
+                    descriptor_window_samples(scale) if describe and not self.n_features else 0))
+                hist = orientation_histograms(grad, g["r"], g["c"], scale)
                 k, angle = dominant_orientations(hist)
                 f = 2.0 ** octave
                 parts.append(Keypoints(
@@ -173,7 +181,7 @@ class SIFT:
             kp = kp[xp.argsort(-kp.response)[:self.n_features]]
         return kp
 
-    def _describe(self, ss: ScaleSpace, polar, kp: Keypoints):
+    def _describe(self, ss: ScaleSpace, polar, kp: Keypoints, expect: bool):
         xp = B.get_array_module(ss.dogs[0])
         n = len(kp)
         raw = xp.zeros((n, 128), xp.float64)
@@ -198,10 +206,13 @@ class SIFT:
                 if int(sel.shape[0]) == 0:
                     continue
                 f = 2.0 ** -(o + ss.first_octave)
+                grad = polar.get(o, l)
+                scale = kp.sigma[sel].astype(xp.float64) * f
+                if expect:  # else _detect declared it
+                    grad.expect(descriptor_window_samples(scale))
                 raw[sel] = sift_descriptors(
-                    polar.get(o, l), kp.x[sel].astype(xp.float64) * f,
-                    kp.y[sel].astype(xp.float64) * f,
-                    kp.angle[sel], kp.sigma[sel].astype(xp.float64) * f)
+                    grad, kp.x[sel].astype(xp.float64) * f, kp.y[sel].astype(xp.float64) * f,
+                    kp.angle[sel], scale)
         if self.descriptor_format == "opencv":
             return normalize_descriptors(raw, opencv_scale=True)
         d = normalize_descriptors(raw)

@@ -118,6 +118,21 @@ def test_gradient_sampler_windows(xp, rng, dense):
                     assert min(d, 360 - d) < 1e-3
 
 
+def test_expected_demand_chooses_dense_maps_before_the_first_read(xp, rng):
+    """Keypoints read a chunk at a time: a declared total demand over the sparse budget builds
+    the maps at the first read (instead of sparse reads until the running total crosses it);
+    a small one keeps sparse reads; values are the same either way."""
+    img = xp.asarray(rng.random((40, 50)).astype(np.float32))
+    r, c = xp.asarray(np.array([10, 20])), xp.asarray(np.array([12, 30]))
+    small, big = GradientSampler(img), GradientSampler(img)
+    small.expect(10)
+    big.expect(40 * 50)
+    ws, wb = small.windows(r, c, 2), big.windows(r, c, 2)
+    assert small._padded is None and big._padded is not None
+    for a, b in zip(ws, wb):
+        np.testing.assert_allclose(B.to_host(a), B.to_host(b), rtol=1e-5, atol=1e-7)
+
+
 def test_gradient_polar_writes_into_out(xp, rng):
     img = xp.asarray(rng.random((9, 12)).astype(np.float32))
     buf = xp.full((2, 13, 16), 7.0, dtype=xp.float32)
