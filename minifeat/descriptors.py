@@ -129,21 +129,18 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
     r0 = xp.floor(rq)
     c0 = xp.floor(cq)
     o0 = xp.floor(obin)
-    fr = rq - r0
-    fc = cq - c0
-    fo = obin - o0
     # One bin per sample, (keypoint, r0 + 1, c0 + 1, o0 mod 8), and 8 moments of the weights,
-    # m * prod(f_a for a in S) for S subsets of {r, c, o}, each summed there by one add.at
-    # (float32, 1-D: its fast path; 20% faster than float64 bincount).  The trilinear corners
-    # follow on the small histograms, axis by axis: weight (1 - f) stays (M_S - M_{S+a}),
-    # weight f moves one bin along a (M_{S+a}).  Fewer passes over the samples than 8 corner
-    # weights and indices.
+    # m * prod(f_a for a in S) for S subsets of {r, c, o} and fractions f_r = rq - r0 etc.,
+    # each summed at that bin (:func:`_moment_sums`).  The trilinear corners follow on the
+    # small histograms, axis by axis: weight (1 - f) stays (M_S - M_{S+a}), weight f moves one
+    # bin along a (M_{S+a}).  Fewer passes over the samples than 8 corner weights and indices.
+    sums = _moment_sums(xp, m, (rq, r0), (cq, c0), (obin, o0), kk * nb)
     r0 *= f32((D + 2) * N_ORI)  # exact: small integers
     r0 += c0 * f32(N_ORI)
-    base = r0.astype(xp.int64)
-    base += o0.astype(xp.int64) & (N_ORI - 1)  # N_ORI is a power of 2: mod by a mask
-    base += _keypoint_offsets(xp, valid, nb, int(base.shape[0]))
-    sums = _moment_sums(xp, base, m, fr, fc, fo, kk * nb)
+    base = r0.astype(xp.int32)
+    base += o0.astype(xp.int32) & (N_ORI - 1)  # N_ORI is a power of 2: mod by a mask
+    base += _keypoint_offsets(xp, valid, nb)
+    sums = sums(base)
     shape = (kk, D + 2, D + 2, N_ORI)
     M = {k: sums[row].reshape(shape) for row, k in enumerate(_MOMENTS)}
     for ax, name in ((1, "r"), (2, "c"), (3, "o")):
@@ -168,14 +165,17 @@ def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):
 _MOMENTS = ("", "r", "c", "o", "rc", "ro", "co", "rco")
 
 
-def _moment_sums(xp, base, m, fr, fc, fo, n_bins: int):
-    """(8, n_bins) float32: for each subset S of {r, c, o} (in ``_MOMENTS``' order), the sums at
-    ``base`` of ``m * prod(f_a for a in S)`` (float32 arrays (N,), int ``base`` (N,)).
+def _moment_sums(xp, m, r, c, o, n_bins: int):
+    """A function of the bins ``base`` (int32 (N,)) that returns the (8, n_bins) float32 sums at
+    ``base`` of ``m * prod(f_a for a in S)``, for each subset S of {r, c, o} (in ``_MOMENTS``'
+    order); ``m`` float32 (N,); ``r``, ``c``, ``o`` pairs (coordinate, its floor), f = their
+    difference.  (The moments are prepared first, so that the caller may reuse the floors'
+    memory for the bins.)
 
-    On the CPU the 8 moments are written as the rows of an (N, 8) matrix, and one sparse
-    product ``A @ X`` (``A[base[j], j] = 1``, SciPy's compressed-column kernel) adds each row
-    to its bin: one pass over the samples, 8 values at a time, 30% faster than 8 ``add.at``
-    scatters (which stay on other backends: atomic adds on a GPU).
+    On the CPU the fractions and their products are written straight into the columns of an
+    (N, 8) matrix X, and one sparse product ``A @ X`` (``A[base[j], j] = m[j]``, SciPy's
+    compressed-column kernel) adds each sample's 8 values to its bin in one pass: 30% faster
+    than 8 float32 ``add.at`` scatters, which stay on other backends (atomic adds on a GPU).
     """
     f32 = xp.float32
     if B.backend_of(m).name == "numpy":
@@ -183,37 +183,59 @@ def _moment_sums(xp, base, m, fr, fc, fo, n_bins: int):
 
         n = int(m.shape[0])
         X = xp.empty((n, len(_MOMENTS)), f32)
-        X[:, 0] = m
-        xp.multiply(m, fr, out=X[:, 1])
-        xp.multiply(m, fc, out=X[:, 2])
-        xp.multiply(m, fo, out=X[:, 3])
-        xp.multiply(X[:, 1], fc, out=X[:, 4])
-        xp.multiply(X[:, 1], fo, out=X[:, 5])
-        xp.multiply(X[:, 2], fo, out=X[:, 6])
-        xp.multiply(X[:, 4], fo, out=X[:, 7])
-        idx = base.astype(xp.int32) if n_bins < 2 ** 31 and n < 2 ** 31 else base
-        A = scipy.sparse.csc_matrix((xp.ones(n, f32), idx, xp.arange(n + 1, dtype=idx.dtype)),
-                                    shape=(n_bins, n))
-        return (A @ X).T
+        X[:, 0] = 1
+        for col, (a, a0) in zip((1, 2, 3), (r, c, o)):
+            xp.subtract(a, a0, out=X[:, col])
+        xp.multiply(X[:, 1], X[:, 2], out=X[:, 4])
+        xp.multiply(X[:, 1], X[:, 3], out=X[:, 5])
+        xp.multiply(X[:, 2], X[:, 3], out=X[:, 6])
+        xp.multiply(X[:, 4], X[:, 3], out=X[:, 7])
+
+        def sums(base):
+            A = scipy.sparse.csc_matrix((m, base, _arange_int32(n + 1)), shape=(n_bins, n))
+            return (A @ X).T
+        return sums
+    fr, fc, fo = (a - a0 for a, a0 in (r, c, o))
     mr = m * fr
     mc = m * fc
     mrc = mr * fc
     w = (m, mr, mc, m * fo, mrc, mr * fo, mc * fo, mrc * fo)
-    sums = xp.zeros((len(w), n_bins), dtype=f32)
-    for row, v in enumerate(w):
-        xp.add.at(sums[row], base, v)
+
+    def sums(base):
+        out = xp.zeros((len(w), n_bins), dtype=f32)
+        for row, v in enumerate(w):
+            xp.add.at(out[row], base, v)
+        return out
     return sums
 
 
-def _keypoint_offsets(xp, valid, nb: int, n: int):
-    """``k * nb`` for every sample compressed out of ``valid`` (kk, side, side), whose samples
-    come keypoint after keypoint: a cumulative sum of steps at each keypoint's first sample
-    (6x faster than compressing a broadcast (kk, 1, 1) column of offsets)."""
-    counts = valid.reshape(valid.shape[0], -1).sum(axis=1)
+_ARANGE = [None]
+
+
+def _arange_int32(n: int):
+    """``numpy.arange(n, dtype=int32)``, a view of one cached array (CSC column pointers)."""
+    import numpy
+
+    a = _ARANGE[0]
+    if a is None or a.shape[0] < n:
+        a = _ARANGE[0] = numpy.arange(max(n, 1 << 18), dtype=numpy.int32)
+    return a[:n]
+
+
+def _keypoint_offsets(xp, valid, nb: int):
+    """int32 ``k * nb`` for every sample compressed out of ``valid`` (kk, side, side), whose
+    samples come keypoint after keypoint.  NumPy: ``repeat`` by the per-keypoint counts;
+    elsewhere (CuPy's ``repeat`` takes no array of counts) a cumulative sum of steps at each
+    keypoint's first sample.  (Both 6x faster than compressing a broadcast (kk, 1, 1) column.)"""
+    kk = int(valid.shape[0])
+    counts = xp.count_nonzero(valid.reshape(kk, -1), axis=1)
+    if B.backend_of(valid).name == "numpy":
+        return xp.repeat(xp.arange(0, kk * nb, nb, dtype=xp.int32), counts)
+    n = int(counts.sum())
     starts = xp.cumsum(counts)[:-1]
-    steps = xp.zeros(n, dtype=xp.int64)
+    steps = xp.zeros(n, dtype=xp.int32)
     xp.add.at(steps, starts[starts < n], nb)  # repeated starts: keypoints without samples
-    return xp.cumsum(steps)
+    return xp.cumsum(steps, dtype=xp.int32)
 
 
 def normalize_descriptors(desc, *, opencv_scale: bool = False):
