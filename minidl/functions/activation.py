@@ -36,6 +36,33 @@ class Tanh(Function):
         return gy * (1 - self.y * self.y)
 
 
+_ZERO_BLOCK = 1 << 15
+_zeros: dict = {}
+
+
+def relu_into(x, out):
+    """``out = max(x, 0)`` elementwise (NaN propagates, like PyTorch); ``out`` (contiguous) may
+    be ``x``.
+
+    NumPy's ``maximum`` against a broadcast scalar has no SIMD loop and runs 3x slower than
+    against an array, so on the CPU ``x`` is taken in blocks against one cached block of
+    zeros."""
+    xp = B.get_array_module(x)
+    zero = x.dtype.type(0)
+    if B.backend_of(x).name != "numpy" or not out.flags.c_contiguous:
+        xp.maximum(x, zero, out=out)
+        return out
+    z = _zeros.get(x.dtype)
+    if z is None:
+        z = _zeros[x.dtype] = xp.zeros(_ZERO_BLOCK, dtype=x.dtype)
+    xf, of = x.reshape(-1), out.reshape(-1)
+    n = xf.shape[0]
+    for a in range(0, n, _ZERO_BLOCK):
+        b = min(n, a + _ZERO_BLOCK)
+        xp.maximum(xf[a:b], z[:b - a], out=of[a:b])
+    return out
+
+
 class ReLU(Function):
     """y = max(x, 0); the gradient at exactly 0 is taken as 0 (as PyTorch does)."""
 
@@ -49,7 +76,7 @@ class ReLU(Function):
         def part(lo, hi):  # parts of the array, in parallel on a multi-core CPU
             xp.greater(xf[lo:hi], zero, out=mf[lo:hi])
             # not x * mask: -inf * 0 is nan (and warns); maximum propagates nan like PyTorch
-            xp.maximum(xf[lo:hi], zero, out=yf[lo:hi])
+            relu_into(xf[lo:hi], yf[lo:hi])
 
         parallel_for(xf.shape[0], part, nbytes=x.nbytes, like=x)
         return y

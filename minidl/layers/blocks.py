@@ -16,6 +16,7 @@ from __future__ import annotations
 from minidl import backend as B
 from minidl import functions as F
 from minidl.autograd import Tensor, is_grad_enabled
+from minidl.functions.activation import relu_into
 from minidl.functions.adaptive_pooling import adaptive_avg_pool2d
 from minidl.layers.conv import Conv2d
 from minidl.layers.linear import Linear
@@ -74,7 +75,7 @@ def conv_bn(conv, bn, x, relu: bool = True):
         y = F.conv2d(data, W, shift, conv.stride, conv.padding, conv.dilation,
                      conv.groups).data
     if relu:
-        xp.maximum(y, 0, out=y)
+        relu_into(y, y)
     return Tensor(y)
 
 
@@ -82,10 +83,9 @@ def add_relu(out, shortcut):
     """``relu(out + shortcut)``; in place on ``out``'s buffer when no graph is recorded."""
     if is_grad_enabled() and (out.requires_grad or getattr(shortcut, "requires_grad", False)):
         return F.relu(out + shortcut)
-    xp = B.get_array_module(out.data)
     y = out.data
     y += shortcut.data if isinstance(shortcut, Tensor) else shortcut
-    xp.maximum(y, 0, out=y)
+    relu_into(y, y)
     return Tensor(y)
 
 
