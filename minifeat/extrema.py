@@ -15,19 +15,6 @@ __all__ = ["find_extrema", "refine_extrema", "IMG_BORDER"]
 IMG_BORDER = 5  # candidates closer than this to the octave's border are ignored (OpenCV)
 
 
-def _max3(a, axis, op):
-    sl = [slice(None)] * a.ndim
-
-    def part(lo, hi):
-        s = list(sl)
-        s[axis] = slice(lo, hi)
-        return a[tuple(s)]
-
-    n = a.shape[axis]
-    out = op(part(0, n - 2), part(1, n - 1))
-    return op(out, part(2, n), out=out)
-
-
 def find_extrema(dog, threshold: float, border: int = IMG_BORDER):
     """Pixels of DoG layers ``1..S`` that are >= (<=) all 26 neighbours and above
     ``threshold`` in absolute value.  The 27-max is separable: max over 3 along each axis.
@@ -49,42 +36,58 @@ def find_extrema(dog, threshold: float, border: int = IMG_BORDER):
     # not a scalar: NumPy's maximum against a broadcast scalar is 4x slower (no SIMD loop).
     t = numpy.float32(threshold).astype(dog.dtype)
     up = numpy.nextafter(t, numpy.array(numpy.inf, dtype=dog.dtype))
-    upper = xp.full((n - 2, min(rows, hi - lo), W - 2), up, dtype=dog.dtype)
+    upper = xp.full((n - 2, min(rows, hi - lo) * W), up, dtype=dog.dtype)
     lower = -upper
     found = []
     for r0 in range(lo, hi, rows):
         r1 = min(hi, r0 + rows)
-        h = r1 - r0
-        s, r, c = _extrema_block(dog[:, r0 - 1:r1 + 1, :], upper[:, :h], lower[:, :h], border,
-                                 xp)
+        s, r, c = _extrema_block(dog[:, r0 - 1:r1 + 1, :], upper, lower, border, xp)
         found.append((s, r + r0, c))
     return tuple(xp.concatenate([f[i] for f in found]) for i in range(3))
 
 
 def _extrema_block(block, upper, lower, border, xp):
     """Extrema of the centre rows of ``block`` (S + 2, h + 2, W) that are >= ``upper`` or
-    <= ``lower`` (arrays (S, h, W - 2)): indices (s, r - 1, c)."""
-    mx = block
-    mn = block
-    for ax in range(3):
-        mx = _max3(mx, ax, xp.maximum)
-        mn = _max3(mn, ax, xp.minimum)
-    centre = block[1:-1, 1:-1, 1:-1]
-    xp.maximum(mx, upper, out=mx)
-    xp.minimum(mn, lower, out=mn)
+    <= ``lower`` (arrays (S, >= h W)): indices (s, r - 1, c).
+
+    Each layer's rows are one flat run of (h + 2) W samples: the neighbours along x are at
+    +-1, along y at +-W, so every pass is one long 1-D loop per layer (per-row loops cost as
+    much again on the CPU).  Samples of columns 0 and W - 1 see wrapped neighbours from the
+    next or previous row; they are inside the border and dropped.
+    """
+    S2, h2, W = block.shape
+    flat = block.reshape(S2, h2 * W)
+    L = (h2 - 2) * W - 2  # centre samples (flat positions W + 1 .. (h2 - 1) W - 2)
+    mx = _max3_flat(flat, L, xp.maximum)
+    mn = _max3_flat(flat, L, xp.minimum)
+    centre = flat[1:-1, W + 1:W + 1 + L]
+    xp.maximum(mx, upper[:, :L], out=mx)
+    xp.minimum(mn, lower[:, :L], out=mn)
     hit = centre >= mx
     hit |= centre <= mn
     # nonzero of the contiguous mask, flattened (fast), then the few hits are decoded and the
-    # columns within ``border`` of the edges dropped (a sliced 3-D nonzero is several x slower)
-    n, h, w = hit.shape
+    # columns within ``border`` of the edges dropped
     q = xp.flatnonzero(hit.reshape(-1))
-    s = q // (h * w)
-    q = q - s * (h * w)
-    r = q // w
-    c = q - r * w + 1
-    W = block.shape[2]
+    s = q // L
+    q = q - s * L + (W + 1)  # flat position in the layer
+    r = q // W
+    c = q - r * W
     keep = (c >= border) & (c < W - border)
-    return s[keep] + 1, r[keep], c[keep]
+    return s[keep] + 1, r[keep] - 1, c[keep]
+
+
+def _max3_flat(flat, L: int, op):
+    """``op`` over the 3 x 3 x 3 neighbourhood of the centre samples of ``flat`` (S + 2, n)
+    (layers of rows of width W, flattened): (S, L) for positions W + 1 .. W + L."""
+    W = (flat.shape[1] - L - 2) // 2
+    a = op(flat[:-2], flat[1:-1])            # scales
+    op(a, flat[2:], out=a)
+    n = a.shape[1]
+    b = op(a[:, :n - 2 * W], a[:, W:n - W])  # rows
+    op(b, a[:, 2 * W:], out=b)
+    c = op(b[:, :L], b[:, 1:L + 1])          # columns
+    op(c, b[:, 2:L + 2], out=c)
+    return c
 
 
 def _derivatives(dog, s, r, c):
