@@ -46,16 +46,16 @@ def upsample2x(image, *, workspace=None):
 
     Output pixel ``i`` samples the input at ``(i + 0.5) / 2 - 0.5``: even outputs are
     ``0.75 I[k] + 0.25 I[k-1]``, odd outputs ``0.75 I[k] + 0.25 I[k+1]``, edges replicated.
-    (H, W) -> (2H, 2W) float32; the output (and a temporary) come from ``workspace`` (a
+    (H, W) -> (2H, 2W) float32; the output (and the temporaries) come from ``workspace`` (a
     :class:`minidl.workspace.Workspace`) when one is given.
     """
     xp = B.get_array_module(image)
     H, W = image.shape
     a = image.astype(xp.float32, copy=False)
     rows = _empty(xp, (2 * H, W), workspace)
-    _upsample_axis0(a, rows, xp)
+    _upsample_axis0(a, rows, xp, workspace)
     out = _empty(xp, (2 * H, 2 * W), workspace)
-    _upsample_axis0(rows.T, out.T, xp)
+    _upsample_axis0(rows.T, out.T, xp, workspace)
     if workspace is not None:
         workspace.give(rows)
     return out
@@ -68,15 +68,22 @@ def _empty(xp, shape, workspace):
     return workspace.take(xp, shape, xp.float32)
 
 
-def _upsample_axis0(a, dst, xp):
+def _upsample_axis0(a, dst, xp, workspace=None):
     """``dst[2k] = 0.75 a[k] + 0.25 a[k-1]``, ``dst[2k+1] = 0.75 a[k] + 0.25 a[k+1]`` (edges
-    replicated), from slices: no concatenated copies of the image."""
-    a75 = a * 0.75
-    a25 = a * 0.25
+    replicated), from slices: no concatenated copies of the image.  The two scaled copies of
+    ``a`` come from ``workspace`` when there is one (in ``a``'s memory order: ``a`` may be a
+    transposed view); fresh ones cost as much in page faults as the whole pass."""
+    transposed = not a.flags.c_contiguous  # the column pass: a = rows.T
+    bufs = [_empty(xp, a.T.shape if transposed else a.shape, workspace) for _ in range(2)]
+    a75, a25 = (b.T for b in bufs) if transposed else bufs
+    xp.multiply(a, a.dtype.type(0.75), out=a75)
+    xp.multiply(a, a.dtype.type(0.25), out=a25)
     xp.add(a75[1:], a25[:-1], out=dst[2::2])
     xp.add(a75[:1], a25[:1], out=dst[0:1])
     xp.add(a75[:-1], a25[1:], out=dst[1:-1:2])
     xp.add(a75[-1:], a25[-1:], out=dst[-1:])
+    if workspace is not None:
+        workspace.give(*bufs)
 
 
 def sigma_schedule(sigma: float = 1.6, n_intervals: int = 3) -> list[float]:
