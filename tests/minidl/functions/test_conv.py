@@ -64,8 +64,15 @@ def _float64():
     minidl.set_default_dtype(np.float64)
 
 
+@pytest.fixture(params=["wide", "exact"])
+def rows(request, monkeypatch):
+    """Stride-1 convolutions with wide rows (whatever they waste) or with exact windows."""
+    monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if request.param == "wide" else -1)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_forward_matches_loops_and_gradcheck(xp, rng, case):
+def test_forward_matches_loops_and_gradcheck(xp, rng, case, rows):
     xs, ws, stride, padding, dilation, groups, bias = case
     x, W = rng.standard_normal(xs), rng.standard_normal(ws)
     b = rng.standard_normal(ws[0]) if bias else None
@@ -79,7 +86,7 @@ def test_forward_matches_loops_and_gradcheck(xp, rng, case):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride):
+def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride, rows):
     """The host path splits the batch into cache-sized chunks; a tiny chunk size must not
     change the values or the gradients (uneven last chunk included)."""
     x, W, b = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), \
@@ -196,7 +203,7 @@ def rel_err(a, b):
 
 @pytest.mark.parametrize("k, s, p, d, g", TORCH_CASES,
                          ids=[f"k{k}s{s}p{p}d{d}g{g}" for k, s, p, d, g in TORCH_CASES])
-def test_matches_torch(rng, k, s, p, d, g):
+def test_matches_torch(rng, k, s, p, d, g, rows):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((3, 4, 11, 10))
     W = rng.standard_normal((8, 4 // g, k, k))
@@ -212,3 +219,17 @@ def test_matches_torch(rng, k, s, p, d, g):
     assert rel_err(y.data, ty.detach().numpy()) <= 1e-6
     for mine, theirs in zip(ts, tt):
         assert rel_err(mine.grad, theirs.grad.numpy()) <= 1e-6
+
+
+def test_wide_rows_only_where_they_waste_little(rng):
+    """Stride 1 on a 56-wide image: 2 extra columns in 56 (wide rows); on a 14-wide one with a
+    5x5 kernel: 4 in 14 (exact windows); stride 2: always exact."""
+    def geometry(width, k, stride):
+        x = Tensor(rng.standard_normal((1, 2, 8, width)), requires_grad=True)
+        W = Tensor(rng.standard_normal((3, 2, k, k)), requires_grad=True)
+        return F.conv2d(x, W, stride=stride, padding=k // 2).creator.geom
+    g = geometry(56, 3, 1)
+    assert g[13] and g[12] == 58  # wide, OW' = Wp
+    g = geometry(14, 5, 1)
+    assert not g[13] and g[12] == 14
+    assert not geometry(56, 3, 2)[13]
