@@ -193,6 +193,7 @@ class Conv2d(Function):
         windows = self._windows(xp, buf)
         W2 = W.reshape(G, OC // G, Cg * KH * KW)
         y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
+        bias = None if b is None else b.reshape(1, OC, 1, 1)
         col_size = C * KH * KW * OH * ow_cols
         keep = self.keep_col and N * col_size * x.dtype.itemsize <= _KEEP_COL_BYTES
         self.cols = _workspace.take(xp, N * col_size, x.dtype) if keep else None
@@ -204,12 +205,11 @@ class Conv2d(Function):
                                scratch if scratch is not None else self._kept_col(n0, n1))
             y2 = xp.matmul(W2, col, out=y_buf[:OC * n * OH * ow_cols].reshape(
                 G, OC // G, n * OH * ow_cols)).reshape(OC, n, OH, ow_cols)
-            parallel_for(n, lambda lo, hi: xp.copyto(
-                y[n0 + lo:n0 + hi], y2[:, lo:hi, :, :OW].transpose(1, 0, 2, 3)),
+            # to NCHW, adding the bias on the way (no second pass over y)
+            parallel_for(n, lambda lo, hi: _copy_add(
+                xp, y[n0 + lo:n0 + hi], y2[:, lo:hi, :, :OW].transpose(1, 0, 2, 3), bias),
                 nbytes=y2.nbytes, like=y2)
         _workspace.give(scratch, y_buf)
-        if b is not None:
-            y += b.reshape(1, OC, 1, 1)
         if keep or not self.recorded:  # backward needs the input only to redo im2col
             _workspace.give(buf)
             buf = None
@@ -223,8 +223,8 @@ class Conv2d(Function):
         G = self.groups
         need_x, need_W = self.inputs[0].requires_grad, self.inputs[1].requires_grad
         has_b = len(self.inputs) == 3
-        gb = gy.sum(axis=(0, 2, 3)) if has_b and self.inputs[2].requires_grad else None
-        gx = gW = None
+        need_b = has_b and self.inputs[2].requires_grad
+        gx = gW = gb = None
         if need_x or need_W:
             windows = self._windows(xp, self.buf) if need_W and self.cols is None else None
             W2 = self.W.reshape(G, OC // G, Cg * KH * KW)
@@ -240,6 +240,8 @@ class Conv2d(Function):
                 gx = xp.empty((N, C, H, Wd), dtype=gy.dtype)
             if need_W:
                 gW = xp.zeros((G, OC // G, Cg * KH * KW), dtype=gy.dtype)
+            if need_b:
+                gb = xp.zeros(OC, dtype=gy.dtype)
             for n0, n1 in self._chunks():
                 n = n1 - n0
                 # gy of the chunk as (OC, n, OH, OW'), zero in the discarded wide columns
@@ -249,6 +251,8 @@ class Conv2d(Function):
                 parallel_for(n, lambda lo, hi: xp.copyto(
                     gy2[:, lo:hi, :, :OW], gy[n0 + lo:n0 + hi].transpose(1, 0, 2, 3)),
                     nbytes=gy2.nbytes, like=gy2)
+                if need_b:  # from the chunk while it is in cache (wide columns are 0)
+                    gb += gy2.reshape(OC, -1).sum(axis=1)
                 gy2 = gy2.reshape(G, OC // G, n * OH * ow_cols)
                 if need_W:
                     col = (self._im2col(xp, windows, n0, n1, scratch)
@@ -260,6 +264,8 @@ class Conv2d(Function):
                     self._col2im(xp, gcol, n, gpad_buf, gx[n0:n1])
             _workspace.give(scratch, gy_buf, gcol_buf, gpad_buf)
             gW = None if gW is None else gW.reshape(self.W.shape)
+        elif need_b:
+            gb = gy.sum(axis=(0, 2, 3))
         if has_b:
             return gx, gW, gb
         return gx, gW
@@ -299,6 +305,14 @@ class Conv2d(Function):
             xp.copyto(out[:, lo:hi], plane[:, :, ph:ph + H, pw:pw + Wd])
 
         parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
+
+
+def _copy_add(xp, dst, src, bias=None):
+    """``dst[...] = src (+ bias)``."""
+    if bias is None:
+        xp.copyto(dst, src)
+    else:
+        xp.add(src, bias, out=dst)
 
 
 def conv2d(x, W, b=None, stride=1, padding=0, dilation=1, groups=1):
