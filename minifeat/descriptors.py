@@ -44,8 +44,7 @@ def sift_descriptors(grad, x, y, angle, scale):
     rot = 360.0 - angle.astype(xp.float64)
     rot = xp.where(xp.abs(rot - 360.0) < 1e-4, 0.0, rot)
     hist_width = HIST_WIDTH * scale.astype(xp.float64)
-    radius = xp.rint(hist_width * math.sqrt(2.0) * (D + 1) * 0.5)
-    radius = xp.minimum(radius, math.sqrt(H * H + W * W)).astype(xp.int64)
+    radius = xp.minimum(_patch_radius(scale), math.sqrt(H * H + W * W)).astype(xp.int64)
     cos_t = xp.cos(rot * (math.pi / 180.0)) / hist_width
     sin_t = xp.sin(rot * (math.pi / 180.0)) / hist_width
     px = xp.rint(x).astype(xp.int64)
@@ -76,9 +75,13 @@ def descriptor_window_samples(scale) -> int:
     """At most the gradient samples :func:`sift_descriptors` reads for keypoints of blur
     ``scale`` (K,) in octave pixels: a square of the patch's radius each (for
     :meth:`GradientSampler.expect`)."""
+    return int(B.to_host(((2 * _patch_radius(scale) + 1) ** 2).sum()))
+
+
+def _patch_radius(scale):
+    """OpenCV's loop radius: half the diagonal of the (D + 1)-cell patch, float64 (K,)."""
     xp = B.get_array_module(scale)
-    radius = xp.rint(HIST_WIDTH * scale.astype(xp.float64) * math.sqrt(2.0) * (D + 1) * 0.5)
-    return int(B.to_host(((2 * radius + 1) ** 2).sum()))
+    return xp.rint(HIST_WIDTH * scale.astype(xp.float64) * math.sqrt(2.0) * (D + 1) * 0.5)
 
 
 def _accumulate(out, idx, R, xp, grad, px, py, cos_t, sin_t, rot):

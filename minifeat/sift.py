@@ -51,8 +51,9 @@ class SIFT:
     descriptor_format : "unit" (float32, unit L2 norm; default), "opencv" (OpenCV's values:
         integers 0..255 in float32, = round(min(512 v, 255))) or "rootsift" (Hellinger kernel)
     keep_buffers : bool, default True: keep the last call's large NumPy arrays (the pyramids
-        and gradient maps, about 100 bytes per input pixel) and reuse them for the next image
-        of the same size (fresh memory costs page faults: about 12% of a run at 868x600).
+        and gradient maps: about 400 bytes per input pixel, 230 MB for an 868x600 photo, as much
+        as a call needs anyway) and reuse them for the next image of the same size, instead of
+        fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
         :meth:`release_buffers` frees them; False never keeps them.
 
     Attributes
@@ -125,7 +126,7 @@ class SIFT:
         self.timings = {}
         clock = _Clock(xp, self.timings)
         # the big arrays (pyramids, gradient maps) come from the last call's when they fit:
-        # fresh memory costs page faults (about 12% of a run at 868x600)
+        # fresh memory costs page faults
         ws = Workspace(per_size=1 << 10, track=True)
         spares, self._spares = self._spares, []
         ws.give(*spares)
