@@ -3,7 +3,7 @@
 On the CPU, an array of several MB that is allocated and freed on every call is fresh memory
 from the OS each time: the kernel zeroes every page on its first touch, and those page faults
 can cost as much as the work that fills the array (4x slower for the 1->32 conv of the MNIST
-CNN, about 12% of a SIFT run on an 800x600 photo).  A :class:`Workspace` keeps such arrays
+CNN; 34 -> 10 ms for a 1080p SIFT run's upsampling temporaries).  A :class:`Workspace` keeps such arrays
 between calls, by (size, dtype), and hands them out again as flat buffers or reshaped.
 
 Only NumPy arrays are kept; CuPy has its own memory pool, and :meth:`Workspace.take` on any
@@ -71,7 +71,7 @@ class Workspace:
                     spare.append(flat)
 
     def clear(self) -> None:
-        """Drop every spare (and the :attr:`taken` list)."""
+        """Drop every spare (and what :attr:`taken` records)."""
         with self.lock:
             self.free.clear()
             if self.taken is not None:
