@@ -1,12 +1,9 @@
 """minidl: deep learning by hand on NumPy, and on the GPU through CuPy with the same code."""
-import os as _os
-import sys as _sys
+from minidl._openblas import shorten_spin as _shorten_spin  # noqa: E402
 
-if "numpy" not in _sys.modules:
-    # OpenBLAS's idle threads spin for about 0.1 s after every matrix product, holding the
-    # cores that minidl's own threads need for the elementwise ops in between (see
-    # minidl.parallel).  A short spin, read when NumPy loads OpenBLAS, gives them back.
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# OpenBLAS's idle threads spin for about 0.1 s after every matrix product, holding the cores
+# that minidl's own threads need for the elementwise ops in between (minidl._openblas).
+_shorten_spin()
 
 from minidl.backend import (  # noqa: F401,E402
     BackendUnavailableError, DeviceMismatchError, get_array_module, get_backend, get_xp,

@@ -17,9 +17,7 @@ Threads: ``MINIDL_NUM_THREADS`` or :func:`set_num_threads`, default the number o
 
 OpenBLAS (NumPy's BLAS on Linux and Windows) keeps its worker threads spinning for about 0.1 s
 after each matrix product, so in a training step they would still hold the cores when the
-elementwise ops start.  ``import minidl`` therefore sets ``OPENBLAS_THREAD_TIMEOUT=4`` (a
-spin of a few microseconds) when NumPy is not imported yet; import minidl first, or set the
-variable yourself, to get the speed-up (without it the threads merely gain nothing).
+elementwise ops start; ``import minidl`` shortens that spin (:mod:`minidl._openblas`).
 """
 from __future__ import annotations
 

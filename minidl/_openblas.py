@@ -1,0 +1,67 @@
+"""OpenBLAS's idle spin, shortened so that minidl's own threads get the cores.
+
+After every matrix product OpenBLAS (NumPy's BLAS on Linux and Windows wheels) keeps its worker
+threads spinning for about 0.1 s, waiting for the next one.  In a training step the elementwise
+ops between two products (ReLU, pooling, batch norm, the convolution's copies) then run while
+those workers still hold the cores: measured on a 2-core CPU, the MNIST CNN's step takes 57 ms
+instead of 43 ms.  OpenBLAS reads the spin length from ``OPENBLAS_THREAD_TIMEOUT`` (2**k
+cycles, k from 4 to 30) when it starts its threads.
+
+:func:`shorten_spin` (run by ``import minidl``) sets it to 4, a spin of a few microseconds,
+unless you set the variable yourself:
+
+- NumPy not imported yet: the variable is set and OpenBLAS reads it when NumPy loads it;
+- NumPy already imported (``import numpy`` before ``import minidl``): the variable is set, each
+  loaded OpenBLAS re-reads its environment and stops its idle threads, which it restarts, with
+  the short spin, on the next product.  This uses OpenBLAS's exported ``openblas_read_env`` and
+  ``blas_thread_shutdown_`` (the calls its own fork handler makes); a BLAS without them (MKL,
+  Accelerate, a build that renamed them) is left alone.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+__all__ = ["shorten_spin", "loaded_openblas"]
+
+ENV_VAR = "OPENBLAS_THREAD_TIMEOUT"
+SHORT_SPIN = "4"
+
+
+def loaded_openblas() -> list:
+    """The OpenBLAS libraries mapped into this process that export the calls we need, as
+    ``ctypes.CDLL`` handles (Linux only: read from ``/proc/self/maps``; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split(None, 5)[5].strip() for line in f if "openblas" in line.lower()
+                     and len(line.split(None, 5)) == 6}
+    except OSError:
+        return []
+    libs = []
+    for path in sorted(paths):
+        if not os.path.isfile(path):
+            continue
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same handle, nothing runs again
+        except OSError:
+            continue
+        if all(hasattr(lib, name) for name in ("openblas_read_env", "blas_thread_shutdown_",
+                                              "openblas_thread_timeout")):
+            libs.append(lib)
+    return libs
+
+
+def shorten_spin() -> bool:
+    """Shorten OpenBLAS's idle spin (see the module docstring); False when the user set
+    ``OPENBLAS_THREAD_TIMEOUT`` themselves (it is respected) or no OpenBLAS could be told."""
+    if ENV_VAR in os.environ:
+        return False
+    os.environ[ENV_VAR] = SHORT_SPIN
+    if "numpy" not in sys.modules:
+        return True  # read when NumPy loads OpenBLAS
+    libs = loaded_openblas()
+    for lib in libs:
+        lib.openblas_read_env()
+        lib.blas_thread_shutdown_()
+    return bool(libs)

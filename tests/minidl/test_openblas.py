@@ -1,0 +1,52 @@
+"""minidl._openblas: OpenBLAS's idle spin is shortened whether NumPy was imported first or not,
+a user's own OPENBLAS_THREAD_TIMEOUT is kept, and matrix products still work afterwards.
+
+Each case runs in a fresh interpreter: the import order is the thing under test."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from minidl._openblas import loaded_openblas
+
+pytestmark = pytest.mark.skipif(
+    not loaded_openblas(), reason="NumPy's BLAS here is not an OpenBLAS that exports "
+    "openblas_read_env / blas_thread_shutdown_ (nothing to shorten)")
+
+REPORT = """
+from minidl._openblas import loaded_openblas
+a = numpy.arange(512 * 512, dtype=numpy.float32).reshape(512, 512) % 7
+ok = bool(numpy.allclose(a @ a, numpy.einsum("ij,jk->ik", a, a)))  # threads restarted fine
+print(json.dumps({"timeouts": [lib.openblas_thread_timeout() for lib in loaded_openblas()],
+                  "matmul_ok": ok, "env": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}))
+"""
+
+
+def _run(first_imports: str, env_value=None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if env_value is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = env_value
+    code = f"import json, os\n{first_imports}\n{REPORT}"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("first_imports", ["import minidl\nimport numpy",
+                                           "import numpy\nimport minidl"],
+                         ids=["minidl-first", "numpy-first"])
+def test_spin_is_short_in_either_import_order(first_imports):
+    r = _run(first_imports)
+    assert r["env"] == "4"
+    assert r["timeouts"] and all(t == 4 for t in r["timeouts"]), r
+    assert r["matmul_ok"]
+
+
+def test_a_users_own_setting_is_kept():
+    r = _run("import numpy\nimport minidl", env_value="12")
+    assert r["env"] == "12"
+    assert r["timeouts"] and all(t == 12 for t in r["timeouts"]), r
+    assert r["matmul_ok"]
