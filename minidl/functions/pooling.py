@@ -9,6 +9,9 @@ a slice-add; within one tap the slices never overlap, so ``+=`` is exact even wh
 (3x3 stride 2), on NumPy and CuPy alike (no duplicate-index scatter).  When the windows tile the
 input exactly (2x2 stride 2 on even sizes) each tap is a plain write into an empty buffer.
 
+Max pooling's commonest case, 2x2 stride 2 on even sizes, has its own path: two halvings on
+long runs (columns, then rows) that keep which half won for backward (``_halving_forward``).
+
 Max pooling pads with -inf and sends each window's gradient to the FIRST maximal element in
 row-major order, as PyTorch does, so tied values (common after ReLU: windows of zeros) get the
 gradient once, not once per tie.  A window holding NaN outputs NaN and passes no gradient.
@@ -25,6 +28,11 @@ from minidl.functions.conv import _as_input, _output_hw, _pair
 from minidl.parallel import parallel_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d"]
+
+# The 2x2 stride-2 fast path's row level works on rows of OW elements; below this many the
+# per-row overhead loses to the general path (measured in the MNIST CNN's training step on a
+# 2-core CPU: 28x28 inputs 3.9 -> 3.2 ms forward + backward, 14x14 inputs 1.7 -> 2.0 ms).
+_HALVING_MIN_OW = 8
 
 
 def _tap(a, i, j, stride, OH, OW):
@@ -79,6 +87,11 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         xp = B.get_array_module(x)
         OH, OW = self._geometry(x)
+        N, C, H, W = x.shape
+        self.halving = (self.kernel == self.stride == (2, 2) and self.padding == (0, 0)
+                        and (H, W) == (2 * OH, 2 * OW) and OW >= _HALVING_MIN_OW)
+        if self.halving:
+            return self._halving_forward(xp, x)
         xpad = self._pad(xp, x, float("-inf"))
         y = xp.empty((x.shape[0], x.shape[1], OH, OW), dtype=x.dtype)
 
@@ -93,8 +106,63 @@ class MaxPool2d(_Pool2d):
         self.xpad, self.y = xpad, y
         return y
 
+    # -- 2x2 windows, stride 2, even sizes: the pooling of almost every CNN ------------------
+    # Two halvings, each on long runs instead of 4 taps of OW-element rows: first across
+    # neighbouring columns (x as (pixels/2, 2): one flat strided run), then across neighbouring
+    # rows.  Forward keeps which half won at each level (bools, 5/8 byte per input pixel
+    # instead of the input and the output), and backward routes the gradient through them.
+    # Ties go to the left, then to the top, so the winner is the first maximum in row-major
+    # order, as in the general path; a NaN makes both row tests false, so it passes no
+    # gradient, also as there.
+    def _halving_forward(self, xp, x):
+        N, C, H, W = x.shape
+        x = xp.ascontiguousarray(x)
+        y = xp.empty((N, C, H // 2, W // 2), dtype=x.dtype)
+        right = xp.empty(N * C * H * W // 2, dtype=bool)   # column level: right one won
+        top = xp.empty(N * C * H * W // 4, dtype=bool)     # row level: top row won
+        bottom = xp.empty(N * C * H * W // 4, dtype=bool)  # row level: bottom row won
+        per_image = C * H * W
+
+        def part(lo, hi):
+            pairs = x[lo:hi].reshape(-1, 2)
+            r = right[lo * per_image // 2:hi * per_image // 2]
+            xp.greater(pairs[:, 1], pairs[:, 0], out=r)
+            rows = xp.maximum(pairs[:, 0], pairs[:, 1]).reshape(-1, 2, W // 2)
+            t, b = top[lo * per_image // 4:hi * per_image // 4], \
+                bottom[lo * per_image // 4:hi * per_image // 4]
+            upper, lower = rows[:, 0], rows[:, 1]
+            xp.greater_equal(upper, lower, out=t.reshape(upper.shape))
+            xp.greater(lower, upper, out=b.reshape(upper.shape))
+            xp.maximum(upper, lower, out=y[lo:hi].reshape(upper.shape))
+
+        parallel_for(N, part, nbytes=x.nbytes, like=x)
+        self.right, self.top, self.bottom = right, top, bottom
+        return y
+
+    def _halving_backward(self, xp, gy):
+        N, C, H, W = self.x_shape
+        gx = xp.empty(self.x_shape, dtype=gy.dtype)
+        per_image = C * H * W
+
+        def part(lo, hi):
+            g = xp.ascontiguousarray(gy[lo:hi]).reshape(-1, W // 2)
+            quarter = slice(lo * per_image // 4, hi * per_image // 4)
+            rows = xp.empty((g.shape[0], 2, W // 2), dtype=gy.dtype)
+            xp.multiply(g, self.top[quarter].reshape(g.shape), out=rows[:, 0])
+            xp.multiply(g, self.bottom[quarter].reshape(g.shape), out=rows[:, 1])
+            rows = rows.reshape(-1)
+            pairs = gx[lo:hi].reshape(-1, 2)
+            xp.multiply(rows, self.right[lo * per_image // 2:hi * per_image // 2],
+                        out=pairs[:, 1])
+            xp.subtract(rows, pairs[:, 1], out=pairs[:, 0])  # exact: g - g or g - 0
+
+        parallel_for(N, part, nbytes=gx.nbytes, like=gx)
+        return gx
+
     def backward(self, gy):
         xp = B.get_array_module(gy)
+        if self.halving:
+            return self._halving_backward(xp, gy)
         KH, KW = self.kernel
         OH, OW = self.out_hw
         N, C, H, W = self.x_shape

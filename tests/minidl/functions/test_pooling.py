@@ -47,6 +47,7 @@ def distinct(rng, shape):
 POOL_CASES = [
     ((2, 3, 6, 6), 2, None, 0),          # non-overlapping
     ((2, 2, 7, 7), 2, None, 0),          # odd size: last row/column dropped (floor)
+    ((2, 2, 4, 16), 2, 2, 0),            # 2x2/2, even sizes, OW >= 8: the halving fast path
     ((2, 2, 9, 8), 3, 2, 1),             # overlapping 3x3 s2, padded
     ((2, 2, 9, 9), 3, 2, 0),             # overlapping 3x3 s2
     ((1, 2, 7, 8), (3, 2), (1, 2), (1, 0)),
@@ -111,6 +112,53 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum_once(xp):
     np.testing.assert_array_equal(host(t.grad)[0, 0], expected)
 
 
+def _first_max_routing(x, gy):
+    """Reference 2x2/2 max-pool gradient: each window's gradient to np.argmax of its 4 values
+    (the first maximum in row-major order); a window holding NaN passes none."""
+    N, C, H, W = x.shape
+    gx = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(N, C, H // 2, W // 2):
+        win = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2].ravel()
+        if not np.isnan(win).any():
+            a = int(np.argmax(win))
+            gx[n, c, 2 * i + a // 2, 2 * j + a % 2] = gy[n, c, i, j]
+    return gx
+
+
+def test_max_pool_2x2_routes_every_tie_pattern_to_the_first_maximum(xp, rng):
+    # the 2x2/2 fast path (two halvings) against the reference, for all 16 patterns of ties
+    # between 0 and 1 in a window, and for random windows with and without ties
+    patterns = np.array([[[(m >> 3) & 1, (m >> 2) & 1], [(m >> 1) & 1, m & 1]]
+                         for m in range(16)], dtype=float)        # (16, 2, 2)
+    tiles = np.block([[patterns[4 * r + c] for c in range(4)] for r in range(4)])
+    x = np.stack([np.hstack([tiles, -tiles]),
+                  np.round(rng.standard_normal((8, 16))), rng.standard_normal((8, 16))])
+    x = x.reshape(3, 1, 8, 16)
+    gy = rng.uniform(1, 2, (3, 1, 4, 8))
+    t = Tensor(dev(xp, x), requires_grad=True)
+    y = F.max_pool2d(t, 2)
+    assert y.creator.halving                 # the fast path is the one under test
+    y.backward(dev(xp, gy))
+    np.testing.assert_array_equal(host(y), naive_pool(x, (2, 2), (2, 2), (0, 0), "max"))
+    np.testing.assert_array_equal(host(t.grad), _first_max_routing(x, gy))
+
+
+def test_max_pool_a_nan_window_outputs_nan_and_passes_no_gradient(xp, rng):
+    for kernel, stride in [(2, 2), (3, 2)]:               # the fast path and the general one
+        x = rng.standard_normal((1, 2, 6, 16))
+        x[0, 1, 2, 3] = np.nan
+        t = Tensor(dev(xp, x), requires_grad=True)
+        y = F.max_pool2d(t, kernel, stride)
+        assert y.creator.halving == (kernel == 2)
+        y.backward(dev(xp, np.ones(y.shape)))
+        ynan = np.isnan(host(y))
+        assert ynan[0, 1].any() and not ynan[0, 0].any()
+        g = host(t.grad)
+        assert np.isfinite(g).all()
+        assert g[0, 0].sum() == y.shape[2] * y.shape[3]    # the clean channel: all routed
+        assert g[0, 1].sum() == y.shape[2] * y.shape[3] - ynan[0, 1].sum()
+
+
 def test_float32_stays_float32(xp, rng):
     x = dev(xp, rng.standard_normal((2, 3, 4, 4)), np.float32)
     for fn in (lambda t: F.max_pool2d(t, 2), lambda t: F.avg_pool2d(t, 2),
@@ -142,7 +190,7 @@ def test_bad_arguments_have_clear_messages(xp):
 
 # --------------------------------------------------------------------------- PyTorch parity
 
-TORCH_CASES = [("max", 2, 2, 0), ("max", 3, 2, 0), ("max", 3, 2, 1), ("max", 3, 1, 1),
+TORCH_CASES = [("max", 2, 2, 0), ("max-even", 2, 2, 0), ("max", 3, 2, 0), ("max", 3, 2, 1), ("max", 3, 1, 1),
                ("avg", 2, 2, 0), ("avg", 3, 2, 1), ("avg", 3, 1, 1)]
 
 
@@ -150,16 +198,16 @@ TORCH_CASES = [("max", 2, 2, 0), ("max", 3, 2, 0), ("max", 3, 2, 1), ("max", 3, 
 @pytest.mark.parametrize("mode, k, s, p", TORCH_CASES, ids=str)
 def test_matches_torch(rng, mode, k, s, p, relu):
     torch = pytest.importorskip("torch")
-    x = rng.standard_normal((3, 4, 13, 12))
+    x = rng.standard_normal((3, 4, 12, 16) if mode == "max-even" else (3, 4, 13, 12))
     if relu:                                 # many tied zeros, as after a ReLU
         x = np.maximum(x, 0)
     t = Tensor(x.copy(), requires_grad=True)
-    fn = F.max_pool2d if mode == "max" else F.avg_pool2d
+    fn = F.avg_pool2d if mode == "avg" else F.max_pool2d
     y = fn(t, k, s, p)
     gy = rng.standard_normal(y.shape)
     y.backward(gy)
     tx = torch.tensor(x, requires_grad=True)
-    tfn = torch.nn.functional.max_pool2d if mode == "max" else torch.nn.functional.avg_pool2d
+    tfn = torch.nn.functional.avg_pool2d if mode == "avg" else torch.nn.functional.max_pool2d
     ty = tfn(tx, k, s, p)
     ty.backward(torch.tensor(gy))
     assert y.shape == tuple(ty.shape)
