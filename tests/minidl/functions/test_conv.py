@@ -64,10 +64,13 @@ def _float64():
     minidl.set_default_dtype(np.float64)
 
 
-@pytest.fixture(params=["wide", "exact"])
+@pytest.fixture(params=["wide", "exact", "per-image"])
 def rows(request, monkeypatch):
-    """Stride-1 convolutions with wide rows (whatever they waste) or with exact windows."""
+    """Stride-1 convolutions with wide rows (whatever they waste) or with exact windows, and
+    every ungrouped convolution on NumPy with one product per image (exact windows)."""
     monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if request.param == "wide" else -1)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS",
+                        np.inf if request.param == "per-image" else 0)
     return request.param
 
 
@@ -221,9 +224,10 @@ def test_matches_torch(rng, k, s, p, d, g, rows):
         assert rel_err(mine.grad, theirs.grad.numpy()) <= 1e-6
 
 
-def test_wide_rows_only_where_they_waste_little(rng):
+def test_wide_rows_only_where_they_waste_little(rng, monkeypatch):
     """Stride 1 on a 56-wide image: 2 extra columns in 56 (wide rows); on a 14-wide one with a
     5x5 kernel: 4 in 14 (exact windows); stride 2: always exact."""
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
     def geometry(width, k, stride):
         x = Tensor(rng.standard_normal((1, 2, 8, width)), requires_grad=True)
         W = Tensor(rng.standard_normal((3, 2, k, k)), requires_grad=True)
@@ -233,3 +237,15 @@ def test_wide_rows_only_where_they_waste_little(rng):
     g = geometry(14, 5, 1)
     assert not g[13] and g[12] == 14
     assert not geometry(56, 3, 2)[13]
+
+
+def test_one_product_per_image_only_for_tiny_column_matrices_on_numpy(xp, rng):
+    """The MNIST CNN's first conv (1->32 channels, 3x3 at 28x28: 226k multiply-adds per image)
+    goes image by image on NumPy; its second (32->64 at 14x14: 3.6M) and every conv on other
+    backends take one product."""
+    def per_image(c, oc, size):
+        x = Tensor(dev(xp, rng.standard_normal((2, c, size, size))), requires_grad=True)
+        W = Tensor(dev(xp, rng.standard_normal((oc, c, 3, 3))), requires_grad=True)
+        return F.conv2d(x, W, padding=1).creator.per_image
+    assert per_image(1, 32, 28) == (minidl.get_backend().name == "numpy")
+    assert not per_image(32, 64, 14)
