@@ -168,15 +168,22 @@ def _time_to_accuracy_run(cmd, threads) -> dict:
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     ttt = acc = None
+    epochs = []  # training seconds of each epoch, as the script printed them
     for line in proc.stdout.splitlines():
         if line.startswith("time to"):
             ttt = float(line.split(":")[1].split("s")[0])
         if line.startswith("test accuracy"):
             acc = float(line.split()[2].rstrip("%")) / 100
+        words = line.split()
+        if len(words) == 3 and words[0].isdigit() and words[1].endswith("%"):
+            epochs.append(float(words[2]))  # minidl's summary: "epoch  test acc  train s"
+        if line.startswith("epoch ") and line.rstrip().endswith("s of training"):
+            total = float(line.split(",")[-1].split("s of")[0])  # torch: cumulative seconds
+            epochs.append(round(total - sum(epochs), 2))
     if proc.returncode not in (0, 1):
         print(proc.stdout[-2000:], proc.stderr[-2000:])
     return {"time_to_99_s": ttt, "final_accuracy": acc, "wall_s": wall,
-            "returncode": proc.returncode}
+            "epoch_s": epochs, "returncode": proc.returncode}
 
 
 def time_to_accuracy(threads: int, seeds: int = 1) -> dict:
@@ -199,11 +206,17 @@ def time_to_accuracy(threads: int, seeds: int = 1) -> dict:
                        for r in rs)
         median = times[len(times) // 2] if len(times) % 2 else sum(
             times[len(times) // 2 - 1:len(times) // 2 + 1]) / 2
+        epoch_s = sorted(t for r in rs for t in r["epoch_s"])
         results[name] = {"time_to_99_s": median if median != float("inf") else None,
+                         "epoch_s": epoch_s[len(epoch_s) // 2] if epoch_s else None,
                          "final_accuracy": sorted(r["final_accuracy"] or 0 for r in rs)[
                              len(rs) // 2],
                          "wall_s": sum(r["wall_s"] for r in rs) / len(rs), "runs": rs}
     return results
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
 
 
 def main(argv=None):
@@ -258,11 +271,14 @@ def main(argv=None):
     if args.time_to_accuracy:
         tta = time_to_accuracy(args.threads, args.seeds)
         print_table(f"CNN time to 99.0% test accuracy (s of training; median of {args.seeds} "
-                    "seeds)",
-                    ["framework", "time to 99%", "per seed", "final acc", "wall s"],
+                    "seeds) and the median epoch of those full runs",
+                    ["framework", "time to 99%", "per seed", "final acc", "s/epoch",
+                     "epoch vs torch", "wall s"],
                     [[k, v["time_to_99_s"] or "not reached",
                       " ".join(str(r["time_to_99_s"]) for r in v["runs"]),
-                      v["final_accuracy"], v["wall_s"]] for k, v in tta.items()])
+                      v["final_accuracy"], v["epoch_s"] or "n/a",
+                      _ratio(v["epoch_s"], tta.get("torch CPU", {}).get("epoch_s")),
+                      v["wall_s"]] for k, v in tta.items()])
         payload["time_to_accuracy"] = tta
     save_json("train", payload)
 
