@@ -65,6 +65,11 @@ def machine() -> dict:
                     break
     except OSError:
         pass
+    # NumPy's BLAS kernels set the GEMM peak: OpenBLAS's AVX2 ("Haswell") kernels run at about
+    # half the rate of its AVX-512 ("SkylakeX") ones on an AVX-512 CPU
+    from minidl._openblas import kernel_names
+    info["openblas_kernels"] = ",".join(kernel_names()) or "n/a (not OpenBLAS)"
+    info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE", "(unset: OpenBLAS chooses)")
     return info
 
 

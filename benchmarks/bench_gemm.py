@@ -11,7 +11,7 @@ import argparse
 
 import numpy
 
-from benchmarks._common import cupy_backend, print_table, save_json, timeit, torch_or_none
+from benchmarks._common import cupy_backend, machine, print_table, save_json, timeit, torch_or_none
 
 
 def gemm_gflops(n: int, dtype, xp, sync=None) -> float:
@@ -38,7 +38,9 @@ def run(sizes=(512, 1024, 2048), threads=None) -> dict:
                          tt if tt else "not available"])
             results.append({"dtype": dtype, "n": n, "numpy_gflops": ours, "cupy_gflops": gpu,
                             "torch_gflops": tt})
-    table = print_table("GEMM peak (GFLOP/s, median of 5)",
+    m = machine()
+    table = print_table(f"GEMM peak (GFLOP/s, median of 5); NumPy's OpenBLAS kernels: "
+                        f"{m['openblas_kernels']} (OPENBLAS_CORETYPE {m['OPENBLAS_CORETYPE']})",
                         ["dtype", "n", "numpy CPU", "cupy GPU", "torch CPU"], rows)
     peak = {dt: max(r["numpy_gflops"] for r in results if r["dtype"] == dt)
             for dt in ("float32", "float64")}

@@ -50,3 +50,18 @@ def test_a_users_own_setting_is_kept():
     assert r["env"] == "12"
     assert r["timeouts"] and all(t == 12 for t in r["timeouts"]), r
     assert r["matmul_ok"]
+
+
+def test_kernel_names_follow_openblas_coretype():
+    # the family OpenBLAS was told to use is the one it reports (Haswell runs on any x86-64
+    # CPU with AVX2, which every OpenBLAS DYNAMIC_ARCH build that reports names supports)
+    code = ("import json, minidl\nfrom minidl._openblas import kernel_names\n"
+            "print(json.dumps(kernel_names()))")
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    names = json.loads(out.stdout.strip().splitlines()[-1])
+    if not names:
+        pytest.skip("this OpenBLAS does not export gotoblas_corename")
+    assert all(n == "Haswell" for n in names), names
