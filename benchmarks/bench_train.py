@@ -276,7 +276,8 @@ def main(argv=None):
                      "epoch vs torch", "wall s"],
                     [[k, v["time_to_99_s"] or "not reached",
                       " ".join(str(r["time_to_99_s"]) for r in v["runs"]),
-                      v["final_accuracy"], v["epoch_s"] or "n/a",
+                      f"{v['final_accuracy']:.2%}" if v["final_accuracy"] else "n/a",
+                      v["epoch_s"] or "n/a",
                       _ratio(v["epoch_s"], tta.get("torch CPU", {}).get("epoch_s")),
                       v["wall_s"]] for k, v in tta.items()])
         payload["time_to_accuracy"] = tta
