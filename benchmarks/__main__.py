@@ -4,11 +4,14 @@
                                           # per-op profile, SIFT
     python -m benchmarks --quick          # fewer repeats/steps
     python -m benchmarks --time-to-accuracy   # also the full CNN time-to-99% race (slow)
+    python -m benchmarks --page-faults    # glibc's default malloc (see bench_layers)
 """
 import argparse
 import importlib
+import sys
 
 from benchmarks import bench_gemm, bench_layers, bench_train, chart, profile_train
+from benchmarks._common import rerun_with_steady_malloc
 
 
 def main(argv=None):
@@ -16,7 +19,11 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--time-to-accuracy", action="store_true")
+    p.add_argument("--page-faults", action="store_true",
+                   help="time with glibc's default malloc (fresh memory on every call)")
     args = p.parse_args(argv)
+    if not args.page_faults:
+        rerun_with_steady_malloc("benchmarks", sys.argv[1:] if argv is None else argv)
     bench_gemm.run(threads=args.threads)
     bench_layers.run(threads=args.threads, repeat=3 if args.quick else 7)
     train_args = ["--threads", str(args.threads), "--steps", "15" if args.quick else "60"]

@@ -7,6 +7,7 @@ import os
 import pathlib
 import platform
 import statistics
+import sys
 import time
 
 import numpy
@@ -53,6 +54,25 @@ def torch_or_none(threads: int | None = None):
     return torch
 
 
+# glibc returns freed blocks of 128 kB .. 32 MB to the OS and maps fresh ones on the next
+# allocation, so a layer timed alone page-faults its multi-MB outputs and gradients on every call
+# (the max-pool layer: 16 ms instead of 4), which a training loop, reusing the same sizes every
+# step, hardly does (measured: 0.5 faults per step).  These settings keep freed memory in the
+# process, for minidl and its peers alike.
+STEADY_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
+
+
+def rerun_with_steady_malloc(module: str, argv) -> None:
+    """Re-execute ``python -m module argv`` with :data:`STEADY_MALLOC` unless GLIBC_TUNABLES is
+    already set (then it returns, and the caller goes on) or this is not Linux.  Pass
+    ``--page-faults`` to a benchmark to skip this and time with glibc's defaults."""
+    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ:
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv],
+              dict(os.environ, GLIBC_TUNABLES=STEADY_MALLOC))
+
+
 def machine() -> dict:
     info = {"python": platform.python_version(), "numpy": numpy.__version__,
             "machine": platform.machine(), "processor": platform.processor(),
@@ -70,6 +90,7 @@ def machine() -> dict:
     from minidl._openblas import kernel_names
     info["openblas_kernels"] = ",".join(kernel_names()) or "n/a (not OpenBLAS)"
     info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE", "(unset: OpenBLAS chooses)")
+    info["GLIBC_TUNABLES"] = os.environ.get("GLIBC_TUNABLES", "(unset: glibc defaults)")
     return info
 
 

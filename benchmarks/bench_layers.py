@@ -5,17 +5,24 @@ gradient -- input and parameters -- is computed), float32, batch 128 unless stat
 layers (dense, conv) report GFLOP/s counting 3 products (forward, d input, d weight) and the
 percentage of this machine's float32 GEMM peak (benchmarks.bench_gemm, measured in the same run).
 
-    python -m benchmarks.bench_layers [--batch 128] [--threads 2] [--repeat 7]
+    python -m benchmarks.bench_layers [--batch 128] [--threads 2] [--repeat 7] [--page-faults]
+
+A layer timed alone would page-fault its fresh multi-MB outputs on every call (a training loop
+does not), so the benchmark re-runs itself with glibc settings that keep freed memory
+(``benchmarks._common.STEADY_MALLOC``), for minidl and PyTorch alike; ``--page-faults`` times
+with glibc's defaults instead.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy
 
 import minidl
 from minidl import layers as L
-from benchmarks._common import (cupy_backend, print_table, save_json, timeit, torch_or_none)
+from benchmarks._common import (cupy_backend, machine, print_table, rerun_with_steady_malloc,
+                                save_json, timeit, torch_or_none)
 from benchmarks.bench_gemm import gemm_gflops
 
 
@@ -108,8 +115,10 @@ def run(batch=128, threads=2, repeat=7) -> dict:
                         "torch_ms": tt * 1e3 if tt else None, "gflops": gf,
                         "fraction_of_gemm_peak": gf / peak if gf else None,
                         "time_ratio_vs_torch": ours / tt if tt else None})
+    m = machine()
     table = print_table(
-        f"Layer forward+backward, float32, batch {batch}, {threads} threads (ms, median)",
+        f"Layer forward+backward, float32, batch {batch}, {threads} threads (ms, median); "
+        f"OpenBLAS kernels {m['openblas_kernels']}, GLIBC_TUNABLES {m['GLIBC_TUNABLES']}",
         ["layer", "numpy ms", "GFLOP/s", "% GEMM peak", "cupy ms", "torch ms",
          "numpy/torch"], rows)
     save_json("layers", {"gemm_peak_gflops": peak, "results": results, "table": table})
@@ -121,7 +130,12 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--page-faults", action="store_true",
+                   help="time with glibc's default malloc (fresh memory on every call)")
     args = p.parse_args(argv)
+    if not args.page_faults:
+        rerun_with_steady_malloc("benchmarks.bench_layers",
+                                 sys.argv[1:] if argv is None else argv)
     run(args.batch, args.threads, args.repeat)
 
 
