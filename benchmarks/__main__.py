@@ -22,8 +22,6 @@ def main(argv=None):
     p.add_argument("--page-faults", action="store_true",
                    help="time with glibc's default malloc (fresh memory on every call)")
     args = p.parse_args(argv)
-    if not args.page_faults:
-        rerun_with_steady_malloc("benchmarks", sys.argv[1:] if argv is None else argv)
     bench_gemm.run(threads=args.threads)
     bench_layers.run(threads=args.threads, repeat=3 if args.quick else 7)
     train_args = ["--threads", str(args.threads), "--steps", "15" if args.quick else "60"]
@@ -39,4 +37,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if "--page-faults" not in sys.argv[1:]:
+        rerun_with_steady_malloc("benchmarks", sys.argv[1:])
     main()

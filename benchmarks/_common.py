@@ -64,8 +64,9 @@ STEADY_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshol
 
 def rerun_with_steady_malloc(module: str, argv) -> None:
     """Re-execute ``python -m module argv`` with :data:`STEADY_MALLOC` unless GLIBC_TUNABLES is
-    already set (then it returns, and the caller goes on) or this is not Linux.  Pass
-    ``--page-faults`` to a benchmark to skip this and time with glibc's defaults."""
+    already set (then it returns, and the caller goes on) or this is not Linux.  Only for a
+    benchmark run as a program (its ``__main__`` block), never from a function someone
+    imported: it replaces the process.  ``--page-faults`` on the command line skips it."""
     if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ:
         return
     sys.stdout.flush()

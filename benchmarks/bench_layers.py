@@ -133,11 +133,10 @@ def main(argv=None):
     p.add_argument("--page-faults", action="store_true",
                    help="time with glibc's default malloc (fresh memory on every call)")
     args = p.parse_args(argv)
-    if not args.page_faults:
-        rerun_with_steady_malloc("benchmarks.bench_layers",
-                                 sys.argv[1:] if argv is None else argv)
     run(args.batch, args.threads, args.repeat)
 
 
 if __name__ == "__main__":
+    if "--page-faults" not in sys.argv[1:]:
+        rerun_with_steady_malloc("benchmarks.bench_layers", sys.argv[1:])
     main()

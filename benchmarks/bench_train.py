@@ -9,6 +9,10 @@ peak memory (``VmHWM``) is its own and no thread pool or allocator state leaks b
     python -m benchmarks.bench_train [--steps 60] [--threads 2]
     python -m benchmarks.bench_train --time-to-accuracy [--seeds 3]   # also: full CNN runs
 
+Like ``bench_layers`` it re-runs itself with glibc settings that keep freed memory, which every
+child inherits (``--page-faults``: glibc's defaults).  Without them PyTorch's steps here
+page-fault fresh memory and swing from 33 to 49 ms between runs; with them, 32 ms.
+
 ``--time-to-accuracy`` trains the CNN recipe (8 epochs, Adam + one-cycle, random shifts) with
 minidl and with PyTorch on real MNIST and reports the training time until the test accuracy
 first reaches 99.0%.  It takes 10-20 minutes on a 2-core CPU.
@@ -28,7 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
-from benchmarks._common import print_table, save_json  # noqa: E402
+from benchmarks._common import (print_table, rerun_with_steady_malloc,  # noqa: E402
+                                save_json)
 
 BATCH = 128
 
@@ -229,6 +234,8 @@ def main(argv=None):
     p.add_argument("--time-to-accuracy", action="store_true")
     p.add_argument("--seeds", type=int, default=1,
                    help="seeds per framework for --time-to-accuracy (median reported)")
+    p.add_argument("--page-faults", action="store_true",
+                   help="time with glibc's default malloc (see benchmarks.bench_layers)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", default="numpy", help=argparse.SUPPRESS)
     p.add_argument("--model", default="cnn", help=argparse.SUPPRESS)
@@ -285,4 +292,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if "--page-faults" not in sys.argv[1:] and "--child" not in sys.argv[1:]:
+        rerun_with_steady_malloc("benchmarks.bench_train", sys.argv[1:])  # children inherit it
     main()
