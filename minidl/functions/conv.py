@@ -259,7 +259,8 @@ class Conv2d(Function):
             take = _workspace.take
             scratch = (take(xp, C * KH * KW * nb * OH * ow_cols, gy.dtype)
                        if need_W and self.cols is None else None)
-            gy_buf = take(xp, OC * nb * OH * ow_cols, gy.dtype)
+            gy_buf = (None if self.per_image  # per image, gy is used as it is (NCHW)
+                      else take(xp, OC * nb * OH * ow_cols, gy.dtype))
             gcol_buf = take(xp, C * KH * KW * nb * OH * ow_cols, gy.dtype) if need_x else None
             gpad_buf = (take(xp, nb * C * (Hp * Wp + (KW - 1) * self.dilation[1]), gy.dtype)
                         if need_x else None)
