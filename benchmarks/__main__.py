@@ -37,6 +37,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    if "--page-faults" not in sys.argv[1:]:
-        rerun_with_steady_malloc("benchmarks", sys.argv[1:])
+    rerun_with_steady_malloc("benchmarks", sys.argv[1:])
     main()

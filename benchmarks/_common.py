@@ -67,7 +67,7 @@ def rerun_with_steady_malloc(module: str, argv) -> None:
     already set (then it returns, and the caller goes on) or this is not Linux.  Only for a
     benchmark run as a program (its ``__main__`` block), never from a function someone
     imported: it replaces the process.  ``--page-faults`` on the command line skips it."""
-    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ:
+    if sys.platform != "linux" or "GLIBC_TUNABLES" in os.environ or "--page-faults" in argv:
         return
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *argv],

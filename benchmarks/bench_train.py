@@ -292,6 +292,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    if "--page-faults" not in sys.argv[1:] and "--child" not in sys.argv[1:]:
-        rerun_with_steady_malloc("benchmarks.bench_train", sys.argv[1:])  # children inherit it
+    rerun_with_steady_malloc("benchmarks.bench_train", sys.argv[1:])  # children inherit it
     main()

@@ -1,5 +1,5 @@
 """minidl: deep learning by hand on NumPy, and on the GPU through CuPy with the same code."""
-from minidl._openblas import shorten_spin as _shorten_spin  # noqa: E402
+from minidl._openblas import shorten_spin as _shorten_spin
 
 # OpenBLAS's idle threads spin for about 0.1 s after every matrix product, holding the cores
 # that minidl's own threads need for the elementwise ops in between (minidl._openblas).
