@@ -359,32 +359,38 @@ class Conv2d(Function):
     def _col2im(self, xp, gcol, n, gpad_buf, out):
         """Sum the column gradients of n images back onto their padded input: one slice-add
         per kernel tap (the slices of one tap never overlap, so ``+=`` is exact), then crop
-        into ``out`` (n, C, H, W).  Channels in parallel on a multi-core CPU."""
+        into ``out`` (n, C, H, W).  Channels in parallel on a multi-core CPU.  The padded
+        gradient is laid out (C, n, ...), the order of gcol's rows (channel, then image), so
+        each add walks source and destination in the same order (MNIST CNN's 32->64 conv at
+        14x14, 2-core CPU: backward 13.2 -> 12.3 ms); per image gcol comes image by image,
+        and so does the padded gradient."""
         N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        cn = not self.per_image
+        P = Hp * Wp + dw * (KW - 1) if wide else Hp * Wp
+        gpad = gpad_buf[:n * C * P].reshape((C, n, P) if cn else (n, C, P))
         if wide:
-            L, P = OH * Wp, Hp * Wp + dw * (KW - 1)
+            L = OH * Wp
             gcol = gcol.reshape(C, KH, KW, n, L)
-            gpad = gpad_buf[:n * C * P].reshape(n, C, P)
         else:
             gcol = gcol.reshape(C, KH, KW, n, OH, OW)
-            gpad = gpad_buf[:n * C * Hp * Wp].reshape(n, C, Hp, Wp)
 
         def channels(lo, hi):
-            g = gpad[:, lo:hi]
+            g = gpad[lo:hi] if cn else gpad[:, lo:hi]
             g.fill(0)
+            planes = g[:, :, :Hp * Wp].reshape(g.shape[:2] + (Hp, Wp))
             for i in range(KH):
                 for j in range(KW):
-                    src = gcol[lo:hi, i, j].swapaxes(0, 1)
+                    src = gcol[lo:hi, i, j] if cn else gcol[lo:hi, i, j].swapaxes(0, 1)
                     if wide:
                         off = i * dh * Wp + j * dw
                         g[:, :, off:off + L] += src
                     else:
                         h0, w0 = i * dh, j * dw
-                        g[:, :, h0:h0 + sh * (OH - 1) + 1:sh,
-                          w0:w0 + sw * (OW - 1) + 1:sw] += src
-            plane = g[:, :, :Hp * Wp].reshape(n, hi - lo, Hp, Wp) if wide else g
-            xp.copyto(out[:, lo:hi], plane[:, :, ph:ph + H, pw:pw + Wd])
+                        planes[:, :, h0:h0 + sh * (OH - 1) + 1:sh,
+                               w0:w0 + sw * (OW - 1) + 1:sw] += src
+            crop = planes[:, :, ph:ph + H, pw:pw + Wd]
+            xp.copyto(out[:, lo:hi], crop.transpose(1, 0, 2, 3) if cn else crop)
 
         parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
 
