@@ -357,42 +357,73 @@ class Conv2d(Function):
         super().release()
 
     def _col2im(self, xp, gcol, n, gpad_buf, out):
-        """Sum the column gradients of n images back onto their padded input: one slice-add
-        per kernel tap (the slices of one tap never overlap, so ``+=`` is exact), then crop
-        into ``out`` (n, C, H, W).  Channels in parallel on a multi-core CPU.  The padded
-        gradient is laid out (C, n, ...), the order of gcol's rows (channel, then image), so
-        each add walks source and destination in the same order (MNIST CNN's 32->64 conv at
-        14x14, 2-core CPU: backward 13.2 -> 12.3 ms); per image gcol comes image by image,
-        and so does the padded gradient."""
+        """Sum the column gradients of n images back onto their input, into ``out`` (n, C, H,
+        W): one slice-add per kernel tap (the slices of one tap never overlap, so ``+=`` is
+        exact).  Channels in parallel on a multi-core CPU.
+
+        Exact windows add each tap only where it meets the input (the padding's gradient is
+        never formed), starting from a copy of a tap that covers all of it when there is one
+        (a "same" stride-1 conv's centre tap) instead of zeros.  Wide rows add onto the padded
+        plane and crop.  The sums are laid out (C, n, ...), the order of gcol's rows (channel,
+        then image), so each add walks source and destination in the same order (MNIST CNN's
+        32->64 conv at 14x14, 2-core CPU: backward 13.2 -> 12.3 ms); per image gcol comes
+        image by image, and so do the sums."""
         N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
         cn = not self.per_image
-        P = Hp * Wp + dw * (KW - 1) if wide else Hp * Wp
-        gpad = gpad_buf[:n * C * P].reshape((C, n, P) if cn else (n, C, P))
         if wide:
-            L = OH * Wp
+            L, P = OH * Wp, Hp * Wp + dw * (KW - 1)
             gcol = gcol.reshape(C, KH, KW, n, L)
         else:
+            P = H * Wd
             gcol = gcol.reshape(C, KH, KW, n, OH, OW)
+            rows = [_tap_span(OH, sh, i * dh - ph, H) for i in range(KH)]
+            cols = [_tap_span(OW, sw, j * dw - pw, Wd) for j in range(KW)]
+            taps = [(i, j) for i in range(KH) for j in range(KW)
+                    if rows[i][1] > rows[i][0] and cols[j][1] > cols[j][0]]
+            cover = [(i, j) for i, j in taps if sh == sw == 1 and rows[i][1] - rows[i][0] == H
+                     and cols[j][1] - cols[j][0] == Wd]
+            if cover:  # first, as a copy
+                taps.remove(cover[0])
+                taps.insert(0, cover[0])
+        acc = gpad_buf[:n * C * P].reshape((C, n, P) if cn else (n, C, P))
 
         def channels(lo, hi):
-            g = gpad[lo:hi] if cn else gpad[:, lo:hi]
-            g.fill(0)
-            planes = g[:, :, :Hp * Wp].reshape(g.shape[:2] + (Hp, Wp))
-            for i in range(KH):
-                for j in range(KW):
-                    src = gcol[lo:hi, i, j] if cn else gcol[lo:hi, i, j].swapaxes(0, 1)
-                    if wide:
+            g = acc[lo:hi] if cn else acc[:, lo:hi]
+            if wide:
+                g.fill(0)
+                for i in range(KH):
+                    for j in range(KW):
+                        src = gcol[lo:hi, i, j] if cn else gcol[lo:hi, i, j].swapaxes(0, 1)
                         off = i * dh * Wp + j * dw
                         g[:, :, off:off + L] += src
+                plane = g[:, :, :Hp * Wp].reshape(g.shape[:2] + (Hp, Wp))
+                plane = plane[:, :, ph:ph + H, pw:pw + Wd]
+            else:
+                plane = g.reshape(g.shape[:2] + (H, Wd))
+                if not cover:
+                    plane.fill(0)
+                for k, (i, j) in enumerate(taps):
+                    (o0, o1, h0), (q0, q1, w0) = rows[i], cols[j]
+                    src = gcol[lo:hi, i, j, :, o0:o1, q0:q1]
+                    src = src if cn else src.swapaxes(0, 1)
+                    dst = plane[:, :, h0:h0 + sh * (o1 - o0 - 1) + 1:sh,
+                                w0:w0 + sw * (q1 - q0 - 1) + 1:sw]
+                    if k == 0 and cover:
+                        xp.copyto(dst, src)
                     else:
-                        h0, w0 = i * dh, j * dw
-                        planes[:, :, h0:h0 + sh * (OH - 1) + 1:sh,
-                               w0:w0 + sw * (OW - 1) + 1:sw] += src
-            crop = planes[:, :, ph:ph + H, pw:pw + Wd]
-            xp.copyto(out[:, lo:hi], crop.transpose(1, 0, 2, 3) if cn else crop)
+                        dst += src
+            xp.copyto(out[:, lo:hi], plane.transpose(1, 0, 2, 3) if cn else plane)
 
         parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
+
+
+def _tap_span(count, stride, offset, size):
+    """(o0, o1, first): the outputs o0 <= o < o1 whose tap lands inside the input, at
+    position o*stride + offset in [0, size), and that position for o0."""
+    o0 = max(0, -(offset // stride))
+    o1 = min(count, (size - 1 - offset) // stride + 1)
+    return o0, o1, o0 * stride + offset
 
 
 def _copy_add(xp, dst, src, bias=None):
