@@ -152,9 +152,16 @@ class Conv2d(Function):
         slack = dw * (KW - 1) if wide else 0
         buf = _workspace.take(xp, N * C * Hp * Wp + slack, x.dtype)
         padded = buf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp)
-        if ph or pw or slack:  # the border and the slack are zero, the inside is x
-            buf.fill(0)
-        padded[:, :, ph:ph + H, pw:pw + Wd] = x
+        border = ph or pw or slack  # the border and the slack are zero, the inside is x
+        if slack:
+            buf[N * C * Hp * Wp:].fill(0)
+
+        def images(lo, hi):
+            if border:
+                padded[lo:hi].fill(0)
+            xp.copyto(padded[lo:hi, :, ph:ph + H, pw:pw + Wd], x[lo:hi])
+
+        parallel_for(N, images, nbytes=x.nbytes, like=x)
         return buf
 
     def _windows(self, xp, buf):
