@@ -168,7 +168,9 @@ def _interleaved(model, args) -> dict:
 
 
 def _time_to_accuracy_run(cmd, threads) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # this checkout's minidl, installed or not
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=path)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -185,8 +187,8 @@ def _time_to_accuracy_run(cmd, threads) -> dict:
         if line.startswith("epoch ") and line.rstrip().endswith("s of training"):
             total = float(line.split(",")[-1].split("s of")[0])  # torch: cumulative seconds
             epochs.append(round(total - sum(epochs), 2))
-    if proc.returncode not in (0, 1):
-        print(proc.stdout[-2000:], proc.stderr[-2000:])
+    if proc.returncode not in (0, 1) or not epochs:  # 1 is a missed target; anything else
+        print(proc.stdout[-2000:], proc.stderr[-2000:])  # (or no epoch at all) is a failure
     return {"time_to_99_s": ttt, "final_accuracy": acc, "wall_s": wall,
             "epoch_s": epochs, "returncode": proc.returncode}
 
