@@ -10,6 +10,7 @@ import math
 
 from minidl import backend as B
 from minidl.autograd import Parameter
+from minidl.parallel import parallel_for
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "OneCycleLR",
            "clip_grad_norm"]
@@ -113,22 +114,33 @@ class Adam(Optimizer):
             state["m"] = xp.zeros_like(p.data)
             state["v"] = xp.zeros_like(p.data)
         m, v = state["m"], state["v"]
-        # the same arithmetic as PyTorch, in place through one scratch buffer (no temporaries)
         tmp = xp.empty_like(p.data)
-        m *= dt(b1)
-        xp.multiply(g, dt(1 - b1), out=tmp)
-        m += tmp
-        v *= dt(b2)
-        xp.multiply(g, g, out=tmp)
-        tmp *= dt(1 - b2)
-        v += tmp
-        step = self.lr / (1 - b1 ** t)
-        denom = xp.sqrt(v, out=tmp)
-        denom /= dt(math.sqrt(1 - b2 ** t))
-        denom += dt(self.eps)
-        q = xp.divide(m, denom, out=tmp)
-        q *= dt(step)
-        p.data -= q
+        step, eps = dt(self.lr / (1 - b1 ** t)), dt(self.eps)
+        root = dt(math.sqrt(1 - b2 ** t))
+
+        def run(w, g, m, v, tmp):
+            # the same arithmetic as PyTorch, in place through one scratch buffer
+            m *= dt(b1)
+            xp.multiply(g, dt(1 - b1), out=tmp)
+            m += tmp
+            v *= dt(b2)
+            xp.multiply(g, g, out=tmp)
+            tmp *= dt(1 - b2)
+            v += tmp
+            denom = xp.sqrt(v, out=tmp)
+            denom /= root
+            denom += eps
+            q = xp.divide(m, denom, out=tmp)
+            q *= step
+            w -= q
+
+        arrays = (p.data, g, m, v, tmp)
+        if all(a.flags.c_contiguous for a in arrays):  # elementwise: split a large one
+            flat = [a.reshape(-1) for a in arrays]
+            parallel_for(flat[0].size, lambda lo, hi: run(*(a[lo:hi] for a in flat)),
+                         nbytes=p.data.nbytes, like=p.data)
+        else:
+            run(*arrays)
 
 
 class AdamW(Adam):

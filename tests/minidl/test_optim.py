@@ -91,6 +91,33 @@ def test_adam_first_step_moves_each_weight_by_lr(xp, rng):
         np.testing.assert_allclose(np.abs(host(p) - b), 0.01, rtol=1e-6)
 
 
+def test_adam_on_a_large_parameter_is_the_same_with_any_thread_count(rng):
+    """A parameter of several MB is updated in parts on host threads; elementwise, so the
+    result must be bitwise the one of a single thread (and of a non-contiguous gradient,
+    which takes the one-piece path)."""
+    from minidl import parallel
+    w0 = rng.standard_normal((700, 1000)).astype(np.float32)
+    grads = [rng.standard_normal(w0.shape).astype(np.float32) for _ in range(3)]
+
+    def run(threads, transpose=False):
+        parallel.set_num_threads(threads)
+        p = Parameter(w0.copy())
+        opt = optim.Adam([p], lr=0.01)
+        for g in grads:
+            p.grad = np.ascontiguousarray(g.T).T if transpose else g.copy()
+            opt.step()
+        return p.data.copy(), opt.state[0]["m"].copy(), opt.state[0]["v"].copy()
+
+    try:
+        one, two, strided = run(1), run(2), run(2, transpose=True)
+    finally:
+        parallel.set_num_threads(parallel._default_threads())
+    for a, b, c in zip(one, two, strided):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert not np.array_equal(one[0], w0)
+
+
 # --------------------------------------------------------------------------- schedules
 
 def lrs(sched, n):
