@@ -7,6 +7,7 @@ import minidl
 from minidl import functions as F
 from minidl.autograd import Tensor
 from minidl.functions import conv as conv_module
+from minidl.functions import winograd as winograd_module
 from minidl.testing import gradcheck
 
 
@@ -64,13 +65,19 @@ def _float64():
     minidl.set_default_dtype(np.float64)
 
 
-@pytest.fixture(params=["wide", "exact", "per-image"])
+@pytest.fixture(params=["wide", "exact", "per-image", "winograd"])
 def rows(request, monkeypatch):
-    """Stride-1 convolutions with wide rows (whatever they waste) or with exact windows, and
-    every ungrouped convolution on NumPy with one product per image (exact windows)."""
+    """Stride-1 convolutions with wide rows (whatever they waste) or with exact windows, every
+    ungrouped convolution on NumPy with one product per image (exact windows), and every
+    ungrouped 3x3 stride-1 convolution through Winograd's F(2x2, 3x3), on every backend
+    (elsewhere exact windows)."""
     monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if request.param == "wide" else -1)
     monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS",
                         np.inf if request.param == "per-image" else 0)
+    winograd = request.param == "winograd"
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_CHANNELS", 0 if winograd else np.inf)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_BACKENDS", ("numpy", "strict", "cupy"))
     return request.param
 
 
@@ -103,6 +110,7 @@ def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride, rows):
 
     whole = run()
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
+    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)
     chunked = run()
     monkeypatch.setattr(conv_module, "_KEEP_COL_BYTES", 0)  # backward redoes im2col
     redone = run()
@@ -249,3 +257,61 @@ def test_one_product_per_image_only_for_tiny_column_matrices_on_numpy(xp, rng):
         return F.conv2d(x, W, padding=1).creator.per_image
     assert per_image(1, 32, 28) == (minidl.get_backend().name == "numpy")
     assert not per_image(32, 64, 14)
+
+
+# --------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+
+def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng):
+    """The MNIST CNN's second conv (32->64, 3x3 at 14x14) goes through Winograd on NumPy; a 7x7
+    output (tiles overhang it by 31%), few channels, stride 2, dilation, 5x5 kernels, groups
+    and the other backends keep im2col."""
+    def winograd(c=32, oc=64, size=14, k=3, **kw):
+        x = Tensor(dev(xp, rng.standard_normal((2, c, size, size)), np.float32))
+        W = Tensor(dev(xp, rng.standard_normal((oc, c // kw.get("groups", 1), k, k)),
+                       np.float32), requires_grad=True)
+        return F.conv2d(x, W, padding=k // 2, **kw).creator.winograd
+    assert winograd() == (minidl.get_backend().name == "numpy")
+    assert not winograd(size=7)
+    assert not winograd(c=8)
+    assert not winograd(stride=2)
+    assert not winograd(dilation=2)
+    assert not winograd(k=5)
+    assert not winograd(groups=2)
+
+
+@pytest.mark.parametrize("size, pad", [((14, 14), 1), ((9, 12), 0), ((7, 10), 2)])
+def test_winograd_float32_matches_im2col(rng, monkeypatch, size, pad):
+    """float32 through F(2x2, 3x3) (odd sizes: tiles overhanging the output) against im2col:
+    the transforms' +-1 and 1/2 entries cost about 1e-6 relative; several chunks of images."""
+    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    x = rng.standard_normal((9, 16, *size)).astype(np.float32)
+    W = (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    gy = rng.uniform(0.5, 1.5, 9 * 24 * 14 * 14).astype(np.float32)
+
+    def run(winograd):
+        monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf if winograd else -1)
+        ts = [Tensor(a, requires_grad=True) for a in (x, W, b)]
+        y = F.conv2d(*ts, padding=pad)
+        assert y.creator.winograd == winograd
+        assert not winograd or len(y.creator.wino.chunks) > 1
+        y.backward(gy[:y.size].reshape(y.shape))  # positive: gb's sums don't cancel
+        return [host(y)] + [host(t.grad) for t in ts]
+
+    for fast, ref in zip(run(True), run(False)):
+        assert fast.dtype == np.float32
+        assert rel_err(fast, ref) <= 3e-6
+
+
+def test_winograd_gives_its_kept_tiles_back(rng):
+    x = Tensor(rng.standard_normal((4, 32, 8, 8)).astype(np.float32), requires_grad=True)
+    W = Tensor(rng.standard_normal((32, 32, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.conv2d(x, W, padding=1)
+    wino = y.creator.wino
+    assert wino.V is not None and wino.U is not None
+    y.sum().backward()
+    assert wino.V is None and wino.U is None
+    assert x.grad.shape == x.shape and W.grad.shape == W.shape
+    W.requires_grad = False  # no gW: V is not kept
+    assert F.conv2d(x, W, padding=1).creator.wino.V is None
