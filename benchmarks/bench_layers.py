@@ -4,6 +4,9 @@ Each layer runs forward, then backward of ``sum(y * g)`` for a fixed random ``g`
 gradient -- input and parameters -- is computed), float32, batch 128 unless stated.  GEMM-shaped
 layers (dense, conv) report GFLOP/s counting 3 products (forward, d input, d weight) and the
 percentage of this machine's float32 GEMM peak (benchmarks.bench_gemm, measured in the same run).
+A convolution's flops are those of the direct method (im2col's products); the "numpy path"
+column names the one minidl took, and a layer through Winograd's F(2x2, 3x3) does 4/9 of those
+multiply-adds, so its GFLOP/s is an effective rate.
 
     python -m benchmarks.bench_layers [--batch 128] [--threads 2] [--repeat 7] [--page-faults]
 
@@ -76,6 +79,20 @@ def time_minidl(make, shape, backend, repeat):
         return timeit(step, repeat=repeat, warmup=2, sync=b.synchronize)
 
 
+def conv_path(make, shape) -> str:
+    """Which of conv2d's host paths a conv layer takes on NumPy ("-" for other layers)."""
+    layer = make()
+    if not isinstance(layer, L.Conv2d):
+        return "-"
+    x = minidl.tensor(numpy.zeros(shape, numpy.float32), requires_grad=True)
+    fn = layer(x).creator
+    if fn.winograd:
+        return "winograd"
+    if fn.per_image:
+        return "im2col per image"
+    return "im2col wide" if fn.geom[13] else "im2col"
+
+
 def time_torch(torch, make, shape, repeat):
     layer = make(torch.nn)
     x = torch.randn(*shape, requires_grad=True)
@@ -105,12 +122,14 @@ def run(batch=128, threads=2, repeat=7) -> dict:
     for name, make, make_torch, shape, flops in cases:
         (ours, gpu), tt = ours_ms[name], torch_ms[name]
         gf = flops / ours / 1e9 if flops else None
-        rows.append([name, ours * 1e3, gf if gf else "-",
+        path = conv_path(make, shape)
+        rows.append([name, path, ours * 1e3, gf if gf else "-",
                      f"{100 * gf / peak:.0f}%" if gf else "-",
                      gpu * 1e3 if gpu else "not available",
                      tt * 1e3 if tt else "not available",
                      f"{ours / tt:.2f}x" if tt else "n/a"])
-        results.append({"layer": name, "input_shape": shape, "numpy_ms": ours * 1e3,
+        results.append({"layer": name, "numpy_path": path, "input_shape": shape,
+                        "numpy_ms": ours * 1e3,
                         "cupy_ms": gpu * 1e3 if gpu else None,
                         "torch_ms": tt * 1e3 if tt else None, "gflops": gf,
                         "fraction_of_gemm_peak": gf / peak if gf else None,
@@ -119,7 +138,7 @@ def run(batch=128, threads=2, repeat=7) -> dict:
     table = print_table(
         f"Layer forward+backward, float32, batch {batch}, {threads} threads (ms, median); "
         f"OpenBLAS kernels {m['openblas_kernels']}, GLIBC_TUNABLES {m['GLIBC_TUNABLES']}",
-        ["layer", "numpy ms", "GFLOP/s", "% GEMM peak", "cupy ms", "torch ms",
+        ["layer", "numpy path", "numpy ms", "GFLOP/s", "% GEMM peak", "cupy ms", "torch ms",
          "numpy/torch"], rows)
     save_json("layers", {"gemm_peak_gflops": peak, "results": results, "table": table})
     return {"results": results, "peak": peak}

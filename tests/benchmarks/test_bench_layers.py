@@ -1,0 +1,11 @@
+"""benchmarks.bench_layers: the path column names the conv2d path each layer really takes."""
+from benchmarks.bench_layers import conv_path, layer_cases
+
+
+def test_conv_paths_of_the_benchmarked_layers():
+    cases = {name: (make, shape) for name, make, _, shape, _ in layer_cases(batch=4)}
+    assert conv_path(*cases["conv3x3 s1 32->64 @14"]) == "winograd"
+    assert conv_path(*cases["conv3x3 s1 1->32 @28"]) == "im2col per image"
+    assert conv_path(*cases["conv3x3 s2 32->64 @28"]) == "im2col"
+    assert conv_path(*cases["conv5x5 s1 32->64 @14"]) == "im2col"
+    assert conv_path(*cases["maxpool 2x2 s2 32@28"]) == "-"
