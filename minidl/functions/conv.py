@@ -76,12 +76,14 @@ _WIDE_MAX_WASTE = 0.10
 # 3.7 -> 1.7 ms; 1->32 5x5 (627k) goes the other way, 5.7 -> 11.4 ms.
 _PER_IMAGE_MAX_MACS = 1 << 18
 # Ungrouped 3x3 stride-1 convolutions on these backends take Winograd's F(2x2, 3x3)
-# (minidl.functions.winograd) when they have at least this many input and output channels and
-# its tiles overhang the output by at most this fraction (odd sizes).  Measured on a 2-core
-# CPU, fwd+bwd at batch 128: 32->64 at 14x14 18.6 -> 17.8 ms, 64->64 at 28x28 133 -> 110 ms
-# (see that module for more).  Not measured on a GPU yet, so CuPy keeps im2col.
+# (minidl.functions.winograd) when C*OC/(C + OC) -- the products' multiply-adds per element the
+# transforms move -- is at least _WINOGRAD_MIN_DEPTH and its tiles overhang the output by at
+# most _WINOGRAD_MAX_WASTE (odd sizes).  Measured on a 2-core CPU, fwd+bwd at batch 128,
+# Winograd / im2col time: 16->32 at 28x28 (depth 11) 1.15, 32->32 (16) 1.02, 32->64 at 14x14
+# (21) 0.93, 64->64 (32) 0.79; 64->128 at 7x7 (31% overhang) 0.97.  Not measured on a GPU yet,
+# so CuPy keeps im2col.
 _WINOGRAD_BACKENDS = ("numpy",)
-_WINOGRAD_MIN_CHANNELS = 16
+_WINOGRAD_MIN_DEPTH = 20
 _WINOGRAD_MAX_WASTE = 0.15
 
 
@@ -153,7 +155,7 @@ class Conv2d(Function):
                           and OC * C * KH * KW * OH * OW <= _PER_IMAGE_MAX_MACS)
         self.winograd = (B.backend_of(x).name in _WINOGRAD_BACKENDS and self.groups == 1
                          and (KH, KW) == (3, 3) and self.stride == self.dilation == (1, 1)
-                         and not self.per_image and min(C, OC) >= _WINOGRAD_MIN_CHANNELS
+                         and not self.per_image and C * OC >= _WINOGRAD_MIN_DEPTH * (C + OC)
                          and tile_waste(OH, OW) <= _WINOGRAD_MAX_WASTE)
         wide = (sh == 1 and sw == 1 and (Wp - OW) <= _WIDE_MAX_WASTE * OW
                 and not self.per_image)

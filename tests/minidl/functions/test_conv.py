@@ -75,7 +75,7 @@ def rows(request, monkeypatch):
     monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS",
                         np.inf if request.param == "per-image" else 0)
     winograd = request.param == "winograd"
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_CHANNELS", 0 if winograd else np.inf)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
     monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf)
     monkeypatch.setattr(conv_module, "_WINOGRAD_BACKENDS", ("numpy", "strict", "cupy"))
     return request.param
@@ -262,17 +262,19 @@ def test_one_product_per_image_only_for_tiny_column_matrices_on_numpy(xp, rng):
 # --------------------------------------------------------------------------- Winograd F(2x2, 3x3)
 
 def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng):
-    """The MNIST CNN's second conv (32->64, 3x3 at 14x14) goes through Winograd on NumPy; a 7x7
-    output (tiles overhang it by 31%), few channels, stride 2, dilation, 5x5 kernels, groups
-    and the other backends keep im2col."""
+    """The MNIST CNN's second conv (32->64, 3x3 at 14x14: C*OC/(C+OC) = 21) goes through
+    Winograd on NumPy; a 7x7 output (tiles overhang it by 31%), too few channels (32->32: 16,
+    16->256: 15), stride 2, dilation, 5x5 kernels, groups and the other backends keep im2col."""
     def winograd(c=32, oc=64, size=14, k=3, **kw):
         x = Tensor(dev(xp, rng.standard_normal((2, c, size, size)), np.float32))
         W = Tensor(dev(xp, rng.standard_normal((oc, c // kw.get("groups", 1), k, k)),
                        np.float32), requires_grad=True)
         return F.conv2d(x, W, padding=k // 2, **kw).creator.winograd
     assert winograd() == (minidl.get_backend().name == "numpy")
+    assert winograd(c=64, oc=32) == (minidl.get_backend().name == "numpy")
     assert not winograd(size=7)
-    assert not winograd(c=8)
+    assert not winograd(c=32, oc=32)
+    assert not winograd(c=16, oc=256)
     assert not winograd(stride=2)
     assert not winograd(dilation=2)
     assert not winograd(k=5)
@@ -285,6 +287,7 @@ def test_winograd_float32_matches_im2col(rng, monkeypatch, size, pad):
     the transforms' +-1 and 1/2 entries cost about 1e-6 relative; several chunks of images."""
     monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1 << 16)
     monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
     x = rng.standard_normal((9, 16, *size)).astype(np.float32)
     W = (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32)
     b = rng.standard_normal(24).astype(np.float32)
@@ -306,7 +309,7 @@ def test_winograd_float32_matches_im2col(rng, monkeypatch, size, pad):
 
 def test_winograd_gives_its_kept_tiles_back(rng):
     x = Tensor(rng.standard_normal((4, 32, 8, 8)).astype(np.float32), requires_grad=True)
-    W = Tensor(rng.standard_normal((32, 32, 3, 3)).astype(np.float32), requires_grad=True)
+    W = Tensor(rng.standard_normal((64, 32, 3, 3)).astype(np.float32), requires_grad=True)
     y = F.conv2d(x, W, padding=1)
     wino = y.creator.wino
     assert wino.V is not None and wino.U is not None
