@@ -31,9 +31,11 @@ product per image, ``y[i] = W2 @ col[i]`` and ``gW = sum_i gy[i] @ col[i]^T``, s
 threads: their products are memory-bound, and per image they need no layout copy.
 
 3x3 stride-1 convolutions with enough channels take Winograd's F(2x2, 3x3) on the CPU instead
-(:mod:`minidl.functions.winograd`): 16 products with 4/9 of im2col's work in all.  On a 2-core
-CPU: 4% less time for the MNIST CNN's 32->64 conv, 17% for 64->64 at 28x28 (training), up to a
-third for 128-256 channels (inference).
+(:mod:`minidl.functions.winograd`): 16 products with 4/9 of im2col's work in all, and
+memory-bound transforms around them.  On a 2-core CPU with OpenBLAS's AVX2 kernels: 8% less time
+for the MNIST CNN's 32->64 conv, 16% for 64->64 at 28x28, a third for 128->128 (training); with
+its 1.8x faster AVX-512 kernels only layers from about 64->64 channels up gain, and smaller ones
+keep im2col (``_winograd_min_depth``).
 
 On the CPU
 ----------
@@ -45,8 +47,10 @@ memory every step), and when W needs a gradient the column matrix is kept from f
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
+from minidl import _openblas
 from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
 from minidl.functions.winograd import Winograd3x3, tile_waste
@@ -77,17 +81,35 @@ _WIDE_MAX_WASTE = 0.10
 _PER_IMAGE_MAX_MACS = 1 << 18
 # Ungrouped 3x3 stride-1 convolutions on these backends take Winograd's F(2x2, 3x3)
 # (minidl.functions.winograd) when C*OC/(C + OC) -- the products' multiply-adds per element the
-# transforms move -- is at least _WINOGRAD_MIN_DEPTH and its tiles overhang the output by at
-# most _WINOGRAD_MAX_WASTE (odd sizes).  Measured on a 2-core CPU, fwd+bwd at batch 128,
-# Winograd / im2col time: 16->32 at 28x28 (depth 11) 1.15, 32->32 (16) 1.02, 32->64 at 14x14
-# (21) 0.93, 64->64 (32) 0.79; 64->128 at 7x7 (31% overhang) 0.97.  Not measured on a GPU yet,
-# so CuPy keeps im2col.
+# transforms move -- is at least the minimum depth and its tiles overhang the output by at most
+# _WINOGRAD_MAX_WASTE (odd sizes).  The faster the BLAS, the deeper a layer must be for the
+# (memory-bound) transforms to pay off.  Winograd / im2col time, fwd+bwd at batch 128 on a
+# 2-core CPU, with OpenBLAS's AVX2 kernels: 16->32 at 28x28 (depth 11) 1.15, 32->32 (16) 1.02,
+# 32->64 at 14x14 (21) 0.92, 64->64 at 28x28 (32) 0.84, 128->128 at 14x14 (64) 0.66; with its
+# AVX-512 kernels (GEMM 1.8x faster): 32->64 1.13, 32->128 (26) 1.29, 64->64 0.95-1.03,
+# 128->128 0.80.  _WINOGRAD_MIN_DEPTH None picks by the kernels (_auto_min_depth); not measured
+# on a GPU yet, so CuPy keeps im2col.
 _WINOGRAD_BACKENDS = ("numpy",)
-_WINOGRAD_MIN_DEPTH = 20
+_WINOGRAD_MIN_DEPTH = None
+_AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")
 _WINOGRAD_MAX_WASTE = 0.15
 
 
 _workspace = Workspace()  # process-wide: padded inputs, column matrices, chunk temporaries
+
+
+def _winograd_min_depth() -> float:
+    """``_WINOGRAD_MIN_DEPTH``, or when it is None: 40 under OpenBLAS's AVX-512 kernels, else
+    20 (see the measurements above it)."""
+    if _WINOGRAD_MIN_DEPTH is not None:
+        return _WINOGRAD_MIN_DEPTH
+    return _auto_min_depth()
+
+
+@functools.lru_cache(maxsize=None)
+def _auto_min_depth() -> float:
+    kernels = [name.lower() for name in _openblas.kernel_names()]
+    return 40 if any(k in _AVX512_KERNELS for k in kernels) else 20
 
 
 def _pair(value, name: str, where: str, minimum: int = 0) -> tuple[int, int]:
@@ -155,7 +177,8 @@ class Conv2d(Function):
                           and OC * C * KH * KW * OH * OW <= _PER_IMAGE_MAX_MACS)
         self.winograd = (B.backend_of(x).name in _WINOGRAD_BACKENDS and self.groups == 1
                          and (KH, KW) == (3, 3) and self.stride == self.dilation == (1, 1)
-                         and not self.per_image and C * OC >= _WINOGRAD_MIN_DEPTH * (C + OC)
+                         and not self.per_image
+                         and C * OC >= _winograd_min_depth() * (C + OC)
                          and tile_waste(OH, OW) <= _WINOGRAD_MAX_WASTE)
         wide = (sh == 1 and sw == 1 and (Wp - OW) <= _WIDE_MAX_WASTE * OW
                 and not self.per_image)

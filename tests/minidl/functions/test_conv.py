@@ -261,10 +261,12 @@ def test_one_product_per_image_only_for_tiny_column_matrices_on_numpy(xp, rng):
 
 # --------------------------------------------------------------------------- Winograd F(2x2, 3x3)
 
-def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng):
+def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng, monkeypatch):
     """The MNIST CNN's second conv (32->64, 3x3 at 14x14: C*OC/(C+OC) = 21) goes through
     Winograd on NumPy; a 7x7 output (tiles overhang it by 31%), too few channels (32->32: 16,
-    16->256: 15), stride 2, dilation, 5x5 kernels, groups and the other backends keep im2col."""
+    16->256: 15), stride 2, dilation, 5x5 kernels, groups and the other backends keep im2col
+    (with the minimum depth of AVX2 BLAS kernels, 20)."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 20)
     def winograd(c=32, oc=64, size=14, k=3, **kw):
         x = Tensor(dev(xp, rng.standard_normal((2, c, size, size)), np.float32))
         W = Tensor(dev(xp, rng.standard_normal((oc, c // kw.get("groups", 1), k, k)),
@@ -307,7 +309,8 @@ def test_winograd_float32_matches_im2col(rng, monkeypatch, size, pad):
         assert rel_err(fast, ref) <= 3e-6
 
 
-def test_winograd_gives_its_kept_tiles_back(rng):
+def test_winograd_gives_its_kept_tiles_back(rng, monkeypatch):
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
     x = Tensor(rng.standard_normal((4, 32, 8, 8)).astype(np.float32), requires_grad=True)
     W = Tensor(rng.standard_normal((64, 32, 3, 3)).astype(np.float32), requires_grad=True)
     y = F.conv2d(x, W, padding=1)
@@ -318,3 +321,17 @@ def test_winograd_gives_its_kept_tiles_back(rng):
     assert x.grad.shape == x.shape and W.grad.shape == W.shape
     W.requires_grad = False  # no gW: V is not kept
     assert F.conv2d(x, W, padding=1).creator.wino.V is None
+
+
+@pytest.mark.parametrize("kernels, depth", [(["Haswell"], 20), (["SkylakeX"], 40),
+                                            (["Zen", "COOPERLAKE"], 40), ([], 20)])
+def test_winograd_needs_deeper_layers_under_avx512_blas(monkeypatch, kernels, depth):
+    """With OpenBLAS's AVX-512 kernels (GEMM 1.8x faster) im2col stays faster down to deeper
+    layers, so Winograd's minimum depth C*OC/(C+OC) is 40 there, 20 otherwise."""
+    monkeypatch.setattr(conv_module._openblas, "kernel_names", lambda: kernels)
+    conv_module._auto_min_depth.cache_clear()
+    try:
+        assert conv_module._winograd_min_depth() == depth
+    finally:
+        conv_module._auto_min_depth.cache_clear()
+
