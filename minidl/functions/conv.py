@@ -66,7 +66,8 @@ __all__ = ["conv2d", "conv_output_size"]
 # On a GPU the whole batch is one chunk.
 _CHUNK_BYTES = 8 << 20
 # When W needs a gradient, forward keeps the column matrix for backward (saving a second
-# im2col, about 10% of a conv's training time) unless it is larger than this.
+# im2col, about 10% of a conv's training time) unless it is larger than this; so does the
+# Winograd path with its transformed input tiles.
 _KEEP_COL_BYTES = 64 << 20
 # Stride-1 convolutions use wide rows (see the module docstring) when they add at most this
 # fraction of columns.
@@ -267,7 +268,8 @@ class Conv2d(Function):
         if self.winograd:
             self.buf = self.cols = None
             self.wino = Winograd3x3(x.shape, W.shape, self.padding, x.dtype, _workspace)
-            return self.wino.forward(xp, x, W, b, keep_V=self.keep_col, keep_U=self.recorded)
+            keep_V = self.keep_col and self.wino.V_bytes() <= _KEEP_COL_BYTES
+            return self.wino.forward(xp, x, W, b, keep_V=keep_V, keep_U=self.recorded)
         buf = self._padded(xp, x)
         windows = self._windows(xp, buf)
         W2 = W.reshape(G, OC // G, Cg * KH * KW)
@@ -307,7 +309,8 @@ class Conv2d(Function):
         need_b = has_b and self.inputs[2].requires_grad
         gx = gW = gb = None
         if self.winograd:
-            gx, gW, gb = self.wino.backward(xp, gy, need_x, need_W, need_b)
+            gx, gW, gb = self.wino.backward(xp, gy, self.inputs[0].data, need_x, need_W,
+                                            need_b)
             return (gx, gW, gb) if has_b else (gx, gW)
         if need_x or need_W:
             windows = self._windows(xp, self.buf) if need_W and self.cols is None else None

@@ -29,7 +29,8 @@ float32 results differ from im2col's by about 1e-6 relative (the tests bound it)
 
 The batch goes through in chunks of images whose products fit in about _CHUNK_BYTES (the
 tiles, transforms and products of a chunk then stay in the last-level cache); V is kept, chunk
-after chunk, for gW and U for gx.  The padded input and its gradient are laid out (C, n, Hp,
+after chunk, for gW (made again from x in backward when it would take more than conv2d's
+_KEEP_COL_BYTES) and U for gx.  The padded input and its gradient are laid out (C, n, Hp,
 Wp), so the copies and adds walk both sides in the same order.
 
 Measured against im2col on a 2-core CPU (AVX2 OpenBLAS, float32): training, batch 128, fwd+bwd:
@@ -93,8 +94,13 @@ class Winograd3x3:
         count = -(-N // max(1, _CHUNK_BYTES // per_image))
         nb = -(-N // count)  # equal chunks: no small last one
         self.chunks = [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
-        self.ws = workspace
+        self.ws, self.itemsize = workspace, numpy.dtype(dtype).itemsize
         self.V = self.U = None
+
+    def V_bytes(self) -> int:
+        """Bytes of the transformed input tiles V of the whole batch (kept for gW)."""
+        N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
+        return 16 * C * N * th * tw * self.itemsize
 
     def _chunk_V(self, n0, n1):
         """Chunk n0:n1's (16, C, T) slot in the kept V (chunk after chunk in one buffer)."""
@@ -174,9 +180,11 @@ class Winograd3x3:
         parallel_for(y.shape[0], images, nbytes=y.nbytes, like=y)
 
     # -- backward -----------------------------------------------------------------------------
-    def backward(self, xp, gy, need_x, need_W, need_b):
+    def backward(self, xp, gy, x, need_x, need_W, need_b):
         """(gx, gW, gb) for gy (N, OC, OH, OW), each None when not asked.  gW and gb are
-        summed chunk after chunk, in order (independent of the thread count)."""
+        summed chunk after chunk, in order (independent of the thread count).  x is the
+        forward's input: V is made again from it, chunk by chunk, when forward did not keep
+        it."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         dt, take = gy.dtype, self.ws.take
         nb = self.chunks[0][1]
@@ -187,6 +195,9 @@ class Winograd3x3:
         Mg_buf = take(xp, 16 * OC * nb * th * tw, dt)
         gV_buf = take(xp, 16 * C * nb * th * tw, dt) if need_x else None
         gd_buf = take(xp, 16 * C * nb * th * tw, dt) if need_x else None
+        redo = need_W and self.V is None
+        V_buf = take(xp, 16 * C * nb * th * tw, dt) if redo else None
+        tmp_buf = take(xp, 16 * C * nb * th * tw, dt) if redo else None
         for n0, n1 in self.chunks:
             n, T = n1 - n0, (n1 - n0) * th * tw
             gyt = self._gather(xp, gy[n0:n1], gyt_buf)
@@ -198,12 +209,17 @@ class Winograd3x3:
             xp.matmul(_kron(xp, "output_T", dt), gyt.reshape(4, OC * T),
                       out=Mg.reshape(16, OC * T))
             if need_W:
-                gU += xp.matmul(Mg, self._chunk_V(n0, n1).transpose(0, 2, 1))
+                if redo:
+                    V = V_buf[:16 * C * T].reshape(16, C, T)
+                    self._input_transform(xp, x[n0:n1], V, tmp_buf)
+                else:
+                    V = self._chunk_V(n0, n1)
+                gU += xp.matmul(Mg, V.transpose(0, 2, 1))
             if need_x:
                 gV = xp.matmul(self.U.transpose(0, 2, 1), Mg,
                                out=gV_buf[:16 * C * T].reshape(16, C, T))
                 self._overlap_add(xp, gV, gd_buf, gx[n0:n1])
-        self.ws.give(gyt_buf, Mg_buf, gV_buf, gd_buf)
+        self.ws.give(gyt_buf, Mg_buf, gV_buf, gd_buf, V_buf, tmp_buf)
         gW = None
         if need_W:
             gW = xp.matmul(_kron(xp, "filter_T", dt), gU.reshape(16, OC * C))  # (9, OC*C)
