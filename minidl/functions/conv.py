@@ -33,7 +33,7 @@ threads: their products are memory-bound, and per image they need no layout copy
 3x3 stride-1 convolutions with enough channels take Winograd's F(2x2, 3x3) on the CPU instead
 (:mod:`minidl.functions.winograd`): 16 products with 4/9 of im2col's work in all, and
 memory-bound transforms around them.  On a 2-core CPU with OpenBLAS's AVX2 kernels: 8% less time
-for the MNIST CNN's 32->64 conv, 16% for 64->64 at 28x28, a third for 128->128 (training); with
+for the MNIST CNN's 32->64 conv, 5% for 64->64 at 28x28, a third for 128->128 (training); with
 its 1.8x faster AVX-512 kernels only layers from about 64->64 channels up gain, and smaller ones
 keep im2col (``_winograd_min_depth``).
 
@@ -86,10 +86,10 @@ _PER_IMAGE_MAX_MACS = 1 << 18
 # _WINOGRAD_MAX_WASTE (odd sizes).  The faster the BLAS, the deeper a layer must be for the
 # (memory-bound) transforms to pay off.  Winograd / im2col time, fwd+bwd at batch 128 on a
 # 2-core CPU, with OpenBLAS's AVX2 kernels: 16->32 at 28x28 (depth 11) 1.15, 32->32 (16) 1.02,
-# 32->64 at 14x14 (21) 0.92, 64->64 at 28x28 (32) 0.84, 128->128 at 14x14 (64) 0.66; with its
-# AVX-512 kernels (GEMM 1.8x faster): 32->64 1.13, 32->128 (26) 1.29, 64->64 0.95-1.03,
-# 128->128 0.80.  _WINOGRAD_MIN_DEPTH None picks by the kernels (_auto_min_depth); not measured
-# on a GPU yet, so CuPy keeps im2col.
+# 32->64 at 14x14 (21) 0.92, 64->64 at 28x28 (32) 0.95 (0.84 if its 103 MB of V were kept),
+# 128->128 at 14x14 (64) 0.66; with its AVX-512 kernels (GEMM 1.8x faster): 32->64 1.13,
+# 32->128 (26) 1.29, 64->64 0.95-1.03, 128->128 0.80.  _WINOGRAD_MIN_DEPTH None picks by the
+# kernels (_auto_min_depth); not measured on a GPU yet, so CuPy keeps im2col.
 _WINOGRAD_BACKENDS = ("numpy",)
 _WINOGRAD_MIN_DEPTH = None
 _AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")

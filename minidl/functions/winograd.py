@@ -34,7 +34,8 @@ _KEEP_COL_BYTES) and U for gx.  The padded input and its gradient are laid out (
 Wp), so the copies and adds walk both sides in the same order.
 
 Measured against im2col on a 2-core CPU (AVX2 OpenBLAS, float32): training, batch 128, fwd+bwd:
-32->64 channels at 14x14 18.6 -> 17.8 ms, 64->64 at 28x28 133 -> 110 ms; inference, batch 16:
+32->64 channels at 14x14 18.6 -> 17.8 ms, 64->64 at 28x28 139 -> 132 ms (V made again in
+backward; 133 -> 110 ms when kept), 128->128 at 14x14 125 -> 81 ms; inference, batch 16:
 128->128 at 28x28 18.4 -> 13.9 ms, 256->256 at 14x14 16.5 -> 10.6 ms, 64->64 at 56x56 about
 even.  At 7x7 the tiles overhang the output by 31% and conv2d keeps im2col.
 """
