@@ -91,11 +91,11 @@ class Winograd3x3:
         th, tw = _tiles(OH, OW)
         # the padded plane covers every tile: 2*th + 2 >= OH + 2 = H + 2*ph rows
         self.geom = (N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, 2 * th + 2, 2 * tw + 2)
-        per_image = 16 * max(C, OC) * th * tw * numpy.dtype(dtype).itemsize
+        self.ws, self.itemsize = workspace, numpy.dtype(dtype).itemsize
+        per_image = 16 * max(C, OC) * th * tw * self.itemsize
         count = -(-N // max(1, _CHUNK_BYTES // per_image))
         nb = -(-N // count)  # equal chunks: no small last one
         self.chunks = [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
-        self.ws, self.itemsize = workspace, numpy.dtype(dtype).itemsize
         self.V = self.U = None
 
     def V_bytes(self) -> int:
@@ -169,16 +169,23 @@ class Winograd3x3:
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
 
         def images(lo, hi):
-            for a in range(2):
-                for c in range(2):
-                    src = yt[a, c, :, lo:hi, :(OH - a + 1) // 2, :(OW - c + 1) // 2]
-                    src, dst = src.transpose(1, 0, 2, 3), y[lo:hi, :, a::2, c::2]
-                    if bias is None:
-                        xp.copyto(dst, src)
-                    else:
-                        xp.add(src, bias, out=dst)
+            for blocks, plane in self._block_planes(yt, y, lo, hi):
+                if bias is None:
+                    xp.copyto(plane, blocks)
+                else:
+                    xp.add(blocks, bias, out=plane)
 
         parallel_for(y.shape[0], images, nbytes=y.nbytes, like=y)
+
+    def _block_planes(self, tiles, y, lo, hi):
+        """For images lo:hi, the 4 pairs (tiles at 2x2 block position (a, c), seen (n, OC,
+        ty, tx) and cropped to the output; the strided plane y[:, :, a::2, c::2] they hold),
+        of block tiles (2, 2, OC, n, th, tw) and an output-shaped y (n, OC, OH, OW)."""
+        OH, OW = self.geom[7:9]
+        for a in range(2):
+            for c in range(2):
+                blocks = tiles[a, c, :, lo:hi, :(OH - a + 1) // 2, :(OW - c + 1) // 2]
+                yield blocks.transpose(1, 0, 2, 3), y[lo:hi, :, a::2, c::2]
 
     # -- backward -----------------------------------------------------------------------------
     def backward(self, xp, gy, x, need_x, need_W, need_b):
@@ -200,7 +207,7 @@ class Winograd3x3:
         V_buf = take(xp, 16 * C * nb * th * tw, dt) if redo else None
         tmp_buf = take(xp, 16 * C * nb * th * tw, dt) if redo else None
         for n0, n1 in self.chunks:
-            n, T = n1 - n0, (n1 - n0) * th * tw
+            T = (n1 - n0) * th * tw
             gyt = self._gather(xp, gy[n0:n1], gyt_buf)
             if need_b:
                 gb += gyt.reshape(4, OC, T).sum(axis=2).sum(axis=0)
@@ -238,10 +245,8 @@ class Winograd3x3:
             gyt.fill(0)
 
         def images(lo, hi):
-            for a in range(2):
-                for c in range(2):
-                    xp.copyto(gyt[a, c, :, lo:hi, :(OH - a + 1) // 2, :(OW - c + 1) // 2],
-                              gy[lo:hi, :, a::2, c::2].transpose(1, 0, 2, 3))
+            for blocks, plane in self._block_planes(gyt, gy, lo, hi):
+                xp.copyto(blocks, plane)
 
         parallel_for(n, images, nbytes=gy.nbytes, like=gy)
         return gyt
