@@ -1,10 +1,12 @@
 """The strict backend refuses what real CuPy refuses: checked against the genuine library.
 
-``cupy-cuda12x`` imports without a GPU.  A real ``cupy.ndarray`` can be wrapped around host
-memory (its pointer is never dereferenced unless a kernel runs), so every refusal that CuPy
+``cupy-cuda12x`` imports without a GPU.  There, a real ``cupy.ndarray`` can be wrapped around
+host memory (its pointer is never dereferenced unless a kernel runs), so every refusal that CuPy
 makes *before* touching the device can be compared with the strict backend's.  Calls where
 CuPy goes to the device first (``CUDARuntimeError``, or an ``ImportError`` of a CUDA library)
-are undecidable on this machine and are skipped with that reason.
+are undecidable there and are skipped with that reason.  With a GPU the arrays are real device
+copies and every case is decided (a kernel run on a host pointer would be an illegal memory
+access, which poisons the process's CUDA context for every later test).
 """
 import importlib
 import operator
@@ -23,9 +25,15 @@ cupyx = pytest.importorskip("cupyx")
 _keep = []  # host buffers behind the real cupy arrays must outlive them
 
 
+_GPU = cupy.is_available()
+
+
 def _real(a):
-    """A genuine cupy.ndarray whose data pointer is host memory (never dereferenced)."""
+    """A genuine cupy.ndarray: a device copy with a GPU, else one whose data pointer is host
+    memory (never dereferenced)."""
     a = np.ascontiguousarray(a)
+    if _GPU:
+        return cupy.asarray(a)
     _keep.append(a)
     mem = cupy.cuda.UnownedMemory(a.ctypes.data, a.nbytes, a, device_id=0)
     return cupy.ndarray(a.shape, a.dtype, cupy.cuda.MemoryPointer(mem, 0))
