@@ -212,7 +212,10 @@ def test_kept_buffers_give_the_same_results_and_are_reused(xp):
         k2, d2 = fresh.detect_and_compute(img)
         assert len(k1) == len(k2) > 0
         np.testing.assert_array_equal(B.to_host(k1.xy), B.to_host(k2.xy))
-        np.testing.assert_array_equal(B.to_host(d1), B.to_host(d2))
+        if B.backend_of(d1).name == "cupy":  # histograms add with atomics: their order, and
+            np.testing.assert_allclose(B.to_host(d1), B.to_host(d2), rtol=1e-5, atol=1e-6)
+        else:                               # so the last bit, varies from run to run
+            np.testing.assert_array_equal(B.to_host(d1), B.to_host(d2))
     assert not fresh._spares
     assert bool(kept._spares) == (xp is np)  # only host arrays are kept
     kept.release_buffers()
