@@ -30,7 +30,8 @@ Known gaps (``tests/minidl/testing/test_cupy_fidelity.py`` compares the refusals
   ``flags`` is NumPy's object.
 * stricter than CuPy: every function refuses host arrays, also where CuPy's duck-types them
   (``cupy.sum(numpy_array)`` returns NumPy's result); out-of-bounds integer indices raise
-  ``IndexError`` (CuPy wraps around); keyword arguments are checked by CuPy's names but passed to
+  ``IndexError`` (CuPy wraps around), and so does an ``as_strided`` view that reaches outside its
+  array's memory (a fault on the GPU); keyword arguments are checked by CuPy's names but passed to
   NumPy as given; ``data``, ``flat``, ``toDlpack`` and other device-only members are absent.
 """
 from __future__ import annotations
@@ -746,7 +747,23 @@ fft = _sub("fft", "cupy.fft", _build("cupy.fft", _np.fft))
 
 
 def _as_strided(x, shape=None, strides=None):
-    return _wrap(_np.lib.stride_tricks.as_strided(_unwrap(x, "as_strided"), shape, strides))
+    """``as_strided`` that refuses a view reaching outside the memory of ``x``'s allocation:
+    NumPy reads whatever lies there, CuPy's kernels fault (an illegal memory access that poisons
+    the whole CUDA context) or read another array's data."""
+    a = _unwrap(x, "as_strided")
+    view = _np.lib.stride_tricks.as_strided(a, shape, strides)
+    owner = a
+    while isinstance(owner.base, _np.ndarray):
+        owner = owner.base
+    lo, hi = _np.lib.array_utils.byte_bounds(owner)
+    vlo, vhi = _np.lib.array_utils.byte_bounds(view)
+    if view.size and (vlo < lo or vhi > hi):
+        raise IndexError(
+            f"as_strided: shape {view.shape} with strides {view.strides} reaches "
+            f"{max(lo - vlo, 0)} bytes before and {max(vhi - hi, 0)} bytes past the memory of "
+            f"the array it views ({hi - lo} bytes); on CuPy that is an illegal memory access "
+            f"({_TAG})")
+    return _wrap(view)
 
 
 def _sliding_window_view(x, window_shape, axis=None, *, subok=False, writeable=False):
