@@ -259,6 +259,21 @@ def test_scatter_add_at_and_stride_tricks(host):
     np.testing.assert_array_equal(s.get(), host[:2, :2])
 
 
+
+def test_as_strided_refuses_a_view_outside_the_arrays_memory():
+    """NumPy reads whatever lies past the buffer; a CuPy kernel faults there."""
+    buf = S.arange(12.0)
+    it = buf.itemsize
+    inner = buf[4:8]  # a slice may look past its own end, as long as the allocation goes on
+    win = S.lib.stride_tricks.as_strided(inner, (3, 4), (it, it))
+    np.testing.assert_array_equal(win.get()[2], [6.0, 7.0, 8.0, 9.0])
+    with pytest.raises(IndexError, match="8 bytes past"):
+        S.lib.stride_tricks.as_strided(buf, (2, 7), (6 * it, it))
+    with pytest.raises(IndexError, match="16 bytes before"):
+        S.lib.stride_tricks.as_strided(inner, (4,), (-2 * it,))
+    empty = S.lib.stride_tricks.as_strided(buf, (0, 100), (it, it))
+    assert empty.shape == (0, 100)
+
 def test_ufunc_methods_that_cupy_has(x, host):
     np.testing.assert_array_equal(S.add.reduce(x, axis=1).get(), np.add.reduce(host, axis=1))
     np.testing.assert_array_equal(S.multiply.accumulate(x).get(), np.multiply.accumulate(host))
