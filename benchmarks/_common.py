@@ -43,6 +43,17 @@ def cupy_backend():
         return None
 
 
+def use_threads(threads: int | None) -> list:
+    """Run minidl on ``threads`` host threads: its own pool and NumPy's OpenBLAS, which would
+    otherwise take every core (16 on a GPU machine, next to PyTorch's 2).  Returns the thread
+    count each OpenBLAS now reports (empty: not OpenBLAS).  None: leave both alone."""
+    if not threads:
+        return []
+    from minidl import _openblas, parallel
+    parallel.set_num_threads(threads)
+    return _openblas.set_num_threads(threads)
+
+
 def torch_or_none(threads: int | None = None):
     try:
         import torch

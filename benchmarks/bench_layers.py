@@ -25,7 +25,7 @@ import numpy
 import minidl
 from minidl import layers as L
 from benchmarks._common import (cupy_backend, machine, print_table, rerun_with_steady_malloc,
-                                save_json, timeit, torch_or_none)
+                                save_json, timeit, torch_or_none, use_threads)
 from benchmarks.bench_gemm import gemm_gflops
 
 
@@ -107,6 +107,7 @@ def time_torch(torch, make, shape, repeat):
 
 def run(batch=128, threads=2, repeat=7) -> dict:
     torch = torch_or_none(threads)
+    use_threads(threads)  # the GEMM peak below too: the layers are judged at this count
     cp = cupy_backend()
     peak = gemm_gflops(1024, "float32", numpy)
     print(f"float32 GEMM peak (n=1024, NumPy): {peak:.0f} GFLOP/s\n")

@@ -18,28 +18,10 @@ import numpy
 import minidl
 from minidl.convert import minidl_to_torchvision
 from minidl.models import resnet50
-from benchmarks._common import cupy_backend, print_table, save_json, timeit, torch_or_none
+from benchmarks._common import (cupy_backend, print_table, save_json, timeit, torch_or_none,
+                                use_threads)
 
 FLOPS_PER_IMAGE = 2 * 4.09e9   # multiply-adds of ResNet-50 at 224x224, times 2
-
-
-def set_blas_threads(n: int):
-    """Best effort: give NumPy's OpenBLAS ``n`` threads (as torch gets ``n``), so the columns
-    compare like with like.  Returns the count now in effect, or None when unknown."""
-    import ctypes
-    import glob
-    import os
-    libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs",
-                                  "*openblas*"))
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for setter, getter in (("scipy_openblas_set_num_threads64_",
-                                "scipy_openblas_get_num_threads64_"),
-                               ("openblas_set_num_threads", "openblas_get_num_threads")):
-            if hasattr(lib, setter):
-                getattr(lib, setter)(ctypes.c_int(n))
-                return int(getattr(lib, getter)())
-    return None
 
 
 def torch_resnet50(torch, state):
@@ -57,8 +39,8 @@ def torch_resnet50(torch, state):
 
 def run(threads=2, repeat=5, batches=(1, 16)):
     torch = torch_or_none(threads)
-    blas = set_blas_threads(threads)
-    print(f"NumPy BLAS threads: {blas if blas is not None else 'unknown (not OpenBLAS)'}")
+    blas = use_threads(threads)
+    print(f"NumPy BLAS threads: {blas[0] if blas else 'unknown (not OpenBLAS)'}")
     cupy = cupy_backend()
     model = resnet50().eval()
     state = {k: minidl.to_host(v) for k, v in model.state_dict().items()}

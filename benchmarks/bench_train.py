@@ -32,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
-from benchmarks._common import (print_table, rerun_with_steady_malloc,  # noqa: E402
+from benchmarks._common import (print_table, rerun_with_steady_malloc, use_threads,  # noqa: E402
                                 save_json)
 
 BATCH = 128
@@ -123,6 +123,7 @@ def _peak_rss_mb() -> float:
 
 def _child(args) -> None:
     """Run one measurement in this (fresh) process and print it as JSON."""
+    use_threads(args.threads)  # minidl's host threads too (OpenBLAS: from the environment)
     if args.framework == "torch":
         out = _run_torch(args.model, args.steps, args.warmup, args.threads)
     else:
@@ -170,7 +171,8 @@ def _interleaved(model, args) -> dict:
 def _time_to_accuracy_run(cmd, threads) -> dict:
     # this checkout's minidl, installed or not
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=path)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MINIDL_NUM_THREADS=str(threads), PYTHONPATH=path)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

@@ -8,8 +8,8 @@ minidl has one per layer.
 
     python -m benchmarks.profile_train [--model cnn] [--steps 30] [--threads 2]
 
-``--threads`` sets PyTorch's threads; NumPy's BLAS threads are fixed when it loads, so set
-``OPENBLAS_NUM_THREADS`` in the environment to change minidl's.
+``--threads`` sets both libraries' threads: PyTorch's, and minidl's (its host threads and NumPy's
+OpenBLAS).
 
 Writes benchmarks/results/profile_train.json.
 """
@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
-from benchmarks._common import save_json, torch_or_none  # noqa: E402
+from benchmarks._common import save_json, torch_or_none, use_threads  # noqa: E402
 from benchmarks.bench_train import BATCH, _batches, _torch_model  # noqa: E402
 
 
@@ -97,6 +97,7 @@ def main(argv=None):
     # PyTorch first, then a pause: its OpenMP threads spin for a while after each op, and
     # minidl's threads must not be timed against them (nor PyTorch against minidl's)
     torch = torch_or_none(args.threads)
+    use_threads(args.threads)
     torch_rows = profile_torch(torch, args.model, args.steps, args.warmup) if torch else None
     time.sleep(1.0)
     prof = profile_minidl(args.model, args.steps, args.warmup, args.backend)

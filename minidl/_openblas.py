@@ -23,7 +23,7 @@ import ctypes
 import os
 import sys
 
-__all__ = ["shorten_spin", "loaded_openblas", "kernel_names"]
+__all__ = ["shorten_spin", "loaded_openblas", "kernel_names", "set_num_threads"]
 
 ENV_VAR = "OPENBLAS_THREAD_TIMEOUT"
 SHORT_SPIN = "4"
@@ -78,3 +78,26 @@ def kernel_names() -> list:
             lib.gotoblas_corename.restype = ctypes.c_char_p
             names.append(lib.gotoblas_corename().decode())
     return names
+
+
+# the thread calls' names in OpenBLAS builds: plain, and as NumPy's / SciPy's wheels rename them
+_THREAD_CALLS = (("openblas_set_num_threads", "openblas_get_num_threads"),
+                 ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                 ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                 ("openblas_set_num_threads64_", "openblas_get_num_threads64_"))
+
+
+def set_num_threads(n: int) -> list:
+    """Make every loaded OpenBLAS use ``n`` threads for its next products (OpenBLAS otherwise
+    takes one per core when it loads, unless ``OPENBLAS_NUM_THREADS`` says otherwise).  Returns
+    the thread count each library now reports; empty when none exports the calls."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    now = []
+    for lib in loaded_openblas():
+        for setter, getter in _THREAD_CALLS:
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                getattr(lib, setter)(ctypes.c_int(n))
+                now.append(int(getattr(lib, getter)()))
+                break
+    return now

@@ -74,3 +74,28 @@ def test_kernel_names_follow_openblas_coretype():
     if not names:
         pytest.skip("this OpenBLAS does not export gotoblas_corename")
     assert all(n == "Haswell" for n in names), names
+
+
+def test_set_num_threads_reaches_every_loaded_openblas():
+    """The benchmarks pin NumPy's BLAS to their --threads with it (OpenBLAS takes every core
+    otherwise).  In a fresh interpreter: each library reports the count, products still agree."""
+    code = """
+import json, numpy
+from minidl import _openblas
+a = numpy.arange(300 * 300, dtype=numpy.float64).reshape(300, 300) % 5
+want = a @ a
+print(json.dumps({"one": _openblas.set_num_threads(1), "ok": bool((a @ a == want).all()),
+                  "two": _openblas.set_num_threads(2), "libs": len(_openblas.loaded_openblas())}))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS",
+                                                             "OMP_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=True)
+    out = json.loads(proc.stdout)
+    assert out["one"] == [1] * out["libs"] and out["libs"] >= 1
+    assert out["ok"]
+    assert len(out["two"]) == out["libs"] and all(1 <= n <= 2 for n in out["two"])  # <= cores
+    from minidl import _openblas
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="positive int"):
+            _openblas.set_num_threads(bad)
