@@ -32,8 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
-from benchmarks._common import (print_table, rerun_with_steady_malloc, use_threads,  # noqa: E402
-                                save_json)
+from benchmarks._common import (cupy_backend, print_table, rerun_with_steady_malloc,  # noqa: E402
+                                save_json, use_threads)
 
 BATCH = 128
 
@@ -196,15 +196,19 @@ def _time_to_accuracy_run(cmd, threads) -> dict:
 
 
 def time_to_accuracy(threads: int, seeds: int = 1) -> dict:
-    """Full CNN trainings on real MNIST: minidl (examples/mnist_cnn.py) and the same recipe in
-    PyTorch (benchmarks/torch_mnist_cnn.py), for seeds 0 .. seeds-1, taking turns.  Each
-    prints its time to 99.0%; the epoch that first gets there varies a lot from seed to seed
-    (PyTorch: epoch 2 to 6 in our runs), so several seeds and their median are the fair
-    comparison.  A run that never reaches 99% counts as infinitely slow in the median."""
+    """Full CNN trainings on real MNIST: minidl (examples/mnist_cnn.py, also on CuPy when a GPU
+    is present) and the same recipe in PyTorch (benchmarks/torch_mnist_cnn.py), for seeds 0 ..
+    seeds-1, taking turns.  Each prints its time to 99.0%; the epoch that first gets there
+    varies a lot from seed to seed (PyTorch: epoch 2 to 6 in our runs), so several seeds and
+    their median are the fair comparison.  A run that never reaches 99% counts as infinitely slow in the median."""
     cmds = {"minidl numpy": lambda seed: [sys.executable, "examples/mnist_cnn.py", "--quiet",
                                           "--seed", str(seed), "--out", "runs/bench_cnn"],
             "torch CPU": lambda seed: [sys.executable, "benchmarks/torch_mnist_cnn.py",
                                        "--threads", str(threads), "--seed", str(seed)]}
+    if cupy_backend() is not None:  # the same script on the GPU, where there is one
+        cmds["minidl cupy"] = lambda seed: [sys.executable, "examples/mnist_cnn.py", "--quiet",
+                                            "--backend", "cupy", "--seed", str(seed),
+                                            "--out", "runs/bench_cnn_cupy"]
     runs = {name: [] for name in cmds}
     for seed in range(seeds):
         for name, cmd in cmds.items():
