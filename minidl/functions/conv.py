@@ -5,7 +5,8 @@
 
 Layout
 ------
-The padded input lives in one contiguous buffer.  A read-only strided window view of it
+The padded input lives in one contiguous buffer (:mod:`minidl.functions.im2col` does the
+copies in and out of the column matrices).  A read-only strided window view of it
 (``xp.lib.stride_tricks.as_strided``, never written through) is copied once into the column
 matrix ``col`` of shape (C*KH*KW, N*OH*OW'), rows ordered (c, kh, kw) like W's columns, so that
 
@@ -53,6 +54,7 @@ import numbers
 from minidl import _openblas
 from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
+from minidl.functions.im2col import ColumnLayout
 from minidl.functions.winograd import Winograd3x3, tile_waste
 from minidl.parallel import parallel_for
 from minidl.workspace import Workspace
@@ -187,78 +189,9 @@ class Conv2d(Function):
         per_image = C * KH * KW * OH * ow_cols * x.dtype.itemsize
         nb = N if B.backend_of(x).name == "cupy" else max(1, min(N, _CHUNK_BYTES // per_image))
         self.geom = (N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb)
+        self.layout = ColumnLayout(self.geom, self.stride, self.padding, self.dilation,
+                                   self.groups, self.per_image, _workspace)
 
-    def _padded(self, xp, x):
-        """x zero-padded, in a flat buffer with slack after the last plane so that the wide
-        windows stay inside it (they only feed discarded output columns)."""
-        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
-        (ph, pw), dw = self.padding, self.dilation[1]
-        slack = dw * (KW - 1) if wide else 0
-        buf = _workspace.take(xp, N * C * Hp * Wp + slack, x.dtype)
-        padded = buf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp)
-        border = ph or pw or slack  # the border and the slack are zero, the inside is x
-        if slack:
-            buf[N * C * Hp * Wp:].fill(0)
-
-        def images(lo, hi):
-            if border:
-                padded[lo:hi].fill(0)
-            xp.copyto(padded[lo:hi, :, ph:ph + H, pw:pw + Wd], x[lo:hi])
-
-        parallel_for(N, images, nbytes=x.nbytes, like=x)
-        return buf
-
-    def _windows(self, xp, buf):
-        """Read-only strided view of the padded input, (C, KH, KW, N, OH*Wp) when wide, else
-        (C, KH, KW, N, OH, OW): element [c, i, j, n, ...] is the input under kernel tap
-        (i, j) of channel c for every output position of image n.  Never written through."""
-        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
-        (sh, sw), (dh, dw) = self.stride, self.dilation
-        it, plane = buf.dtype.itemsize, Hp * Wp
-        as_strided = xp.lib.stride_tricks.as_strided
-        if wide:
-            return as_strided(buf, shape=(C, KH, KW, N, OH * Wp),
-                              strides=(plane * it, dh * Wp * it, dw * it, C * plane * it, it))
-        return as_strided(buf, shape=(C, KH, KW, N, OH, OW),
-                          strides=(plane * it, dh * Wp * it, dw * it, C * plane * it,
-                                   sh * Wp * it, sw * it))
-
-    def _chunks(self):
-        N, nb = self.geom[0], self.geom[-1]
-        return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
-
-    def _im2col(self, xp, windows, n0, n1, scratch):
-        """The column matrix of images n0:n1, (G, C/G*KH*KW, n*OH*OW'), or (n, C*KH*KW,
-        OH*OW) when ``per_image``, copied into ``scratch`` (a flat buffer reused across chunks,
-        so the copy stays in cache)."""
-        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
-        part = windows[:, :, :, n0:n1]
-        if self.per_image:  # (n, C*KH*KW, OH*OW): image by image
-            part = part.transpose(3, 0, 1, 2, 4, 5)
-            col = scratch[:part.size].reshape(part.shape)
-            parallel_for(n1 - n0, lambda lo, hi: xp.copyto(col[lo:hi], part[lo:hi]),
-                         nbytes=col.nbytes, like=col)
-            return col.reshape(n1 - n0, C * KH * KW, OH * OW)
-        col = scratch[:part.size].reshape(part.shape)
-        if C > 1:  # channels in parallel, or kernel rows when there is one channel
-            parallel_for(C, lambda lo, hi: xp.copyto(col[lo:hi], part[lo:hi]),
-                         nbytes=col.nbytes, like=col)
-        else:
-            parallel_for(KH, lambda lo, hi: xp.copyto(col[:, lo:hi], part[:, lo:hi]),
-                         nbytes=col.nbytes, like=col)
-        return col.reshape(self.groups, Cg * KH * KW, (n1 - n0) * OH * ow_cols)
-
-    def _kept_col(self, n0, n1):
-        """Chunk n0:n1's slot in ``self.cols``, the column matrices kept for backward (one
-        buffer for the whole batch, chunk after chunk), as _im2col returns them."""
-        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
-        per_image = C * KH * KW * OH * ow_cols
-        slot = self.cols[n0 * per_image:n1 * per_image]
-        if self.per_image:
-            return slot.reshape(n1 - n0, C * KH * KW, OH * OW)
-        return slot.reshape(self.groups, Cg * KH * KW, (n1 - n0) * OH * ow_cols)
-
-    # -- forward and backward ----------------------------------------------------------------
     def forward(self, x, W, b=None):
         xp = B.get_array_module(x)
         self._setup(x, W)
@@ -270,8 +203,8 @@ class Conv2d(Function):
             self.wino = Winograd3x3(x.shape, W.shape, self.padding, x.dtype, _workspace)
             keep_V = self.keep_col and self.wino.V_bytes() <= _KEEP_COL_BYTES
             return self.wino.forward(xp, x, W, b, keep_V=keep_V, keep_U=self.recorded)
-        buf = self._padded(xp, x)
-        windows = self._windows(xp, buf)
+        buf = self.layout.padded(xp, x)
+        windows = self.layout.windows(xp, buf)
         W2 = W.reshape(G, OC // G, Cg * KH * KW)
         y = xp.empty((N, OC, OH, OW), dtype=x.dtype)
         bias = None if b is None else b.reshape(1, OC, 1, 1)
@@ -280,10 +213,10 @@ class Conv2d(Function):
         self.cols = _workspace.take(xp, N * col_size, x.dtype) if keep else None
         scratch = None if keep else _workspace.take(xp, nb * col_size, x.dtype)
         y_buf = _workspace.take(xp, OC * nb * OH * ow_cols, x.dtype)
-        for n0, n1 in self._chunks():
+        for n0, n1 in self.layout.chunks():
             n = n1 - n0
-            col = self._im2col(xp, windows, n0, n1,
-                               scratch if scratch is not None else self._kept_col(n0, n1))
+            col = self.layout.im2col(xp, windows, n0, n1,
+                               scratch if scratch is not None else self.layout.kept_col(self.cols, n0, n1))
             if self.per_image:
                 self._per_image_forward(xp, W2[0], col, bias, y[n0:n1])
                 continue
@@ -313,7 +246,7 @@ class Conv2d(Function):
                                             need_b)
             return (gx, gW, gb) if has_b else (gx, gW)
         if need_x or need_W:
-            windows = self._windows(xp, self.buf) if need_W and self.cols is None else None
+            windows = self.layout.windows(xp, self.buf) if need_W and self.cols is None else None
             W2 = self.W.reshape(G, OC // G, Cg * KH * KW)
             W2t = W2.transpose(0, 2, 1)
             take = _workspace.take
@@ -330,13 +263,13 @@ class Conv2d(Function):
                 gW = xp.zeros((G, OC // G, Cg * KH * KW), dtype=gy.dtype)
             if need_b:
                 gb = xp.zeros(OC, dtype=gy.dtype)
-            for n0, n1 in self._chunks():
+            for n0, n1 in self.layout.chunks():
                 n = n1 - n0
                 if self.per_image:
                     col = None
                     if need_W:
-                        col = (self._im2col(xp, windows, n0, n1, scratch)
-                               if self.cols is None else self._kept_col(n0, n1))
+                        col = (self.layout.im2col(xp, windows, n0, n1, scratch)
+                               if self.cols is None else self.layout.kept_col(self.cols, n0, n1))
                     sums = self._per_image_backward(xp, gy[n0:n1], col, W2t[0], need_b,
                                                     gcol_buf, gpad_buf,
                                                     gx[n0:n1] if need_x else None)
@@ -356,13 +289,13 @@ class Conv2d(Function):
                     gb += gy2.reshape(OC, -1).sum(axis=1)
                 gy2 = gy2.reshape(G, OC // G, n * OH * ow_cols)
                 if need_W:
-                    col = (self._im2col(xp, windows, n0, n1, scratch)
-                           if self.cols is None else self._kept_col(n0, n1))
+                    col = (self.layout.im2col(xp, windows, n0, n1, scratch)
+                           if self.cols is None else self.layout.kept_col(self.cols, n0, n1))
                     gW += xp.matmul(gy2, col.transpose(0, 2, 1))
                 if need_x:
                     gcol = xp.matmul(W2t, gy2, out=gcol_buf[:C * KH * KW * n * OH * ow_cols]
                                      .reshape(G, Cg * KH * KW, n * OH * ow_cols))
-                    self._col2im(xp, gcol, n, gpad_buf, gx[n0:n1])
+                    self.layout.col2im(xp, gcol, n, gpad_buf, gx[n0:n1])
             _workspace.give(scratch, gy_buf, gcol_buf, gpad_buf)
             gW = None if gW is None else gW.reshape(self.W.shape)
         elif need_b:
@@ -409,7 +342,7 @@ class Conv2d(Function):
             N, C, H, Wd, OC, Cg, KH, KW, OH, OW = self.geom[:10]
             # (n, C, KH, KW, OH, OW) seen as col2im's (C, KH, KW, n, OH, OW): a view
             gcol6 = gcol.reshape(n, C, KH, KW, OH, OW).transpose(1, 2, 3, 0, 4, 5)
-            self._col2im(xp, gcol6, n, gpad_buf, gx)
+            self.layout.col2im(xp, gcol6, n, gpad_buf, gx)
         return totals
 
     def release(self) -> None:
@@ -417,76 +350,6 @@ class Conv2d(Function):
         if getattr(self, "wino", None) is not None:
             self.wino.release()
         super().release()
-
-    def _col2im(self, xp, gcol, n, gpad_buf, out):
-        """Sum the column gradients of n images back onto their input, into ``out`` (n, C, H,
-        W): one slice-add per kernel tap (the slices of one tap never overlap, so ``+=`` is
-        exact).  Channels in parallel on a multi-core CPU.
-
-        Exact windows add each tap only where it meets the input (the padding's gradient is
-        never formed), starting from a copy of a tap that covers all of it when there is one
-        (a "same" stride-1 conv's centre tap) instead of zeros.  Wide rows add onto the padded
-        plane and crop.  The sums are laid out (C, n, ...), the order of gcol's rows (channel,
-        then image), so each add walks source and destination in the same order (MNIST CNN's
-        32->64 conv at 14x14, 2-core CPU: backward 13.2 -> 12.3 ms); per image gcol comes
-        image by image, and so do the sums."""
-        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
-        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
-        cn = not self.per_image
-        if wide:
-            L, P = OH * Wp, Hp * Wp + dw * (KW - 1)
-            gcol = gcol.reshape(C, KH, KW, n, L)
-        else:
-            P = H * Wd
-            gcol = gcol.reshape(C, KH, KW, n, OH, OW)
-            rows = [_tap_span(OH, sh, i * dh - ph, H) for i in range(KH)]
-            cols = [_tap_span(OW, sw, j * dw - pw, Wd) for j in range(KW)]
-            taps = [(i, j) for i in range(KH) for j in range(KW)
-                    if rows[i][1] > rows[i][0] and cols[j][1] > cols[j][0]]
-            cover = [(i, j) for i, j in taps if sh == sw == 1 and rows[i][1] - rows[i][0] == H
-                     and cols[j][1] - cols[j][0] == Wd]
-            if cover:  # first, as a copy
-                taps.remove(cover[0])
-                taps.insert(0, cover[0])
-        acc = gpad_buf[:n * C * P].reshape((C, n, P) if cn else (n, C, P))
-
-        def channels(lo, hi):
-            g = acc[lo:hi] if cn else acc[:, lo:hi]
-            if wide:
-                g.fill(0)
-                for i in range(KH):
-                    for j in range(KW):
-                        src = gcol[lo:hi, i, j] if cn else gcol[lo:hi, i, j].swapaxes(0, 1)
-                        off = i * dh * Wp + j * dw
-                        g[:, :, off:off + L] += src
-                plane = g[:, :, :Hp * Wp].reshape(g.shape[:2] + (Hp, Wp))
-                plane = plane[:, :, ph:ph + H, pw:pw + Wd]
-            else:
-                plane = g.reshape(g.shape[:2] + (H, Wd))
-                if not cover:
-                    plane.fill(0)
-                for k, (i, j) in enumerate(taps):
-                    (o0, o1, h0), (q0, q1, w0) = rows[i], cols[j]
-                    src = gcol[lo:hi, i, j, :, o0:o1, q0:q1]
-                    src = src if cn else src.swapaxes(0, 1)
-                    dst = plane[:, :, h0:h0 + sh * (o1 - o0 - 1) + 1:sh,
-                                w0:w0 + sw * (q1 - q0 - 1) + 1:sw]
-                    if k == 0 and cover:
-                        xp.copyto(dst, src)
-                    else:
-                        dst += src
-            xp.copyto(out[:, lo:hi], plane.transpose(1, 0, 2, 3) if cn else plane)
-
-        parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
-
-
-def _tap_span(count, stride, offset, size):
-    """(o0, o1, first): the outputs o0 <= o < o1 whose tap lands inside the input, at
-    position o*stride + offset in [0, size), and that position for o0."""
-    o0 = max(0, -(offset // stride))
-    o1 = min(count, (size - 1 - offset) // stride + 1)
-    return o0, o1, o0 * stride + offset
-
 
 def _copy_add(xp, dst, src, bias=None):
     """``dst[...] = src (+ bias)``."""

@@ -1,0 +1,171 @@
+"""The data movement of a convolution as matrix products: the padded input, its strided
+window view, the column matrix (im2col) and the sum of column gradients back onto the input
+(col2im).  :mod:`minidl.functions.conv` decides the layout (wide or exact rows, one product per
+image or per chunk, the chunk size) and runs the products; :class:`ColumnLayout` moves the data.
+
+    x (N, C, H, W)  ->  padded buffer  ->  windows (C, KH, KW, N, OH, OW') view  ->  col
+
+``col`` has shape (C*KH*KW, n*OH*OW') for a chunk of n images (per image: (n, C*KH*KW,
+OH*OW)), rows ordered (c, kh, kw) like W's columns.  OW' is the padded width Wp for "wide" rows
+(stride 1: each (c, kh, kw, n) window is one contiguous run) and OW otherwise.  The copies run
+over host threads (:mod:`minidl.parallel`) on a multi-core CPU.
+"""
+from __future__ import annotations
+
+from minidl.parallel import parallel_for
+
+__all__ = ["ColumnLayout"]
+
+
+class ColumnLayout:
+    """The buffers and copies of one conv2d call.
+
+    ``geom`` is (N, C, H, W, OC, C/groups, KH, KW, OH, OW, Hp, Wp, OW', wide, images per
+    chunk).  The column matrices are (groups, C/groups*KH*KW, n*OH*OW') per chunk of n images,
+    or (n, C*KH*KW, OH*OW) when ``per_image``.  Scratch buffers come from ``workspace``.
+    """
+
+    def __init__(self, geom, stride, padding, dilation, groups, per_image, workspace):
+        self.geom, self.stride, self.padding, self.dilation = geom, stride, padding, dilation
+        self.groups, self.per_image, self.workspace = groups, per_image, workspace
+
+    def padded(self, xp, x):
+        """x zero-padded, in a flat buffer with slack after the last plane so that the wide
+        windows stay inside it (they only feed discarded output columns)."""
+        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
+        (ph, pw), dw = self.padding, self.dilation[1]
+        slack = dw * (KW - 1) if wide else 0
+        buf = self.workspace.take(xp, N * C * Hp * Wp + slack, x.dtype)
+        padded = buf[:N * C * Hp * Wp].reshape(N, C, Hp, Wp)
+        border = ph or pw or slack  # the border and the slack are zero, the inside is x
+        if slack:
+            buf[N * C * Hp * Wp:].fill(0)
+
+        def images(lo, hi):
+            if border:
+                padded[lo:hi].fill(0)
+            xp.copyto(padded[lo:hi, :, ph:ph + H, pw:pw + Wd], x[lo:hi])
+
+        parallel_for(N, images, nbytes=x.nbytes, like=x)
+        return buf
+
+    def windows(self, xp, buf):
+        """Read-only strided view of the padded input, (C, KH, KW, N, OH*Wp) when wide, else
+        (C, KH, KW, N, OH, OW): element [c, i, j, n, ...] is the input under kernel tap
+        (i, j) of channel c for every output position of image n.  Never written through."""
+        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        it, plane = buf.dtype.itemsize, Hp * Wp
+        as_strided = xp.lib.stride_tricks.as_strided
+        if wide:
+            return as_strided(buf, shape=(C, KH, KW, N, OH * Wp),
+                              strides=(plane * it, dh * Wp * it, dw * it, C * plane * it, it))
+        return as_strided(buf, shape=(C, KH, KW, N, OH, OW),
+                          strides=(plane * it, dh * Wp * it, dw * it, C * plane * it,
+                                   sh * Wp * it, sw * it))
+
+    def chunks(self):
+        N, nb = self.geom[0], self.geom[-1]
+        return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
+
+    def im2col(self, xp, windows, n0, n1, scratch):
+        """The column matrix of images n0:n1, (G, C/G*KH*KW, n*OH*OW'), or (n, C*KH*KW,
+        OH*OW) when ``per_image``, copied into ``scratch`` (a flat buffer reused across chunks,
+        so the copy stays in cache)."""
+        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
+        part = windows[:, :, :, n0:n1]
+        if self.per_image:  # (n, C*KH*KW, OH*OW): image by image
+            part = part.transpose(3, 0, 1, 2, 4, 5)
+            col = scratch[:part.size].reshape(part.shape)
+            parallel_for(n1 - n0, lambda lo, hi: xp.copyto(col[lo:hi], part[lo:hi]),
+                         nbytes=col.nbytes, like=col)
+            return col.reshape(n1 - n0, C * KH * KW, OH * OW)
+        col = scratch[:part.size].reshape(part.shape)
+        if C > 1:  # channels in parallel, or kernel rows when there is one channel
+            parallel_for(C, lambda lo, hi: xp.copyto(col[lo:hi], part[lo:hi]),
+                         nbytes=col.nbytes, like=col)
+        else:
+            parallel_for(KH, lambda lo, hi: xp.copyto(col[:, lo:hi], part[:, lo:hi]),
+                         nbytes=col.nbytes, like=col)
+        return col.reshape(self.groups, Cg * KH * KW, (n1 - n0) * OH * ow_cols)
+
+    def kept_col(self, cols, n0, n1):
+        """Chunk n0:n1's slot in ``cols``, the column matrices kept for backward (one buffer
+        for the whole batch, chunk after chunk), as :meth:`im2col` returns them."""
+        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
+        per_image = C * KH * KW * OH * ow_cols
+        slot = cols[n0 * per_image:n1 * per_image]
+        if self.per_image:
+            return slot.reshape(n1 - n0, C * KH * KW, OH * OW)
+        return slot.reshape(self.groups, Cg * KH * KW, (n1 - n0) * OH * ow_cols)
+
+    # -- forward and backward ----------------------------------------------------------------
+
+    def col2im(self, xp, gcol, n, gpad_buf, out):
+        """Sum the column gradients of n images back onto their input, into ``out`` (n, C, H,
+        W): one slice-add per kernel tap (the slices of one tap never overlap, so ``+=`` is
+        exact).  Channels in parallel on a multi-core CPU.
+
+        Exact windows add each tap only where it meets the input (the padding's gradient is
+        never formed), starting from a copy of a tap that covers all of it when there is one
+        (a "same" stride-1 conv's centre tap) instead of zeros.  Wide rows add onto the padded
+        plane and crop.  The sums are laid out (C, n, ...), the order of gcol's rows (channel,
+        then image), so each add walks source and destination in the same order (MNIST CNN's
+        32->64 conv at 14x14, 2-core CPU: backward 13.2 -> 12.3 ms); per image gcol comes
+        image by image, and so do the sums."""
+        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = self.geom
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        cn = not self.per_image
+        if wide:
+            L, P = OH * Wp, Hp * Wp + dw * (KW - 1)
+            gcol = gcol.reshape(C, KH, KW, n, L)
+        else:
+            P = H * Wd
+            gcol = gcol.reshape(C, KH, KW, n, OH, OW)
+            rows = [_tap_span(OH, sh, i * dh - ph, H) for i in range(KH)]
+            cols = [_tap_span(OW, sw, j * dw - pw, Wd) for j in range(KW)]
+            taps = [(i, j) for i in range(KH) for j in range(KW)
+                    if rows[i][1] > rows[i][0] and cols[j][1] > cols[j][0]]
+            cover = [(i, j) for i, j in taps if sh == sw == 1 and rows[i][1] - rows[i][0] == H
+                     and cols[j][1] - cols[j][0] == Wd]
+            if cover:  # first, as a copy
+                taps.remove(cover[0])
+                taps.insert(0, cover[0])
+        acc = gpad_buf[:n * C * P].reshape((C, n, P) if cn else (n, C, P))
+
+        def channels(lo, hi):
+            g = acc[lo:hi] if cn else acc[:, lo:hi]
+            if wide:
+                g.fill(0)
+                for i in range(KH):
+                    for j in range(KW):
+                        src = gcol[lo:hi, i, j] if cn else gcol[lo:hi, i, j].swapaxes(0, 1)
+                        off = i * dh * Wp + j * dw
+                        g[:, :, off:off + L] += src
+                plane = g[:, :, :Hp * Wp].reshape(g.shape[:2] + (Hp, Wp))
+                plane = plane[:, :, ph:ph + H, pw:pw + Wd]
+            else:
+                plane = g.reshape(g.shape[:2] + (H, Wd))
+                if not cover:
+                    plane.fill(0)
+                for k, (i, j) in enumerate(taps):
+                    (o0, o1, h0), (q0, q1, w0) = rows[i], cols[j]
+                    src = gcol[lo:hi, i, j, :, o0:o1, q0:q1]
+                    src = src if cn else src.swapaxes(0, 1)
+                    dst = plane[:, :, h0:h0 + sh * (o1 - o0 - 1) + 1:sh,
+                                w0:w0 + sw * (q1 - q0 - 1) + 1:sw]
+                    if k == 0 and cover:
+                        xp.copyto(dst, src)
+                    else:
+                        dst += src
+            xp.copyto(out[:, lo:hi], plane.transpose(1, 0, 2, 3) if cn else plane)
+
+        parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
+
+
+def _tap_span(count, stride, offset, size):
+    """(o0, o1, first): the outputs o0 <= o < o1 whose tap lands inside the input, at
+    position o*stride + offset in [0, size), and that position for o0."""
+    o0 = max(0, -(offset // stride))
+    o1 = min(count, (size - 1 - offset) // stride + 1)
+    return o0, o1, o0 * stride + offset
