@@ -11,8 +11,8 @@ import argparse
 
 import numpy
 
-from benchmarks._common import (cupy_backend, machine, print_table, save_json, timeit, torch_or_none,
-                                use_threads)
+from benchmarks._common import (cupy_backend, machine, print_table, save_json, timeit,
+                                torch_or_none, use_threads)
 
 
 def gemm_gflops(n: int, dtype, xp, sync=None) -> float:
@@ -53,7 +53,8 @@ def run(sizes=(512, 1024, 2048), threads=None) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
-    p.add_argument("--threads", type=int, default=None, help="NumPy and torch threads (default: all)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="NumPy's and torch's threads (default: all)")
     args = p.parse_args(argv)
     run(tuple(args.sizes), args.threads)
 

@@ -200,7 +200,8 @@ def time_to_accuracy(threads: int, seeds: int = 1) -> dict:
     is present) and the same recipe in PyTorch (benchmarks/torch_mnist_cnn.py), for seeds 0 ..
     seeds-1, taking turns.  Each prints its time to 99.0%; the epoch that first gets there
     varies a lot from seed to seed (PyTorch: epoch 2 to 6 in our runs), so several seeds and
-    their median are the fair comparison.  A run that never reaches 99% counts as infinitely slow in the median."""
+    their median are the fair comparison.  A run that never reaches 99% counts as infinitely
+    slow in the median."""
     cmds = {"minidl numpy": lambda seed: [sys.executable, "examples/mnist_cnn.py", "--quiet",
                                           "--seed", str(seed), "--out", "runs/bench_cnn"],
             "torch CPU": lambda seed: [sys.executable, "benchmarks/torch_mnist_cnn.py",

@@ -215,8 +215,8 @@ class Conv2d(Function):
         y_buf = _workspace.take(xp, OC * nb * OH * ow_cols, x.dtype)
         for n0, n1 in self.layout.chunks():
             n = n1 - n0
-            col = self.layout.im2col(xp, windows, n0, n1,
-                               scratch if scratch is not None else self.layout.kept_col(self.cols, n0, n1))
+            slot = scratch if scratch is not None else self.layout.kept_col(self.cols, n0, n1)
+            col = self.layout.im2col(xp, windows, n0, n1, slot)
             if self.per_image:
                 self._per_image_forward(xp, W2[0], col, bias, y[n0:n1])
                 continue

@@ -746,6 +746,11 @@ linalg = _sub("linalg", "cupy.linalg", _build("cupy.linalg", _np.linalg))
 fft = _sub("fft", "cupy.fft", _build("cupy.fft", _np.fft))
 
 
+# NumPy 2 moved byte_bounds into numpy.lib.array_utils
+_byte_bounds = getattr(getattr(_np.lib, "array_utils", None), "byte_bounds", None) or getattr(
+    _np, "byte_bounds", None)
+
+
 def _as_strided(x, shape=None, strides=None):
     """``as_strided`` that refuses a view reaching outside the memory of ``x``'s allocation:
     NumPy reads whatever lies there, CuPy's kernels fault (an illegal memory access that poisons
@@ -755,8 +760,8 @@ def _as_strided(x, shape=None, strides=None):
     owner = a
     while isinstance(owner.base, _np.ndarray):
         owner = owner.base
-    lo, hi = _np.lib.array_utils.byte_bounds(owner)
-    vlo, vhi = _np.lib.array_utils.byte_bounds(view)
+    lo, hi = _byte_bounds(owner)
+    vlo, vhi = _byte_bounds(view)
     if view.size and (vlo < lo or vhi > hi):
         raise IndexError(
             f"as_strided: shape {view.shape} with strides {view.strides} reaches "
