@@ -99,3 +99,33 @@ print(json.dumps({"one": _openblas.set_num_threads(1), "ok": bool((a @ a == want
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="positive int"):
             _openblas.set_num_threads(bad)
+
+
+def test_one_thread_each_sets_one_thread_and_puts_the_count_back():
+    """Winograd's 16 small products run side by side, each on one BLAS thread, inside
+    ``one_thread_each``; the count before the block comes back after it, error or not."""
+    code = """
+import json, numpy
+from minidl import _openblas
+_openblas.set_num_threads(2)
+calls = _openblas._numpy_thread_calls()
+seen = {"before": [int(get()) for _, get in calls]}
+with _openblas.one_thread_each() as told:
+    seen["told"], seen["inside"] = told, [int(get()) for _, get in calls]
+seen["after"] = [int(get()) for _, get in calls]
+try:
+    with _openblas.one_thread_each():
+        raise KeyError("boom")
+except KeyError:
+    seen["after_error"] = [int(get()) for _, get in calls]
+print(json.dumps(seen))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS",
+                                                             "OMP_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=True)
+    seen = json.loads(proc.stdout)
+    if not seen["told"]:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS that exports its thread calls")
+    assert seen["inside"] == [1] * len(seen["inside"])
+    assert seen["after"] == seen["after_error"] == seen["before"]
