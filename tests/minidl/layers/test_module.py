@@ -188,6 +188,45 @@ def test_sequential_gradcheck_through_every_layer(xp, rng):
     gradcheck(fn, [xp.asarray(rng.standard_normal((4, 2, 3)))] + params)
 
 
+def test_relu_before_max_pool_runs_after_it_with_the_same_values_and_gradients(xp, rng):
+    """Sequential runs a ReLU that comes right before a MaxPool2d after it (a quarter of the
+    values to touch).  Values and gradients match relu-then-pool exactly, with windows that
+    are all negative, all zero, tied at their maximum, or hold a NaN; subclasses and
+    summary()'s recording hooks keep the written order."""
+    import minidl.functions as F
+    from minidl.layers import MaxPool2d
+
+    def inputs():
+        x = rng.integers(-3, 3, size=(2, 3, 6, 8)).astype(np.float32)  # many ties, zeros
+        x[0, 0, :2, :2] = -1.0
+        x[0, 1, :2, :2] = 0.0
+        x[1, 2, 2, 3] = np.nan
+        return x
+
+    for pool in (MaxPool2d(2), MaxPool2d(3, stride=2, padding=1)):
+        s = Sequential(ReLU(), pool)
+        x = inputs()
+        gy = xp.asarray(rng.standard_normal((2, 3) + s(Tensor(xp.asarray(x))).shape[2:])
+                        .astype(np.float32))
+        a, b = Tensor(xp.asarray(x), requires_grad=True), Tensor(xp.asarray(x),
+                                                                 requires_grad=True)
+        ya, yb = s(a), F.max_pool2d(F.relu(b), pool.kernel_size, pool.stride, pool.padding)
+        assert type(ya.creator).__name__ == "ReLU"  # the pool ran first
+        ya.backward(gy)
+        yb.backward(gy)
+        np.testing.assert_array_equal(host(ya), host(yb))
+        np.testing.assert_array_equal(host(a.grad), host(b.grad))
+
+    class MyReLU(ReLU):
+        pass
+
+    assert type(Sequential(MyReLU(), MaxPool2d(2))(Tensor(xp.asarray(inputs()))).creator
+                ).__name__ != "ReLU"
+    rows = Sequential(ReLU(), MaxPool2d(2)).summary((2, 3, 6, 8)).splitlines()[1:3]
+    assert "ReLU" in rows[0] and "(2, 3, 6, 8)" in rows[0]
+    assert "MaxPool2d" in rows[1] and "(2, 3, 3, 4)" in rows[1]
+
+
 def test_sequential_rejects_non_modules():
     with pytest.raises(TypeError, match="Sequential: layer 1 must be a Module, got function"):
         Sequential(ReLU(), lambda x: x)
