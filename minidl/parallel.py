@@ -92,7 +92,8 @@ def parallel_for(n: int, work, *, nbytes: int = 0, like=None) -> None:
     is on) is a NumPy array, ``nbytes`` (the data the call touches) is at least
     :data:`MIN_BYTES` and more than one thread is configured; otherwise ``work(0, n)`` runs
     right here.  ``work`` must write disjoint parts of its outputs.  The first exception a
-    part raises is re-raised after all parts finish.
+    part raises is re-raised after all parts finish.  A ``parallel_for`` called from inside a
+    part (any part, the caller's included) runs inline in that part's thread.
     """
     threads = get_num_threads()
     parts = min(threads, n)
@@ -104,10 +105,13 @@ def parallel_for(n: int, work, *, nbytes: int = 0, like=None) -> None:
     pool = _get_pool(threads - 1)
     futures = [pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
     error = None
+    _local.worker = True  # a parallel_for inside the caller's own part runs inline too
     try:
         work(bounds[0], bounds[1])
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after the workers finish
         error = exc
+    finally:
+        _local.worker = False
     for f in futures:
         try:
             f.result()

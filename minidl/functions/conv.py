@@ -33,10 +33,10 @@ threads: their products are memory-bound, and per image they need no layout copy
 
 3x3 stride-1 convolutions with enough channels take Winograd's F(2x2, 3x3) on the CPU instead
 (:mod:`minidl.functions.winograd`): 16 products with 4/9 of im2col's work in all, and
-memory-bound transforms around them.  On a 2-core CPU with OpenBLAS's AVX2 kernels: 8% less time
-for the MNIST CNN's 32->64 conv, 5% for 64->64 at 28x28, a third for 128->128 (training); with
-its 1.8x faster AVX-512 kernels only layers from about 64->64 channels up gain, and smaller ones
-keep im2col (``_winograd_min_depth``).
+memory-bound transforms around them.  On a 2-core CPU with OpenBLAS's AVX2 kernels: 35% less time
+for the MNIST CNN's 32->64 conv and for 64->64 at 28x28, 43% for 128->128 (training); with its
+1.8x faster AVX-512 kernels 20-46%.  Only very shallow layers (C*OC/(C+OC) below 6-8, e.g.
+4->32) keep im2col (``_winograd_min_depth``).
 
 On the CPU
 ----------
@@ -87,11 +87,12 @@ _PER_IMAGE_MAX_MACS = 1 << 18
 # transforms move -- is at least the minimum depth and its tiles overhang the output by at most
 # _WINOGRAD_MAX_WASTE (odd sizes).  The faster the BLAS, the deeper a layer must be for the
 # (memory-bound) transforms to pay off.  Winograd / im2col time, fwd+bwd at batch 128 on a
-# 2-core CPU, with OpenBLAS's AVX2 kernels: 16->32 at 28x28 (depth 11) 1.15, 32->32 (16) 1.02,
-# 32->64 at 14x14 (21) 0.92, 64->64 at 28x28 (32) 0.95 (0.84 if its 103 MB of V were kept),
-# 128->128 at 14x14 (64) 0.66; with its AVX-512 kernels (GEMM 1.8x faster): 32->64 1.13,
-# 32->128 (26) 1.29, 64->64 0.95-1.03, 128->128 0.80.  _WINOGRAD_MIN_DEPTH None picks by the
-# kernels (_auto_min_depth); not measured on a GPU yet, so CuPy keeps im2col.
+# 2-core CPU, with OpenBLAS's AVX2 kernels: 4->32 at 28x28 (depth 3.6) 1.42, 8->16 (5.3) 0.88,
+# 16->32 (11) 0.77, 32->32 (16) 0.79, 32->64 at 14x14 (21) 0.65, 64->64 at 28x28 (32) 0.65,
+# 128->128 at 14x14 (64) 0.57; with its AVX-512 kernels (GEMM 1.8x faster): 8->16 0.93,
+# 8->32 (6.4) 1.03, 16->32 0.75, 32->64 0.80, 64->64 0.71, 128->128 0.54.
+# _WINOGRAD_MIN_DEPTH None picks by the kernels (_auto_min_depth); not measured on a GPU yet,
+# so CuPy keeps im2col.
 _WINOGRAD_BACKENDS = ("numpy",)
 _WINOGRAD_MIN_DEPTH = None
 _AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")
@@ -102,8 +103,8 @@ _workspace = Workspace()  # process-wide: padded inputs, column matrices, chunk 
 
 
 def _winograd_min_depth() -> float:
-    """``_WINOGRAD_MIN_DEPTH``, or when it is None: 40 under OpenBLAS's AVX-512 kernels, else
-    20 (see the measurements above it)."""
+    """``_WINOGRAD_MIN_DEPTH``, or when it is None: 8 under OpenBLAS's AVX-512 kernels, else
+    6 (see the measurements above it)."""
     if _WINOGRAD_MIN_DEPTH is not None:
         return _WINOGRAD_MIN_DEPTH
     return _auto_min_depth()
@@ -112,7 +113,7 @@ def _winograd_min_depth() -> float:
 @functools.lru_cache(maxsize=None)
 def _auto_min_depth() -> float:
     kernels = [name.lower() for name in _openblas.kernel_names()]
-    return 40 if any(k in _AVX512_KERNELS for k in kernels) else 20
+    return 8 if any(k in _AVX512_KERNELS for k in kernels) else 6
 
 
 def _pair(value, name: str, where: str, minimum: int = 0) -> tuple[int, int]:

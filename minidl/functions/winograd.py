@@ -32,19 +32,18 @@ row.  The padded input is copied once into (Hp, Wp, n, C); B^T goes along the ti
 (4, th, Wp, n, C), then along the tile columns into V (16, th, tw, n, C), which is the (16, T,
 C) operand of the products as it stands.  The products then give M (16, T, OC), the output
 transform (2, 2, th, tw, n, OC), and one elementwise op puts the four block positions back into
-NCHW.  Backward mirrors it.  The 16 products of a chunk run side by side on the host threads,
-each on one BLAS thread (small products split badly inside BLAS).
+NCHW.  Backward mirrors it.
 
-The batch goes through in chunks of images whose products fit in about _CHUNK_BYTES (the
-tiles, transforms and products of a chunk then stay in the last-level cache); V is kept, chunk
-after chunk, for gW (made again from x in backward when it would take more than conv2d's
-_KEEP_COL_BYTES) and U for gx.
+The batch goes through in chunks of a few images, whose products take about _CHUNK_BYTES: a
+chunk's tiles, transforms and products stay in its core's cache.  On a multi-core CPU whole
+chunks run side by side, each thread taking a run of them, every step of a chunk in its thread
+and BLAS on one thread each (small products split badly inside BLAS; _each_chunk).  V is kept,
+chunk after chunk, for gW (made again from x in backward when it would take more than conv2d's
+_KEEP_COL_BYTES) and U for gx; gW adds the chunks' parts in chunk order, whatever the threads.
 
-Measured against im2col on a 2-core CPU (AVX2 OpenBLAS, float32): training, batch 128, fwd+bwd:
-32->64 channels at 14x14 18.6 -> 17.8 ms, 64->64 at 28x28 139 -> 132 ms (V made again in
-backward; 133 -> 110 ms when kept), 128->128 at 14x14 125 -> 81 ms; inference, batch 16:
-128->128 at 28x28 18.4 -> 13.9 ms, 256->256 at 14x14 16.5 -> 10.6 ms, 64->64 at 56x56 about
-even.  At 7x7 the tiles overhang the output by 31% and conv2d keeps im2col.
+Measured against im2col on a 2-core CPU (AVX2 OpenBLAS, float32), training, batch 128, fwd+bwd:
+32->64 channels at 14x14 21.6 -> 14.0 ms, 64->64 at 28x28 144 -> 94 ms, 128->128 at 14x14
+127 -> 73 ms, 16->32 at 28x28 27.7 -> 21.4 ms; conv2d's comments list the shallow end.
 """
 from __future__ import annotations
 
@@ -67,8 +66,9 @@ _KRONS = {
     "output_T": numpy.kron(_AT, _AT).T,        # (16, 4):  M' = A gy A^T
 }
 _consts: dict = {}
-# images per chunk: as many as keep the chunk's largest product buffer about this size
-_CHUNK_BYTES = 16 << 20
+# images per chunk: as many as keep the chunk's largest product buffer about this size (2-core
+# CPU, fwd+bwd: 2-4 MB best for 32->64 at 14x14 and 64->64 at 28x28; 16 MB 16% slower)
+_CHUNK_BYTES = 3 << 20
 
 
 def _kron(xp, name, dtype):
@@ -103,6 +103,8 @@ class Winograd3x3:
         self.ws, self.itemsize = workspace, numpy.dtype(dtype).itemsize
         per_image = 16 * max(C, OC) * th * tw * self.itemsize
         count = -(-N // max(1, _CHUNK_BYTES // per_image))
+        threads = get_num_threads()
+        count = min(N, -(-count // threads) * threads)  # whole chunks per thread, evenly
         nb = -(-N // count)  # equal chunks: no small last one
         self.chunks = [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
         self.V = self.U = None
@@ -125,6 +127,25 @@ class Winograd3x3:
         buf = self.ws.take(xp, (Hp, Wp, n + 1, channels), dtype)
         return buf, buf[:, :, :n]
 
+    def _each_chunk(self, work, nbytes, like):
+        """``work(k, n0, n1)`` for every chunk k of images n0:n1.  On a multi-core CPU the
+        chunks run side by side, each thread taking a run of whole chunks: every step of a
+        chunk stays in its thread (its parallel_for calls run inline there), with BLAS on one
+        thread each, so the steps of small chunks need no hand-offs and keep their data in
+        that core's cache."""
+        chunks = self.chunks
+
+        def run(lo, hi):
+            for k in range(lo, hi):
+                work(k, *chunks[k])
+
+        if len(chunks) > 1 and get_num_threads() > 1 and B.backend_of(like).name == "numpy":
+            with one_thread_each() as told:
+                if told:
+                    parallel_for(len(chunks), run, nbytes=nbytes, like=like)
+                    return
+        run(0, len(chunks))
+
     # -- forward ------------------------------------------------------------------------------
     def forward(self, xp, x, W, b, keep_V, keep_U):
         """y (N, OC, OH, OW) = conv2d(x, W, b, padding); keeps V (for gW) and U (for gx) as
@@ -133,23 +154,24 @@ class Winograd3x3:
         dt, take = x.dtype, self.ws.take
         # U (16, OC, C) = G g G^T for every (filter, channel): W's 9 taps as rows
         U = xp.matmul(_kron(xp, "filter", dt), W.reshape(OC * C, 9).T).reshape(16, OC, C)
+        Ut = U.transpose(0, 2, 1)
         y = xp.empty((N, OC, OH, OW), dtype=dt)
-        nb = self.chunks[0][1]
         if keep_V:
             self.V = take(xp, 16 * C * N * th * tw, dt)
-        scratch_V = None if keep_V else take(xp, 16 * C * nb * th * tw, dt)
-        M_buf = take(xp, 16 * OC * nb * th * tw, dt)
-        yt_buf = take(xp, 4 * OC * nb * th * tw, dt)
-        for n0, n1 in self.chunks:
+
+        def chunk(k, n0, n1):
             n = n1 - n0
             T = n * th * tw
-            V = self._chunk_V(n0, n1) if keep_V else scratch_V[:16 * C * T].reshape(16, T, C)
+            scratch_V = None if keep_V else take(xp, 16 * C * T, dt)
+            M_buf, yt = take(xp, 16 * OC * T, dt), take(xp, 4 * OC * T, dt)
+            V = self._chunk_V(n0, n1) if keep_V else scratch_V.reshape(16, T, C)
             self._input_transform(xp, x[n0:n1], V)
-            M = _products(xp, V, U.transpose(0, 2, 1), M_buf[:16 * OC * T].reshape(16, T, OC))
-            yt = yt_buf[:4 * OC * T].reshape(4, T * OC)
-            xp.matmul(_kron(xp, "output", dt), M.reshape(16, T * OC), out=yt)
+            M = _products(xp, V, Ut, M_buf.reshape(16, T, OC))
+            xp.matmul(_kron(xp, "output", dt), M.reshape(16, T * OC), out=yt.reshape(4, -1))
             self._scatter(xp, yt.reshape(2, 2, th, tw, n, OC), y[n0:n1], b)
-        self.ws.give(scratch_V, M_buf, yt_buf)
+            self.ws.give(scratch_V, M_buf, yt)
+
+        self._each_chunk(chunk, nbytes=y.nbytes, like=y)
         self.U = U if keep_U else None
         return y
 
@@ -157,9 +179,9 @@ class Winograd3x3:
         """V (16, T, C) = B^T d B for the 4x4 input tile d of every output block of the n
         images of x, T = (ty, tx, image): V[(i, j), (ty, tx, m), c] from padded x[m, c,
         2*ty + i, 2*tx + j].  The padded input is laid out (Hp, Wp, n, C), so each step is
-        an add over rows of (images, channels) -- long runs, not 2-element tiles: B^T along
-        the tile rows into (4, th, Wp, n, C), then along the tile columns into V.  By images
-        in parallel."""
+        an add over rows of (images, channels) -- long runs, not an NCHW row's 7 tiles: B^T
+        along the tile rows into (4, th, Wp, n, C), then along the tile columns into V.  By
+        images in parallel."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         n, dt = x.shape[0], x.dtype
         buf, padded = self._planes(xp, n, C, dt)
@@ -204,44 +226,50 @@ class Winograd3x3:
     # -- backward -----------------------------------------------------------------------------
     def backward(self, xp, gy, x, need_x, need_W, need_b):
         """(gx, gW, gb) for gy (N, OC, OH, OW), each None when not asked.  gW and gb are
-        summed chunk after chunk, in order (independent of the thread count).  x is the
-        forward's input: V is made again from it, chunk by chunk, when forward did not keep
-        it."""
+        summed chunk after chunk, in order (the same sums whatever the thread count).  x is
+        the forward's input: V is made again from it, chunk by chunk, when forward did not
+        keep it."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         dt, take = gy.dtype, self.ws.take
-        nb = self.chunks[0][1]
         gx = xp.empty((N, C, H, Wd), dtype=dt) if need_x else None
-        gU = xp.zeros((16, OC, C), dtype=dt) if need_W else None
-        gb = xp.zeros(OC, dtype=dt) if need_b else None
-        gU_chunk = xp.empty((16, OC, C), dtype=dt) if need_W else None
-        gyt_buf = take(xp, 4 * OC * nb * th * tw, dt)
-        Mg_buf = take(xp, 16 * OC * nb * th * tw, dt)
-        gV_buf = take(xp, 16 * C * nb * th * tw, dt) if need_x else None
+        gU_parts = [None] * len(self.chunks)   # each chunk's sum, added in order below
         redo = need_W and self.V is None
-        V_buf = take(xp, 16 * C * nb * th * tw, dt) if redo else None
-        for n0, n1 in self.chunks:
+
+        def chunk(k, n0, n1):
             T = (n1 - n0) * th * tw
-            if need_b:
-                gb += gy[n0:n1].sum(axis=(0, 2, 3))
-            if not (need_x or need_W):
-                continue
+            gyt_buf, Mg = take(xp, 4 * OC * T, dt), take(xp, 16 * OC * T, dt).reshape(16, T, OC)
             gyt = self._gather(xp, gy[n0:n1], gyt_buf)
-            Mg = Mg_buf[:16 * OC * T].reshape(16, T, OC)
             xp.matmul(_kron(xp, "output_T", dt), gyt.reshape(4, T * OC),
                       out=Mg.reshape(16, T * OC))
+            V_buf = None
             if need_W:
                 if redo:
-                    V = V_buf[:16 * C * T].reshape(16, T, C)
+                    V_buf = take(xp, 16 * C * T, dt)
+                    V = V_buf.reshape(16, T, C)
                     self._input_transform(xp, x[n0:n1], V)
                 else:
                     V = self._chunk_V(n0, n1)
-                gU += _products(xp, Mg.transpose(0, 2, 1), V, gU_chunk)
+                gU_parts[k] = _products(xp, Mg.transpose(0, 2, 1), V,
+                                        xp.empty((16, OC, C), dtype=dt))
             if need_x:
-                gV = _products(xp, Mg, self.U, gV_buf[:16 * C * T].reshape(16, T, C))
+                gV_buf = take(xp, 16 * C * T, dt)
+                gV = _products(xp, Mg, self.U, gV_buf.reshape(16, T, C))
                 self._overlap_add(xp, gV, gx[n0:n1])
-        self.ws.give(gyt_buf, Mg_buf, gV_buf, V_buf)
+                self.ws.give(gV_buf)
+            self.ws.give(gyt_buf, Mg, V_buf)
+
+        if need_x or need_W:
+            self._each_chunk(chunk, nbytes=gy.nbytes, like=gy)
+        gb = None
+        if need_b:
+            gb = xp.zeros(OC, dtype=dt)
+            for n0, n1 in self.chunks:
+                gb += gy[n0:n1].sum(axis=(0, 2, 3))
         gW = None
         if need_W:
+            gU = gU_parts[0]
+            for part in gU_parts[1:]:
+                gU += part
             gW = xp.matmul(_kron(xp, "filter_T", dt), gU.reshape(16, OC * C))  # (9, OC*C)
             gW = xp.ascontiguousarray(gW.T).reshape(OC, C, 3, 3)
         self.release()

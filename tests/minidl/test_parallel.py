@@ -62,6 +62,31 @@ def test_threads_give_the_serial_results(threads, rng, name, n):
             np.testing.assert_array_equal(b, a)
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_winograd_chunks_side_by_side_give_the_serial_results(threads, rng, monkeypatch, n):
+    """Winograd runs whole chunks per thread (BLAS on one thread each) and adds their weight
+    gradients in chunk order: the same values as one thread, to BLAS's rounding."""
+    from minidl.functions import conv as conv_module
+    from minidl.functions import winograd as winograd_module
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(7, 6, 9, 8), (5, 6, 3, 3)]]
+    g = rng.standard_normal((64,)).astype(np.float32)
+
+    def op(x, w):
+        y = conv2d(x, w, padding=1)
+        assert y.creator.winograd and len(y.creator.wino.chunks) == 7
+        return y
+
+    threads(1)
+    serial = _run(op, arrays, lambda shape: np.resize(g, shape))
+    threads(n)
+    split = _run(op, arrays, lambda shape: np.resize(g, shape))
+    for a, b in zip(serial, split):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+
 def test_parts_cover_the_range_once_and_errors_come_back(threads):
     threads(3)
     seen = np.zeros(10, int)
@@ -78,6 +103,27 @@ def test_parts_cover_the_range_once_and_errors_come_back(threads):
 
     with pytest.raises(KeyError, match="part failed"):
         parallel.parallel_for(10, fail, nbytes=1 << 30)
+
+
+def test_a_parallel_for_inside_any_part_runs_inline_in_that_parts_thread(threads):
+    """Winograd runs whole chunks per thread, and its steps call parallel_for again: those
+    inner calls must stay in their part's thread (the caller's part included), not queue
+    behind the busy workers."""
+    import threading
+    threads(2)
+    inner = []
+
+    def work(lo, hi):
+        outer = threading.get_ident()
+        parallel.parallel_for(8, lambda a, b: inner.append((lo, a, b,
+                                                            threading.get_ident() == outer)),
+                              nbytes=1 << 30)
+
+    parallel.parallel_for(2, work, nbytes=1 << 30)
+    assert sorted(inner) == [(0, 0, 8, True), (1, 0, 8, True)]
+    calls = []   # and after it, the caller splits its own calls again
+    parallel.parallel_for(4, lambda lo, hi: calls.append((lo, hi)), nbytes=1 << 30)
+    assert sorted(calls) == [(0, 2), (2, 4)]
 
 
 def test_device_arrays_and_small_calls_run_in_one_piece(threads, backend):

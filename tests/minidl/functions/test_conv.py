@@ -323,11 +323,11 @@ def test_winograd_gives_its_kept_tiles_back(rng, monkeypatch):
     assert F.conv2d(x, W, padding=1).creator.wino.V is None
 
 
-@pytest.mark.parametrize("kernels, depth", [(["Haswell"], 20), (["SkylakeX"], 40),
-                                            (["Zen", "COOPERLAKE"], 40), ([], 20)])
+@pytest.mark.parametrize("kernels, depth", [(["Haswell"], 6), (["SkylakeX"], 8),
+                                            (["Zen", "COOPERLAKE"], 8), ([], 6)])
 def test_winograd_needs_deeper_layers_under_avx512_blas(monkeypatch, kernels, depth):
     """With OpenBLAS's AVX-512 kernels (GEMM 1.8x faster) im2col stays faster down to deeper
-    layers, so Winograd's minimum depth C*OC/(C+OC) is 40 there, 20 otherwise."""
+    layers, so Winograd's minimum depth C*OC/(C+OC) is 8 there, 6 otherwise."""
     monkeypatch.setattr(conv_module._openblas, "kernel_names", lambda: kernels)
     conv_module._auto_min_depth.cache_clear()
     try:
