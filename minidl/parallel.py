@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from minidl import backend as B
 
-__all__ = ["parallel_for", "get_num_threads", "set_num_threads", "MIN_BYTES"]
+__all__ = ["parallel_for", "chunks_side_by_side", "get_num_threads", "set_num_threads",
+           "MIN_BYTES"]
 
 MIN_BYTES = 1 << 20  # below this much data per call, one thread is faster than a hand-off
 
@@ -119,3 +120,28 @@ def parallel_for(n: int, work, *, nbytes: int = 0, like=None) -> None:
             error = error or exc
     if error is not None:
         raise error
+
+
+def chunks_side_by_side(count: int, work, *, nbytes: int = 0, like=None) -> None:
+    """Call ``work(k)`` for k in ``range(count)`` -- chunks of a batch that need no data from
+    each other.  On a multi-core CPU (the same conditions as :func:`parallel_for`) the chunks
+    run side by side, each thread taking a run of whole chunks, with NumPy's BLAS on one
+    thread each (:func:`minidl._openblas.one_thread_each`): every step of a chunk stays in its
+    thread (a ``parallel_for`` inside runs inline) and its data in that core's cache, with no
+    hand-off between the steps.  Otherwise, or when BLAS cannot be told, the chunks run one
+    after the other here, each free to use the threads inside."""
+    from minidl._openblas import one_thread_each
+
+    def run(lo, hi):
+        for k in range(lo, hi):
+            work(k)
+
+    if (count > 1 and get_num_threads() > 1 and nbytes >= MIN_BYTES
+            and not getattr(_local, "worker", False)
+            and (like is None or B.backend_of(like).name == "numpy")):
+        with one_thread_each() as told:
+            if told:
+                parallel_for(count, run, nbytes=nbytes, like=like)
+                return
+    run(0, count)
+

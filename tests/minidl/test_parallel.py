@@ -63,20 +63,28 @@ def test_threads_give_the_serial_results(threads, rng, name, n):
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_winograd_chunks_side_by_side_give_the_serial_results(threads, rng, monkeypatch, n):
-    """Winograd runs whole chunks per thread (BLAS on one thread each) and adds their weight
-    gradients in chunk order: the same values as one thread, to BLAS's rounding."""
+@pytest.mark.parametrize("path", ["winograd", "im2col stride 2", "im2col wide rows"])
+def test_conv_chunks_side_by_side_give_the_serial_results(threads, rng, monkeypatch, n, path):
+    """conv2d runs whole chunks of images per thread (BLAS on one thread each) and adds their
+    weight and bias gradients in chunk order: the same values as one thread, to BLAS's
+    rounding, for Winograd and for im2col."""
     from minidl.functions import conv as conv_module
     from minidl.functions import winograd as winograd_module
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if path == "winograd" else np.inf)
     monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if "wide" in path else -1)
     monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk
-    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(7, 6, 9, 8), (5, 6, 3, 3)]]
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
+    stride = 2 if "stride 2" in path else 1
+    arrays = [rng.standard_normal(s).astype(np.float32)
+              for s in [(7, 6, 9, 8), (5, 6, 3, 3), (5,)]]
     g = rng.standard_normal((64,)).astype(np.float32)
 
-    def op(x, w):
-        y = conv2d(x, w, padding=1)
-        assert y.creator.winograd and len(y.creator.wino.chunks) == 7
+    def op(x, w, b):
+        y = conv2d(x, w, b, stride=stride, padding=1)
+        assert y.creator.winograd == (path == "winograd")
+        chunks = y.creator.wino.chunks if path == "winograd" else y.creator.layout.chunks()
+        assert len(chunks) == 7
         return y
 
     threads(1)

@@ -110,6 +110,7 @@ def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride, rows):
 
     whole = run()
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)
     chunked = run()
     monkeypatch.setattr(conv_module, "_KEEP_COL_BYTES", 0)  # backward redoes im2col

@@ -24,6 +24,7 @@ def layout(request, monkeypatch):
                         np.inf if request.param == "per-image" else 0)
     monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", np.inf)
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_CHUNK_BYTES", 1)
     return request.param
 
 
