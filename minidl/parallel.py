@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from minidl import backend as B
 
-__all__ = ["parallel_for", "chunks_side_by_side", "get_num_threads", "set_num_threads",
-           "MIN_BYTES"]
+__all__ = ["parallel_for", "chunks_side_by_side", "sum_in_order", "get_num_threads",
+           "set_num_threads", "MIN_BYTES"]
 
 MIN_BYTES = 1 << 20  # below this much data per call, one thread is faster than a hand-off
 
@@ -144,4 +144,13 @@ def chunks_side_by_side(count: int, work, *, nbytes: int = 0, like=None) -> None
                 parallel_for(count, run, nbytes=nbytes, like=like)
                 return
     run(0, count)
+
+
+def sum_in_order(parts):
+    """``parts[0] + parts[1] + ...``, added in that order into ``parts[0]``: per-chunk sums
+    made side by side add up to the same total from run to run."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
 

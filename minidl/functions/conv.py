@@ -56,7 +56,7 @@ from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
 from minidl.functions.im2col import ColumnLayout
 from minidl.functions.winograd import Winograd3x3, tile_waste
-from minidl.parallel import chunks_side_by_side, get_num_threads, parallel_for
+from minidl.parallel import chunks_side_by_side, get_num_threads, parallel_for, sum_in_order
 from minidl.workspace import Workspace
 
 __all__ = ["conv2d", "conv_output_size"]
@@ -324,8 +324,8 @@ class Conv2d(Function):
             _workspace.give(gy_buf, col_buf)
 
         chunks_side_by_side(len(chunks), chunk, nbytes=gy.nbytes, like=gy)
-        return _sum_in_order(gW_parts) if need_W else None, \
-            _sum_in_order(gb_parts) if need_b else None
+        return sum_in_order(gW_parts) if need_W else None, \
+            sum_in_order(gb_parts) if need_b else None
 
     def _per_image_chunks(self, xp, gy, windows, W2t, need_x, need_W, need_b, gx):
         """(gW, gb) as asked, and gx (when given) filled, with one product per image."""
@@ -398,13 +398,6 @@ class Conv2d(Function):
         if getattr(self, "wino", None) is not None:
             self.wino.release()
         super().release()
-
-def _sum_in_order(parts):
-    """parts[0] + parts[1] + ..., added in that order into parts[0]."""
-    total = parts[0]
-    for part in parts[1:]:
-        total += part
-    return total
 
 
 def _copy_add(xp, dst, src, bias=None):

@@ -52,7 +52,8 @@ import numpy
 
 from minidl import backend as B
 from minidl._openblas import one_thread_each
-from minidl.parallel import chunks_side_by_side, get_num_threads, parallel_for
+from minidl.parallel import (chunks_side_by_side, get_num_threads, parallel_for,
+                             sum_in_order)
 
 __all__ = ["Winograd3x3", "tile_waste"]
 
@@ -255,9 +256,7 @@ class Winograd3x3:
                 gb += gy[n0:n1].sum(axis=(0, 2, 3))
         gW = None
         if need_W:
-            gU = gU_parts[0]
-            for part in gU_parts[1:]:
-                gU += part
+            gU = sum_in_order(gU_parts)
             gW = xp.matmul(_kron(xp, "filter_T", dt), gU.reshape(16, OC * C))  # (9, OC*C)
             gW = xp.ascontiguousarray(gW.T).reshape(OC, C, 3, 3)
         self.release()
