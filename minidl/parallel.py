@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from minidl import backend as B
 
-__all__ = ["parallel_for", "chunks_side_by_side", "sum_in_order", "get_num_threads",
-           "set_num_threads", "MIN_BYTES"]
+__all__ = ["parallel_for", "chunks_side_by_side", "even_chunk_size", "sum_in_order",
+           "get_num_threads", "set_num_threads", "MIN_BYTES"]
 
 MIN_BYTES = 1 << 20  # below this much data per call, one thread is faster than a hand-off
 
@@ -144,6 +144,16 @@ def chunks_side_by_side(count: int, work, *, nbytes: int = 0, like=None) -> None
                 parallel_for(count, run, nbytes=nbytes, like=like)
                 return
     run(0, count)
+
+
+def even_chunk_size(n: int, most: int) -> int:
+    """Items per chunk for ``n`` items in chunks of at most ``most``, with a chunk count that
+    is a multiple of the threads (whole chunks per thread in :func:`chunks_side_by_side`) and
+    chunks as equal as can be (no small last one)."""
+    threads = get_num_threads()
+    count = -(-n // max(1, most))
+    count = min(n, -(-count // threads) * threads)
+    return -(-n // count)
 
 
 def sum_in_order(parts):

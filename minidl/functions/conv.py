@@ -56,7 +56,7 @@ from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
 from minidl.functions.im2col import ColumnLayout
 from minidl.functions.winograd import Winograd3x3, tile_waste
-from minidl.parallel import chunks_side_by_side, get_num_threads, parallel_for, sum_in_order
+from minidl.parallel import chunks_side_by_side, even_chunk_size, parallel_for, sum_in_order
 from minidl.workspace import Workspace
 
 __all__ = ["conv2d", "conv_output_size"]
@@ -196,9 +196,7 @@ class Conv2d(Function):
         limit = _PER_IMAGE_CHUNK_BYTES if self.per_image else _CHUNK_BYTES
         nb = N if B.backend_of(x).name == "cupy" else max(1, min(N, limit // per_image))
         if nb < N and not self.per_image:  # whole chunks per thread, evenly (side by side)
-            threads = get_num_threads()
-            count = min(N, -(-N // nb // threads) * threads if threads > 1 else -(-N // nb))
-            nb = -(-N // count)
+            nb = even_chunk_size(N, nb)
         self.geom = (N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb)
         self.layout = ColumnLayout(self.geom, self.stride, self.padding, self.dilation,
                                    self.groups, self.per_image, _workspace)

@@ -52,8 +52,8 @@ import numpy
 
 from minidl import backend as B
 from minidl._openblas import one_thread_each
-from minidl.parallel import (chunks_side_by_side, get_num_threads, parallel_for,
-                             sum_in_order)
+from minidl.parallel import (chunks_side_by_side, even_chunk_size, get_num_threads,
+                             parallel_for, sum_in_order)
 
 __all__ = ["Winograd3x3", "tile_waste"]
 
@@ -104,10 +104,7 @@ class Winograd3x3:
         self.geom = (N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, 2 * th + 2, 2 * tw + 2)
         self.ws, self.itemsize = workspace, numpy.dtype(dtype).itemsize
         per_image = 16 * max(C, OC) * th * tw * self.itemsize
-        count = -(-N // max(1, _CHUNK_BYTES // per_image))
-        threads = get_num_threads()
-        count = min(N, -(-count // threads) * threads)  # whole chunks per thread, evenly
-        nb = -(-N // count)  # equal chunks: no small last one
+        nb = even_chunk_size(N, _CHUNK_BYTES // per_image)
         self.chunks = [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
         self.V = self.U = None
 

@@ -149,3 +149,17 @@ def test_thread_count_is_validated(monkeypatch):
     monkeypatch.setenv("MINIDL_NUM_THREADS", "two")
     with pytest.raises(ValueError, match="MINIDL_NUM_THREADS must be a positive int, got 'two'"):
         parallel._default_threads()
+
+
+def test_even_chunk_size_gives_whole_chunks_per_thread(threads):
+    """At most ``most`` items per chunk, a chunk count that is a multiple of the threads, and
+    chunks as equal as can be."""
+    threads(2)
+    assert parallel.even_chunk_size(128, 15) == 13   # 9 chunks -> 10, of 13 (the last 11)
+    assert parallel.even_chunk_size(128, 35) == 32   # 4 chunks of 32
+    assert parallel.even_chunk_size(128, 200) == 64  # one chunk -> 2, one per thread
+    assert parallel.even_chunk_size(7, 1) == 1       # never more chunks than items
+    threads(3)
+    assert parallel.even_chunk_size(128, 35) == 22   # 4 -> 6 chunks
+    threads(1)
+    assert parallel.even_chunk_size(128, 35) == 32
