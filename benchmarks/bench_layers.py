@@ -87,7 +87,8 @@ def conv_path(make, shape) -> str:
     x = minidl.tensor(numpy.zeros(shape, numpy.float32), requires_grad=True)
     fn = layer(x).creator
     if fn.winograd:
-        return "winograd"
+        return "winograd 3x3 pieces" if type(fn.wino).__name__ == "StackedWinograd" else \
+            "winograd"
     if fn.per_image:
         return "im2col per image"
     return "im2col wide" if fn.geom[13] else "im2col"

@@ -55,7 +55,7 @@ from minidl import _openblas
 from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
 from minidl.functions.im2col import ColumnLayout
-from minidl.functions.winograd import Winograd3x3, tile_waste
+from minidl.functions.winograd import StackedWinograd, Winograd3x3, stacked_groups, tile_waste
 from minidl.parallel import chunks_side_by_side, even_chunk_size, parallel_for, sum_in_order
 from minidl.workspace import Workspace
 
@@ -102,6 +102,15 @@ _WINOGRAD_BACKENDS = ("numpy",)
 _WINOGRAD_MIN_DEPTH = None
 _AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")
 _WINOGRAD_MAX_WASTE = 0.15
+# Square kernels and strides (kernel, stride) that go through Winograd as a stack of 3x3 pieces
+# (minidl.functions.winograd.StackedWinograd), with their minimum depth as a multiple of the
+# 3x3 one.  Stacked Winograd / im2col time, fwd+bwd at batch 128, 2-core CPU, AVX2 kernels:
+# 5x5 stride 2 at 28x28: 8->16 (depth 5.3) 0.88, 16->32 (11) 0.79, 32->64 (21) 0.73; stride 1:
+# 32->64 at 14x14 0.77, at 28x28 0.95, 64->128 at 14x14 0.82, 32->32 (16) at 14x14 0.82, at 28x28
+# 0.96, 16->32 (11) at 28x28 1.11, 8->16 at 28x28 1.34.  AVX-512 kernels: 0.74-0.78 for
+# 32->64 5x5 stride 1 and 2, 64->128 stride 1, 8->16 and 16->32 stride 2.  Stride 1 moves 4
+# pieces' tiles through memory, so it needs deeper layers.
+_STACKED_WINOGRAD = {(5, 1): 2.5, (5, 2): 1.0}
 
 
 _workspace = Workspace()  # process-wide: padded inputs, column matrices, chunk temporaries
@@ -184,11 +193,7 @@ class Conv2d(Function):
         # and 7% waste (56x56, 28x28 3x3), exact wins at 14% and 29% (14x14 3x3 and 5x5)
         self.per_image = (B.backend_of(x).name == "numpy" and self.groups == 1
                           and OC * C * KH * KW * OH * OW <= _PER_IMAGE_MAX_MACS)
-        self.winograd = (B.backend_of(x).name in _WINOGRAD_BACKENDS and self.groups == 1
-                         and (KH, KW) == (3, 3) and self.stride == self.dilation == (1, 1)
-                         and not self.per_image
-                         and C * OC >= _winograd_min_depth() * (C + OC)
-                         and tile_waste(OH, OW) <= _WINOGRAD_MAX_WASTE)
+        self.winograd = self._takes_winograd(x, C, OC, KH, KW, OH, OW)
         wide = (sh == 1 and sw == 1 and (Wp - OW) <= _WIDE_MAX_WASTE * OW
                 and not self.per_image)
         ow_cols = Wp if wide else OW
@@ -201,6 +206,23 @@ class Conv2d(Function):
         self.layout = ColumnLayout(self.geom, self.stride, self.padding, self.dilation,
                                    self.groups, self.per_image, _workspace)
 
+    def _takes_winograd(self, x, C, OC, KH, KW, OH, OW) -> bool:
+        """Whether this convolution goes through Winograd: 3x3 stride 1 directly, a square
+        kernel and stride in _STACKED_WINOGRAD as a stack of 3x3 pieces (StackedWinograd);
+        each when deep enough (C*OC/(C+OC) of its own channels, _STACKED_WINOGRAD's multiple
+        of the 3x3 minimum) and its tiles overhang the output little enough."""
+        if not (B.backend_of(x).name in _WINOGRAD_BACKENDS and self.groups == 1
+                and self.dilation == (1, 1) and not self.per_image
+                and tile_waste(OH, OW) <= _WINOGRAD_MAX_WASTE):
+            return False
+        depth = _winograd_min_depth()
+        if (KH, KW) != (3, 3) or self.stride != (1, 1):
+            key = (KH, self.stride[0])
+            if KH != KW or self.stride[0] != self.stride[1] or key not in _STACKED_WINOGRAD:
+                return False
+            depth *= _STACKED_WINOGRAD[key]
+        return C * OC >= depth * (C + OC)
+
     def forward(self, x, W, b=None):
         xp = B.get_array_module(x)
         self._setup(x, W)
@@ -209,7 +231,11 @@ class Conv2d(Function):
         self.W = W
         if self.winograd:
             self.buf = self.cols = None
-            self.wino = Winograd3x3(x.shape, W.shape, self.padding, x.dtype, _workspace)
+            if (KH, KW) == (3, 3) and self.stride == (1, 1):
+                self.wino = Winograd3x3(x.shape, W.shape, self.padding, x.dtype, _workspace)
+            else:
+                self.wino = StackedWinograd(x.shape, W.shape, self.stride, self.padding,
+                                            x.dtype, _workspace)
             keep_V = self.keep_col and self.wino.V_bytes() <= _KEEP_COL_BYTES
             return self.wino.forward(xp, x, W, b, keep_V=keep_V, keep_U=self.recorded)
         buf = self.layout.padded(xp, x)

@@ -55,7 +55,7 @@ from minidl._openblas import one_thread_each
 from minidl.parallel import (chunks_side_by_side, even_chunk_size, get_num_threads,
                              parallel_for, sum_in_order)
 
-__all__ = ["Winograd3x3", "tile_waste"]
+__all__ = ["Winograd3x3", "StackedWinograd", "stacked_groups", "tile_waste"]
 
 _BT = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
 _G = numpy.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
@@ -71,6 +71,10 @@ _consts: dict = {}
 # images per chunk: as many as keep the chunk's largest product buffer about this size (2-core
 # CPU, fwd+bwd: 2-4 MB best for 32->64 at 14x14 and 64->64 at 28x28; 16 MB 16% slower)
 _CHUNK_BYTES = 3 << 20
+# but at least this many images: a chunk of one image (5x5 32->32 at 28x28 stacked, 1.6 MB
+# per image) makes every transform add a run of one image's channels (fwd+bwd, batch 128:
+# 190 ms with 1 image per chunk, 137-145 ms with 3-6)
+_MIN_CHUNK_IMAGES = 4
 
 
 def _kron(xp, name, dtype):
@@ -102,9 +106,10 @@ class Winograd3x3:
         th, tw = _tiles(OH, OW)
         # the padded plane covers every tile: 2*th + 2 >= OH + 2 = H + 2*ph rows
         self.geom = (N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, 2 * th + 2, 2 * tw + 2)
+        self.x_shape = tuple(x_shape)  # gx's shape (a subclass's input differs from geom's)
         self.ws, self.itemsize = workspace, numpy.dtype(dtype).itemsize
         per_image = 16 * max(C, OC) * th * tw * self.itemsize
-        nb = even_chunk_size(N, _CHUNK_BYTES // per_image)
+        nb = even_chunk_size(N, max(_MIN_CHUNK_IMAGES, _CHUNK_BYTES // per_image))
         self.chunks = [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
         self.V = self.U = None
 
@@ -176,8 +181,7 @@ class Winograd3x3:
 
         def images(lo, hi):
             p = padded[:, :, lo:hi]
-            _zero_border(p, ph, pw, H, Wd)
-            xp.copyto(p[ph:ph + H, pw:pw + Wd], x[lo:hi].transpose(2, 3, 0, 1))
+            self._fill_plane(xp, p, x[lo:hi])
             r = rows[:, :, :, lo:hi]
             _bt_rows(xp, _every_other(p, th, 0), r)                    # B^T d
             for k in range(4):
@@ -185,6 +189,17 @@ class Winograd3x3:
 
         parallel_for(n, images, nbytes=V.nbytes, like=V)
         self.ws.give(buf, rows)
+
+    def _fill_plane(self, xp, p, x):
+        """p (Hp, Wp, m, C) = the images x (m, C, H, W), zero padded."""
+        N, C, H, Wd, OC, ph, pw = self.geom[:7]
+        _zero_border(p, ph, pw, H, Wd)
+        xp.copyto(p[ph:ph + H, pw:pw + Wd], x.transpose(2, 3, 0, 1))
+
+    def _plane_to_gx(self, xp, g, gx):
+        """gx (m, C, H, W) = the padded plane g (Hp, Wp, m, C) without its padding."""
+        N, C, H, Wd, OC, ph, pw = self.geom[:7]
+        xp.copyto(gx, g[ph:ph + H, pw:pw + Wd].transpose(2, 3, 0, 1))
 
     def _scatter(self, xp, yt, y, b):
         """y (n, OC, OH, OW) from the output blocks yt (2, 2, th, tw, n, OC), plus the bias b
@@ -217,7 +232,7 @@ class Winograd3x3:
         keep it."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         dt, take = gy.dtype, self.ws.take
-        gx = xp.empty((N, C, H, Wd), dtype=dt) if need_x else None
+        gx = xp.empty(self.x_shape, dtype=dt) if need_x else None
         gU_parts = [None] * len(self.chunks)   # each chunk's sum, added in order below
         redo = need_W and self.V is None
 
@@ -301,7 +316,7 @@ class Winograd3x3:
                                t[:, :tw])
             g = gpad[:, :, lo:hi]
             _b_overlap_add(xp, cols[:, :, :, lo:hi], g, th, 0, t)
-            xp.copyto(gx[lo:hi], g[ph:ph + H, pw:pw + Wd].transpose(2, 3, 0, 1))
+            self._plane_to_gx(xp, g, gx[lo:hi])
 
         parallel_for(n, images, nbytes=gV.nbytes, like=gV)
         self.ws.give(cols, tmp, buf)
@@ -309,6 +324,232 @@ class Winograd3x3:
     def release(self) -> None:
         self.ws.give(self.V)
         self.V = self.U = None
+
+
+def stacked_groups(k: int, stride: int) -> int | None:
+    """How many 3x3 stride-1 pieces a kernel of k taps with this stride splits into along one
+    axis (:class:`StackedWinograd`), or None when it does not split into pieces of 3 taps."""
+    if stride == 1:
+        return max(1, k // 2) if k >= 3 else None
+    return stride if k <= 3 * stride else None
+
+
+def _axis_plan(k, s, pad, size, out):
+    """One axis of :class:`StackedWinograd`'s split: (offsets, taps, ranges).  Piece g reads the
+    padded input at s*i + offsets[g] for its rows i = 0 .. out+1; tap t of the kernel is tap
+    u of piece g for (g, u) = taps[t]; ranges[g] = (lo, hi) are the rows i whose input is
+    inside the unpadded x (row s*i + offsets[g] - pad), the rest being padding."""
+    if s == 1:  # pieces 2 taps apart: 0-2, 2-4, ...; a shared tap belongs to the later piece
+        count = stacked_groups(k, 1)
+        offsets = [2 * g for g in range(count)]
+        taps = [(min(t // 2, count - 1), t - 2 * min(t // 2, count - 1)) for t in range(k)]
+    else:       # the s phases: rows s*i + r, taps r, r + s, r + 2s
+        offsets = list(range(s))
+        taps = [(t % s, t // s) for t in range(k)]
+    ranges = []
+    for r in offsets:
+        lo = max(0, -((r - pad) // s))                 # ceil((pad - r) / s)
+        hi = min(out + 2, -((r - pad - size) // s))    # ceil((size + pad - r) / s)
+        ranges.append((lo, max(lo, hi)))
+    return offsets, taps, ranges
+
+
+class StackedWinograd(Winograd3x3):
+    """A KxK convolution with stride 1 or 2 (5x5 in conv2d) as ONE 3x3 stride-1 convolution
+    through F(2x2, 3x3), on a stack of pieces of the input:
+
+        y[o] = sum_t w[t] xpad[s*o + t] = sum_g sum_u w_g[u] x_g[o + u],   x_g[i] = xpad[s*i + r_g]
+
+    along each axis, with t = s*u + r_g.  Stride 2 splits the input into its 2 phases (even and
+    odd rows: r = 0, 1) and the kernel into taps (0, 2, 4) and (1, 3); stride 1 into the input
+    shifted by 0 and 2 rows and the kernel into taps 0-2 and 3-4 (r = 0, 2).  The pieces of
+    both axes are stacked as channels -- (gh, gw, c), 4*C of them for a 5x5 kernel -- and the
+    kernel's pieces as the 3x3 filters of those channels, zero where a piece has no tap (6 x 6
+    slots for 25 taps).  Winograd then costs 16 multiplies per 2x2 outputs per stacked channel,
+    64 per original channel: 16 per output, against 25 for the direct method, and its
+    products have K = 4*C.  The stacking is the copy into the padded tile planes that the 3x3
+    path makes anyway (``_fill_plane``); backward adds the pieces' gradients back into gx
+    (``_plane_to_gx``), and gW gathers the kernel's taps from the 3x3 filters' gradients.
+    """
+
+    def __init__(self, x_shape, W_shape, stride, padding, dtype, workspace):
+        N, C, H, Wd = x_shape
+        OC, _, KH, KW = W_shape
+        (sh, sw), (ph, pw) = stride, padding
+        OH, OW = (H + 2 * ph - KH) // sh + 1, (Wd + 2 * pw - KW) // sw + 1
+        self.plans = (_axis_plan(KH, sh, ph, H, OH), _axis_plan(KW, sw, pw, Wd, OW))
+        self.real = (C, H, Wd, sh, sw, ph, pw)
+        G = len(self.plans[0][0]) * len(self.plans[1][0])
+        super().__init__((N, G * C, OH + 2, OW + 2), (OC, G * C, 3, 3), (0, 0), dtype,
+                         workspace)
+        self.x_shape = tuple(x_shape)
+        self.cover = self._how_pieces_cover_x()
+        # stride 1: the pieces are the input shifted by whole tiles (2 rows), so their input
+        # tiles are those of ONE 3x3 Winograd over the padded x with a tile more per piece
+        # along each axis: transform x once (C channels) and copy the shifted tiles
+        self.shared = None
+        if (sh, sw) == (1, 1):
+            shared = Winograd3x3(x_shape, (OC, C, 3, 3), padding, dtype, workspace)
+            th, tw = self.geom[9:11]
+            GH, GW = len(self.plans[0][0]), len(self.plans[1][0])
+            if shared.geom[9:11] == (th + GH - 1, tw + GW - 1):
+                self.shared = shared
+
+    def _pieces(self):
+        """(channel block, row offset, row range, column offset, column range) per piece."""
+        (offs_h, _, rng_h), (offs_w, _, rng_w) = self.plans
+        C = self.real[0]
+        for gh, (rh, (ilo, ihi)) in enumerate(zip(offs_h, rng_h)):
+            for gw, (rw, (jlo, jhi)) in enumerate(zip(offs_w, rng_w)):
+                q = gh * len(offs_w) + gw
+                yield slice(q * C, (q + 1) * C), rh, (ilo, ihi), rw, (jlo, jhi)
+
+    def _shifts(self):
+        """(th, tw) tiles of a stacked image, (th0, tw0) of the shared transform's, C, and
+        the pieces along each axis (GH, GW)."""
+        return (*self.geom[9:11], *self.shared.geom[9:11], self.real[0],
+                len(self.plans[0][0]), len(self.plans[1][0]))
+
+    def _input_transform(self, xp, x, V):
+        """V (16, T, G*C): with stride 1, piece (a, b)'s tiles are the shared transform's
+        tiles (a, b) further on; else the 3x3 path's transform of the stacked plane."""
+        if self.shared is None:
+            return super()._input_transform(xp, x, V)
+        n = x.shape[0]
+        th, tw, th0, tw0, C, GH, GW = self._shifts()
+        buf = self.ws.take(xp, 16 * th0 * tw0 * n * C, V.dtype)
+        V0 = buf.reshape(16, th0 * tw0 * n, C)
+        self.shared._input_transform(xp, x, V0)
+        V0 = V0.reshape(16, th0, tw0, n, C)
+        V7 = V.reshape(16, th, tw, n, GH, GW, C)
+        for a in range(GH):
+            for b in range(GW):
+                xp.copyto(V7[:, :, :, :, a, b], V0[:, a:a + th, b:b + tw])
+        self.ws.give(buf)
+
+    def _overlap_add(self, xp, gV, gx):
+        """gx from gV (16, T, G*C): with stride 1, the pieces' tile gradients add into the
+        shared transform's tiles, which then go through its overlap-add once."""
+        if self.shared is None:
+            return super()._overlap_add(xp, gV, gx)
+        n = gx.shape[0]
+        th, tw, th0, tw0, C, GH, GW = self._shifts()
+        buf = self.ws.take(xp, 16 * th0 * tw0 * n * C, gV.dtype)
+        g0 = buf.reshape(16, th0, tw0, n, C)
+        g7 = gV.reshape(16, th, tw, n, GH, GW, C)
+        g0[...] = 0
+        for a in range(GH):
+            for b in range(GW):
+                g0[:, a:a + th, b:b + tw] += g7[:, :, :, :, a, b]
+        self.shared._overlap_add(xp, buf.reshape(16, -1, C), gx)
+        self.ws.give(buf)
+
+    def _window(self, a, axis, r_h, rows, r_w, cols):
+        """The view of a -- NCHW (axis 2) or an (H, W, m, C) plane (axis 0) -- whose elements
+        the rows x cols of a piece with offsets (r_h, r_w) hold."""
+        C, H, Wd, sh, sw, ph, pw = self.real
+        h0, w0 = sh * rows[0] + r_h - ph, sw * cols[0] + r_w - pw
+        return a[(slice(None),) * axis + (
+            slice(h0, h0 + sh * (rows[1] - rows[0] - 1) + 1, sh),
+            slice(w0, w0 + sw * (cols[1] - cols[0] - 1) + 1, sw))]
+
+    def _fill_plane(self, xp, p, x):
+        """p (Hp, Wp, m, G*C) = the pieces of the images x (m, C, H, W), side by side as
+        channels.  x goes through one transposing copy; the pieces then come from a plane
+        layout (runs of channels), not from strided NCHW reads."""
+        pieces = list(self._pieces())
+        if self.cover == "first":  # stride 1: piece 0 from x, the others shifted copies of it
+            block0, r_h0, rows0, r_w0, cols0 = pieces[0]
+            _fill_piece(xp, p[..., block0], rows0, cols0,
+                        self._window(x, 2, r_h0, rows0, r_w0, cols0).transpose(2, 3, 0, 1))
+            for block, r_h, rows, r_w, cols in pieces[1:]:
+                dh, dw = r_h - r_h0, r_w - r_w0   # row i here is row i + dh of piece 0
+                _fill_piece(xp, p[..., block], rows, cols, p[rows[0] + dh:rows[1] + dh,
+                                                            cols[0] + dw:cols[1] + dw, :, block0])
+            return
+        plane = None
+        if self.cover == "disjoint":  # the phases: x as an (H, W, m, C) plane, then strided
+            plane = self.ws.take(xp, (x.shape[2], x.shape[3]) + x.shape[:2], x.dtype)
+            xp.copyto(plane, x.transpose(2, 3, 0, 1))
+        for block, r_h, rows, r_w, cols in pieces:
+            src = (self._window(plane, 0, r_h, rows, r_w, cols) if plane is not None else
+                   self._window(x, 2, r_h, rows, r_w, cols).transpose(2, 3, 0, 1))
+            _fill_piece(xp, p[..., block], rows, cols, src)
+        self.ws.give(plane)
+
+    def _plane_to_gx(self, xp, g, gx):
+        """gx (m, C, H, W) = the sum over the pieces of their gradients in g (Hp, Wp, m, G*C),
+        each added where its elements came from.  The adds and the stride-2 interleaving
+        happen in the plane layout; one transposing copy ends in NCHW."""
+        pieces = list(self._pieces())
+        if self.cover == "first":
+            block0, r_h0, rows0, r_w0, cols0 = pieces[0]
+            for block, r_h, rows, r_w, cols in pieces[1:]:
+                if rows[1] > rows[0] and cols[1] > cols[0]:
+                    dh, dw = r_h - r_h0, r_w - r_w0
+                    g[rows[0] + dh:rows[1] + dh, cols[0] + dw:cols[1] + dw, :, block0] += \
+                        g[rows[0]:rows[1], cols[0]:cols[1], :, block]
+            xp.copyto(self._window(gx, 2, r_h0, rows0, r_w0, cols0),
+                      g[rows0[0]:rows0[1], cols0[0]:cols0[1], :, block0].transpose(2, 3, 0, 1))
+            return
+        if self.cover == "disjoint":
+            plane = self.ws.take(xp, gx.shape[2:] + gx.shape[:2], gx.dtype)
+            for block, r_h, rows, r_w, cols in pieces:
+                if rows[1] > rows[0] and cols[1] > cols[0]:
+                    xp.copyto(self._window(plane, 0, r_h, rows, r_w, cols),
+                              g[rows[0]:rows[1], cols[0]:cols[1], :, block])
+            xp.copyto(gx, plane.transpose(2, 3, 0, 1))
+            self.ws.give(plane)
+            return
+        gx[...] = 0
+        for block, r_h, rows, r_w, cols in pieces:
+            if rows[1] > rows[0] and cols[1] > cols[0]:
+                self._window(gx, 2, r_h, rows, r_w, cols)[...] += \
+                    g[rows[0]:rows[1], cols[0]:cols[1], :, block].transpose(2, 3, 0, 1)
+
+    def _how_pieces_cover_x(self):
+        """"disjoint" (every element of x in exactly one piece: the stride-2 phases), "first"
+        (the first piece covers all of x: the others add to it) or None (gx starts at 0)."""
+        C, H, Wd, sh, sw, ph, pw = self.real
+        exact, first = True, True
+        for (offsets, _, ranges), s, pad, size in zip(self.plans, (sh, sw), (ph, pw), (H, Wd)):
+            count = numpy.zeros(size, dtype=int)
+            for g, (r, (lo, hi)) in enumerate(zip(offsets, ranges)):
+                count[s * numpy.arange(lo, hi) + r - pad] += 1
+                first = first and (g > 0 or hi - lo == size)
+            exact = exact and bool((count == 1).all())
+        return "disjoint" if exact else "first" if first else None
+
+    def _stack_index(self, xp):
+        """Index arrays putting the kernel's (KH, KW) taps in the (GH, 3, GW, 3) slots."""
+        (_, taps_h, _), (_, taps_w, _) = self.plans
+        gh, uh = (xp.asarray(numpy.array(v)[:, None]) for v in zip(*taps_h))
+        gw, uw = (xp.asarray(numpy.array(v)[None, :]) for v in zip(*taps_w))
+        return gh, uh, gw, uw
+
+    def forward(self, xp, x, W, b, keep_V, keep_U):
+        OC, C, KH, KW = W.shape
+        GH, GW = len(self.plans[0][0]), len(self.plans[1][0])
+        W6 = xp.zeros((GH, 3, GW, 3, OC, C), dtype=W.dtype)
+        W6[self._stack_index(xp)] = W.transpose(2, 3, 0, 1)
+        W3 = xp.ascontiguousarray(W6.transpose(4, 0, 2, 5, 1, 3)).reshape(OC, -1, 3, 3)
+        return super().forward(xp, x, W3, b, keep_V, keep_U)
+
+    def backward(self, xp, gy, x, need_x, need_W, need_b):
+        gx, gW3, gb = super().backward(xp, gy, x, need_x, need_W, need_b)
+        if gW3 is not None:
+            GH, GW = len(self.plans[0][0]), len(self.plans[1][0])
+            OC, C = gW3.shape[0], self.real[0]
+            gW6 = gW3.reshape(OC, GH, GW, C, 3, 3).transpose(1, 4, 2, 5, 0, 3)
+            gW3 = xp.ascontiguousarray(gW6[self._stack_index(xp)].transpose(2, 3, 0, 1))
+        return gx, gW3, gb
+
+
+def _fill_piece(xp, piece, rows, cols, src):
+    """piece[rows, cols] = src, zero around it (a piece's plane, (Hp, Wp, m, C))."""
+    _zero_border(piece, rows[0], cols[0], rows[1] - rows[0], cols[1] - cols[0])
+    if rows[1] > rows[0] and cols[1] > cols[0]:
+        xp.copyto(piece[rows[0]:rows[1], cols[0]:cols[1]], src)
 
 
 def _products(xp, a, b, out):

@@ -4,10 +4,11 @@ from minidl.functions import conv as conv_module
 
 
 def test_conv_paths_of_the_benchmarked_layers(monkeypatch):
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 20)  # as with AVX2 BLAS kernels
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 6)  # as with AVX2 BLAS kernels
     cases = {name: (make, shape) for name, make, _, shape, _ in layer_cases(batch=4)}
     assert conv_path(*cases["conv3x3 s1 32->64 @14"]) == "winograd"
     assert conv_path(*cases["conv3x3 s1 1->32 @28"]) == "im2col per image"
     assert conv_path(*cases["conv3x3 s2 32->64 @28"]) == "im2col"
-    assert conv_path(*cases["conv5x5 s1 32->64 @14"]) == "im2col"
+    assert conv_path(*cases["conv5x5 s1 32->64 @14"]) == "winograd 3x3 pieces"
+    assert conv_path(*cases["conv5x5 s2 32->64 @28"]) == "winograd 3x3 pieces"
     assert conv_path(*cases["maxpool 2x2 s2 32@28"]) == "-"

@@ -63,27 +63,32 @@ def test_threads_give_the_serial_results(threads, rng, name, n):
 
 
 @pytest.mark.parametrize("n", [2, 3])
-@pytest.mark.parametrize("path", ["winograd", "im2col stride 2", "im2col wide rows"])
+@pytest.mark.parametrize("path", ["winograd", "winograd 5x5", "winograd 5x5 stride 2",
+                                  "im2col stride 2", "im2col wide rows"])
 def test_conv_chunks_side_by_side_give_the_serial_results(threads, rng, monkeypatch, n, path):
     """conv2d runs whole chunks of images per thread (BLAS on one thread each) and adds their
     weight and bias gradients in chunk order: the same values as one thread, to BLAS's
-    rounding, for Winograd and for im2col."""
+    rounding, for Winograd (3x3, and 5x5 as stacked 3x3 pieces) and for im2col."""
     from minidl.functions import conv as conv_module
     from minidl.functions import winograd as winograd_module
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if path == "winograd" else np.inf)
+    winograd = path.startswith("winograd")
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
     monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf)  # odd sizes
     monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if "wide" in path else -1)
     monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
     stride = 2 if "stride 2" in path else 1
+    k = 5 if "5x5" in path else 3
     arrays = [rng.standard_normal(s).astype(np.float32)
-              for s in [(7, 6, 9, 8), (5, 6, 3, 3), (5,)]]
+              for s in [(7, 6, 9, 8), (5, 6, k, k), (5,)]]
     g = rng.standard_normal((64,)).astype(np.float32)
 
     def op(x, w, b):
-        y = conv2d(x, w, b, stride=stride, padding=1)
-        assert y.creator.winograd == (path == "winograd")
-        chunks = y.creator.wino.chunks if path == "winograd" else y.creator.layout.chunks()
+        y = conv2d(x, w, b, stride=stride, padding=k // 2)
+        assert y.creator.winograd == winograd
+        chunks = y.creator.wino.chunks if winograd else y.creator.layout.chunks()
         assert len(chunks) == 7
         return y
 

@@ -53,6 +53,10 @@ CASES = [
     ((2, 4, 5, 5), (6, 2, 3, 3), 1, 1, 1, 2, True),          # groups
     ((2, 4, 6, 5), (4, 1, 3, 3), 2, 1, 1, 4, True),          # depthwise, strided
     ((1, 1, 3, 3), (1, 1, 3, 3), 1, 0, 1, 1, True),          # 1x1 output
+    ((2, 3, 9, 8), (4, 3, 5, 5), 1, 2, 1, 1, True),          # 5x5: Winograd stacks pieces:
+    ((2, 2, 8, 9), (3, 2, 5, 5), 1, 0, 1, 1, False),         #   shifted by 2 (stride 1)
+    ((2, 3, 11, 10), (4, 3, 5, 5), 2, 2, 1, 1, True),        #   or phases (stride 2)
+    ((2, 2, 9, 8), (3, 2, 5, 5), 2, 1, 1, 1, False),
 ]
 
 
@@ -69,8 +73,8 @@ def _float64():
 def rows(request, monkeypatch):
     """Stride-1 convolutions with wide rows (whatever they waste) or with exact windows, every
     ungrouped convolution on NumPy with one product per image (exact windows), and every
-    ungrouped 3x3 stride-1 convolution through Winograd's F(2x2, 3x3), on every backend
-    (elsewhere exact windows)."""
+    ungrouped 3x3 stride-1 and 5x5 stride-1 or 2 convolution through Winograd's F(2x2, 3x3),
+    on every backend (elsewhere exact windows)."""
     monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if request.param == "wide" else -1)
     monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS",
                         np.inf if request.param == "per-image" else 0)
@@ -112,6 +116,7 @@ def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride, rows):
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
     monkeypatch.setattr(conv_module, "_PER_IMAGE_CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
     chunked = run()
     monkeypatch.setattr(conv_module, "_KEEP_COL_BYTES", 0)  # backward redoes im2col
     redone = run()
@@ -280,8 +285,30 @@ def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng, mon
     assert not winograd(c=16, oc=256)
     assert not winograd(stride=2)
     assert not winograd(dilation=2)
-    assert not winograd(k=5)
+    assert not winograd(k=5)   # 5x5 stride 1 needs depth 2.5 * 20 here
     assert not winograd(groups=2)
+
+
+def test_stacked_winograd_for_deep_enough_5x5_layers(xp, rng, monkeypatch):
+    """5x5 kernels go through Winograd as a stack of 3x3 pieces when deep enough: stride 2 at
+    the 3x3 minimum depth, stride 1 at 2.5 times it; not rectangular kernels or strides, nor
+    7x7 kernels."""
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 6)
+    def path(c=32, oc=64, size=14, k=(5, 5), **kw):
+        x = Tensor(dev(xp, rng.standard_normal((2, c, size, size)), np.float32))
+        W = Tensor(dev(xp, rng.standard_normal((oc, c, *k)), np.float32), requires_grad=True)
+        fn = F.conv2d(x, W, padding=(k[0] // 2, k[1] // 2), **kw).creator
+        return type(fn.wino).__name__ if fn.winograd else "im2col"
+    numpy = minidl.get_backend().name == "numpy"
+    assert path() == ("StackedWinograd" if numpy else "im2col")
+    assert path(stride=2, size=28) == ("StackedWinograd" if numpy else "im2col")
+    assert path(c=16, oc=32, stride=2, size=28) == ("StackedWinograd" if numpy else "im2col")
+    assert path(c=16, oc=32, size=28) == "im2col"          # depth 10.7 < 15
+    assert path(c=8, oc=16, stride=2, size=28) == "im2col"  # depth 5.3 < 6
+    assert path(stride=(2, 1), size=28) == "im2col"
+    assert path(k=(5, 3)) == "im2col"
+    assert path(k=(7, 7)) == "im2col"
+    assert path(k=(3, 3), stride=2, size=28) == "im2col"
 
 
 @pytest.mark.parametrize("size, pad", [((14, 14), 1), ((9, 12), 0), ((7, 10), 2)])
@@ -303,6 +330,35 @@ def test_winograd_float32_matches_im2col(rng, monkeypatch, size, pad):
         assert y.creator.winograd == winograd
         assert not winograd or len(y.creator.wino.chunks) > 1
         y.backward(gy[:y.size].reshape(y.shape))  # positive: gb's sums don't cancel
+        return [host(y)] + [host(t.grad) for t in ts]
+
+    for fast, ref in zip(run(True), run(False)):
+        assert fast.dtype == np.float32
+        assert rel_err(fast, ref) <= 3e-6
+
+
+@pytest.mark.parametrize("size, k, stride, pad", [((14, 14), 5, 1, 2), ((11, 13), 5, 1, 1),
+                                                  ((28, 28), 5, 2, 2), ((15, 12), 5, 2, 1)])
+def test_stacked_winograd_float32_matches_im2col(rng, monkeypatch, size, k, stride, pad):
+    """float32 5x5 convolutions through stacked 3x3 Winograd pieces (odd sizes, padding that
+    leaves the pieces partly outside x) against im2col, over several chunks of images."""
+    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
+    x = rng.standard_normal((9, 8, *size)).astype(np.float32)
+    W = (rng.standard_normal((12, 8, k, k)) / 20).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    gy = rng.uniform(0.5, 1.5, 9 * 12 * 28 * 28).astype(np.float32)
+
+    def run(winograd):
+        monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf if winograd else -1)
+        ts = [Tensor(a, requires_grad=True) for a in (x, W, b)]
+        y = F.conv2d(*ts, stride=stride, padding=pad)
+        assert y.creator.winograd == winograd
+        assert not winograd or (isinstance(y.creator.wino, winograd_module.StackedWinograd)
+                                and len(y.creator.wino.chunks) > 1)
+        y.backward(gy[:y.size].reshape(y.shape))
         return [host(y)] + [host(t.grad) for t in ts]
 
     for fast, ref in zip(run(True), run(False)):
