@@ -341,7 +341,7 @@ class Conv2d(Function):
                 gW_parts[k] = xp.matmul(gy2, col.transpose(0, 2, 1))
             if need_x:
                 gcol_buf = take(xp, C * KH * KW * size, dt)
-                gpad_buf = take(xp, n * C * (Hp * Wp + (KW - 1) * self.dilation[1]), dt)
+                gpad_buf = take(xp, self.layout.gpad_size(n), dt)
                 gcol = xp.matmul(W2t, gy2, out=gcol_buf.reshape(G, Cg * KH * KW, size))
                 self.layout.col2im(xp, gcol, n, gpad_buf, gx[n0:n1])
                 _workspace.give(gcol_buf, gpad_buf)
@@ -358,8 +358,7 @@ class Conv2d(Function):
         scratch = (take(xp, C * KH * KW * nb * OH * ow_cols, gy.dtype)
                    if need_W and self.cols is None else None)
         gcol_buf = take(xp, C * KH * KW * nb * OH * ow_cols, gy.dtype) if need_x else None
-        gpad_buf = (take(xp, nb * C * (Hp * Wp + (KW - 1) * self.dilation[1]), gy.dtype)
-                    if need_x else None)
+        gpad_buf = take(xp, self.layout.gpad_size(nb), gy.dtype) if need_x else None
         gW = xp.zeros((1, OC, C * KH * KW), dtype=gy.dtype) if need_W else None
         gb = xp.zeros(OC, dtype=gy.dtype) if need_b else None
         for n0, n1 in self.layout.chunks():

@@ -28,6 +28,18 @@ class ColumnLayout:
     def __init__(self, geom, stride, padding, dilation, groups, per_image, workspace):
         self.geom, self.stride, self.padding, self.dilation = geom, stride, padding, dilation
         self.groups, self.per_image, self.workspace = groups, per_image, workspace
+        N, C, H, Wd = geom[:4]
+        # strided exact windows (batch products): col2im adds into the stride's phases of x
+        self.phased = not geom[13] and not per_image and stride != (1, 1)
+        self.phase_hw = (-(-H // stride[0]), -(-Wd // stride[1]))
+
+    def gpad_size(self, n) -> int:
+        """Elements of the col2im scratch buffer for n images."""
+        N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp = self.geom[:12]
+        if self.phased:
+            (sh, sw), (Hq, Wq) = self.stride, self.phase_hw
+            return n * C * sh * sw * Hq * Wq
+        return n * C * (Hp * Wp + (KW - 1) * self.dilation[1])
 
     def padded(self, xp, x):
         """x zero-padded, in a flat buffer with slack after the last plane so that the wide
@@ -131,6 +143,8 @@ class ColumnLayout:
             if cover:  # first, as a copy
                 taps.remove(cover[0])
                 taps.insert(0, cover[0])
+        if self.phased:
+            return self._phased_col2im(xp, gcol, n, gpad_buf, out, rows, cols, taps)
         acc = gpad_buf[:n * C * P].reshape((C, n, P) if cn else (n, C, P))
 
         def channels(lo, hi):
@@ -159,6 +173,46 @@ class ColumnLayout:
                     else:
                         dst += src
             xp.copyto(out[:, lo:hi], plane.transpose(1, 0, 2, 3) if cn else plane)
+
+        parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
+
+    def _phased_col2im(self, xp, gcol, n, gpad_buf, out, rows, cols, taps):
+        """col2im for strided exact windows: each tap adds into one phase of x (rows h with
+        h % stride = r), where its outputs are neighbours -- unit-stride adds instead of
+        stride-2 ones -- and each phase then goes to NCHW in one copy.  A phase that one tap
+        covers starts as a copy of it, the others from zero.  3x3 stride 2 32->64 at 28x28,
+        a chunk of 9 images: 0.49 -> 0.34 ms."""
+        N, C, H, Wd = self.geom[:4]
+        (sh, sw), (Hq, Wq) = self.stride, self.phase_hw
+        acc = gpad_buf[:n * C * sh * sw * Hq * Wq].reshape(C, n, sh, sw, Hq, Wq)
+        adds = {}  # phase (r, s) -> [(tap, first phase row, first phase column)]
+        for i, j in taps:
+            (o0, o1, h0), (q0, q1, w0) = rows[i], cols[j]
+            adds.setdefault((h0 % sh, w0 % sw), []).append((i, j, h0 // sh, w0 // sw))
+        counts = [[-(-(size - r) // step) for r in range(step)]
+                  for size, step in ((H, sh), (Wd, sw))]
+
+        def covers(r, s, i, j, a0, b0):
+            (o0, o1, _), (q0, q1, _) = rows[i], cols[j]
+            return a0 == b0 == 0 and o1 - o0 == counts[0][r] and q1 - q0 == counts[1][s]
+
+        def channels(lo, hi):
+            for r in range(sh):
+                for s in range(sw):
+                    phase = acc[lo:hi, :, r, s, :counts[0][r], :counts[1][s]]
+                    todo = sorted(adds.get((r, s), []),
+                                  key=lambda t: not covers(r, s, *t))  # a covering tap first
+                    if not (todo and covers(r, s, *todo[0])):
+                        phase.fill(0)
+                    for k, (i, j, a0, b0) in enumerate(todo):
+                        (o0, o1, _), (q0, q1, _) = rows[i], cols[j]
+                        dst = phase[:, :, a0:a0 + o1 - o0, b0:b0 + q1 - q0]
+                        src = gcol[lo:hi, i, j, :, o0:o1, q0:q1]
+                        if k == 0 and covers(r, s, i, j, a0, b0):
+                            xp.copyto(dst, src)
+                        else:
+                            dst += src
+                    xp.copyto(out[:, lo:hi, r::sh, s::sw], phase.transpose(1, 0, 2, 3))
 
         parallel_for(C, channels, nbytes=gcol.nbytes, like=gcol)
 
