@@ -36,7 +36,10 @@ threads: their products are memory-bound, and per image they need no layout copy
 memory-bound transforms around them.  On a 2-core CPU with OpenBLAS's AVX2 kernels: 35% less time
 for the MNIST CNN's 32->64 conv and for 64->64 at 28x28, 43% for 128->128 (training); with its
 1.8x faster AVX-512 kernels 20-46%.  Only very shallow layers (C*OC/(C+OC) below 6-8, e.g.
-4->32) keep im2col (``_winograd_min_depth``).
+4->32) keep im2col (``_winograd_min_depth``).  5x5 convolutions with stride 1 or 2 take the
+same F(2x2, 3x3) as one 3x3 convolution over 4 pieces of the input stacked as channels
+(``StackedWinograd``: the stride's phases, or x shifted by whole tiles): 16 multiplies per
+output against im2col's 25, 20-27% less time for 32->64 layers (``_STACKED_WINOGRAD``).
 
 On the CPU
 ----------
