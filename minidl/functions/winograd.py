@@ -329,11 +329,15 @@ class Winograd3x3:
 
 
 def stacked_groups(k: int, stride: int) -> int | None:
-    """How many 3x3 stride-1 pieces a kernel of k taps with this stride splits into along one
-    axis (:class:`StackedWinograd`), or None when it does not split into pieces of 3 taps."""
+    """How many 3x3 stride-1 pieces :class:`StackedWinograd` splits a kernel of k taps with
+    this stride into along one axis, or None when it does not: stride 1 takes odd kernels
+    (pieces 2 taps apart, which share one input transform), stride 2 kernels of up to 6 taps
+    (the two phases, 3 taps each at most)."""
     if stride == 1:
-        return max(1, k // 2) if k >= 3 else None
-    return stride if k <= 3 * stride else None
+        return k // 2 if k >= 3 and k % 2 else None
+    if stride == 2:
+        return 2 if k <= 6 else None
+    return None
 
 
 def _axis_plan(k, s, pad, size, out):
@@ -369,15 +373,20 @@ class StackedWinograd(Winograd3x3):
     kernel's pieces as the 3x3 filters of those channels, zero where a piece has no tap (6 x 6
     slots for 25 taps).  Winograd then costs 16 multiplies per 2x2 outputs per stacked channel,
     64 per original channel: 16 per output, against 25 for the direct method, and its
-    products have K = 4*C.  The stacking is the copy into the padded tile planes that the 3x3
-    path makes anyway (``_fill_plane``); backward adds the pieces' gradients back into gx
-    (``_plane_to_gx``), and gW gathers the kernel's taps from the 3x3 filters' gradients.
+    products have K = 4*C.  With stride 1 the pieces' input tiles are one transform's tiles
+    shifted (``shared``), and their gradients add back into it; with stride 2 the phases are
+    laid side by side in the tile planes that the 3x3 path fills anyway (``_fill_plane``) and
+    go back to x from there (``_plane_to_gx``).  gW gathers the kernel's taps from the 3x3
+    filters' gradients.
     """
 
     def __init__(self, x_shape, W_shape, stride, padding, dtype, workspace):
         N, C, H, Wd = x_shape
         OC, _, KH, KW = W_shape
         (sh, sw), (ph, pw) = stride, padding
+        if sh != sw or stacked_groups(KH, sh) is None or stacked_groups(KW, sw) is None:
+            raise ValueError(f"StackedWinograd: a {KH}x{KW} kernel with stride {stride} does "
+                             "not split into 3x3 pieces (see stacked_groups)")
         OH, OW = (H + 2 * ph - KH) // sh + 1, (Wd + 2 * pw - KW) // sw + 1
         self.plans = (_axis_plan(KH, sh, ph, H, OH), _axis_plan(KW, sw, pw, Wd, OW))
         self.real = (C, H, Wd, sh, sw, ph, pw)
@@ -385,17 +394,16 @@ class StackedWinograd(Winograd3x3):
         super().__init__((N, G * C, OH + 2, OW + 2), (OC, G * C, 3, 3), (0, 0), dtype,
                          workspace)
         self.x_shape = tuple(x_shape)
-        self.cover = self._how_pieces_cover_x()
-        # stride 1: the pieces are the input shifted by whole tiles (2 rows), so their input
-        # tiles are those of ONE 3x3 Winograd over the padded x with a tile more per piece
-        # along each axis: transform x once (C channels) and copy the shifted tiles
+        # stride 1: the pieces are x shifted by whole tiles (2 rows), so their input tiles are
+        # those of ONE 3x3 Winograd over the padded x, with a tile more per further piece
+        # along each axis (odd kernels): transform x once (C channels), copy the shifted tiles
         self.shared = None
-        if (sh, sw) == (1, 1):
-            shared = Winograd3x3(x_shape, (OC, C, 3, 3), padding, dtype, workspace)
-            th, tw = self.geom[9:11]
+        if sh == 1:
+            self.shared = Winograd3x3(x_shape, (OC, C, 3, 3), padding, dtype, workspace)
             GH, GW = len(self.plans[0][0]), len(self.plans[1][0])
-            if shared.geom[9:11] == (th + GH - 1, tw + GW - 1):
-                self.shared = shared
+            assert self.shared.geom[9:11] == (self.geom[9] + GH - 1, self.geom[10] + GW - 1)
+        else:  # stride 2: every element of x is in exactly one phase, as one of its rows i
+            assert self._phases_cover_x_once()
 
     def _pieces(self):
         """(channel block, row offset, row range, column offset, column range) per piece."""
@@ -446,81 +454,49 @@ class StackedWinograd(Winograd3x3):
         self.shared._overlap_add(xp, buf.reshape(16, -1, C), gx)
         self.ws.give(buf)
 
-    def _window(self, a, axis, r_h, rows, r_w, cols):
-        """The view of a -- NCHW (axis 2) or an (H, W, m, C) plane (axis 0) -- whose elements
-        the rows x cols of a piece with offsets (r_h, r_w) hold."""
-        C, H, Wd, sh, sw, ph, pw = self.real
-        h0, w0 = sh * rows[0] + r_h - ph, sw * cols[0] + r_w - pw
-        return a[(slice(None),) * axis + (
-            slice(h0, h0 + sh * (rows[1] - rows[0] - 1) + 1, sh),
-            slice(w0, w0 + sw * (cols[1] - cols[0] - 1) + 1, sw))]
-
     def _fill_plane(self, xp, p, x):
-        """p (Hp, Wp, m, G*C) = the pieces of the images x (m, C, H, W), side by side as
-        channels.  x goes through one transposing copy; the pieces then come from a plane
-        layout (runs of channels), not from strided NCHW reads."""
-        pieces = list(self._pieces())
-        if self.cover == "first":  # stride 1: piece 0 from x, the others shifted copies of it
-            block0, r_h0, rows0, r_w0, cols0 = pieces[0]
-            _fill_piece(xp, p[..., block0], rows0, cols0,
-                        self._window(x, 2, r_h0, rows0, r_w0, cols0).transpose(2, 3, 0, 1))
-            for block, r_h, rows, r_w, cols in pieces[1:]:
-                dh, dw = r_h - r_h0, r_w - r_w0   # row i here is row i + dh of piece 0
-                _fill_piece(xp, p[..., block], rows, cols, p[rows[0] + dh:rows[1] + dh,
-                                                            cols[0] + dw:cols[1] + dw, :, block0])
-            return
-        plane = None
-        if self.cover == "disjoint":  # the phases: x as an (H, W, m, C) plane, then strided
-            plane = self.ws.take(xp, (x.shape[2], x.shape[3]) + x.shape[:2], x.dtype)
-            xp.copyto(plane, x.transpose(2, 3, 0, 1))
-        for block, r_h, rows, r_w, cols in pieces:
-            src = (self._window(plane, 0, r_h, rows, r_w, cols) if plane is not None else
-                   self._window(x, 2, r_h, rows, r_w, cols).transpose(2, 3, 0, 1))
-            _fill_piece(xp, p[..., block], rows, cols, src)
+        """Stride 2: p (Hp, Wp, m, 4*C) = the phases of the images x (m, C, H, W), side by side
+        as channels.  x goes through one transposing copy to an (H, W, m, C) plane; the
+        phases then come from it with runs of channels, not from strided NCHW reads."""
+        plane = self.ws.take(xp, (x.shape[2], x.shape[3]) + x.shape[:2], x.dtype)
+        xp.copyto(plane, x.transpose(2, 3, 0, 1))
+        for block, r_h, rows, r_w, cols in self._pieces():
+            piece = p[..., block]
+            _zero_border(piece, rows[0], cols[0], rows[1] - rows[0], cols[1] - cols[0])
+            if rows[1] > rows[0] and cols[1] > cols[0]:
+                xp.copyto(piece[rows[0]:rows[1], cols[0]:cols[1]],
+                          self._window(plane, r_h, rows, r_w, cols))
         self.ws.give(plane)
 
     def _plane_to_gx(self, xp, g, gx):
-        """gx (m, C, H, W) = the sum over the pieces of their gradients in g (Hp, Wp, m, G*C),
-        each added where its elements came from.  The adds and the stride-2 interleaving
-        happen in the plane layout; one transposing copy ends in NCHW."""
-        pieces = list(self._pieces())
-        if self.cover == "first":
-            block0, r_h0, rows0, r_w0, cols0 = pieces[0]
-            for block, r_h, rows, r_w, cols in pieces[1:]:
-                if rows[1] > rows[0] and cols[1] > cols[0]:
-                    dh, dw = r_h - r_h0, r_w - r_w0
-                    g[rows[0] + dh:rows[1] + dh, cols[0] + dw:cols[1] + dw, :, block0] += \
-                        g[rows[0]:rows[1], cols[0]:cols[1], :, block]
-            xp.copyto(self._window(gx, 2, r_h0, rows0, r_w0, cols0),
-                      g[rows0[0]:rows0[1], cols0[0]:cols0[1], :, block0].transpose(2, 3, 0, 1))
-            return
-        if self.cover == "disjoint":
-            plane = self.ws.take(xp, gx.shape[2:] + gx.shape[:2], gx.dtype)
-            for block, r_h, rows, r_w, cols in pieces:
-                if rows[1] > rows[0] and cols[1] > cols[0]:
-                    xp.copyto(self._window(plane, 0, r_h, rows, r_w, cols),
-                              g[rows[0]:rows[1], cols[0]:cols[1], :, block])
-            xp.copyto(gx, plane.transpose(2, 3, 0, 1))
-            self.ws.give(plane)
-            return
-        gx[...] = 0
-        for block, r_h, rows, r_w, cols in pieces:
+        """Stride 2: gx (m, C, H, W) from the phases' gradients in g (Hp, Wp, m, 4*C): each
+        phase goes back to its rows and columns of an (H, W, m, C) plane, which then goes to
+        NCHW in one transposing copy."""
+        plane = self.ws.take(xp, gx.shape[2:] + gx.shape[:2], gx.dtype)
+        for block, r_h, rows, r_w, cols in self._pieces():
             if rows[1] > rows[0] and cols[1] > cols[0]:
-                self._window(gx, 2, r_h, rows, r_w, cols)[...] += \
-                    g[rows[0]:rows[1], cols[0]:cols[1], :, block].transpose(2, 3, 0, 1)
+                xp.copyto(self._window(plane, r_h, rows, r_w, cols),
+                          g[rows[0]:rows[1], cols[0]:cols[1], :, block])
+        xp.copyto(gx, plane.transpose(2, 3, 0, 1))
+        self.ws.give(plane)
 
-    def _how_pieces_cover_x(self):
-        """"disjoint" (every element of x in exactly one piece: the stride-2 phases), "first"
-        (the first piece covers all of x: the others add to it) or None (gx starts at 0)."""
+    def _window(self, plane, r_h, rows, r_w, cols):
+        """The view of an (H, W, ...) plane of x that rows x cols of the phase with offsets
+        (r_h, r_w) hold."""
         C, H, Wd, sh, sw, ph, pw = self.real
-        exact, first = True, True
+        h0, w0 = sh * rows[0] + r_h - ph, sw * cols[0] + r_w - pw
+        return plane[h0:h0 + sh * (rows[1] - rows[0] - 1) + 1:sh,
+                     w0:w0 + sw * (cols[1] - cols[0] - 1) + 1:sw]
+
+    def _phases_cover_x_once(self) -> bool:
+        C, H, Wd, sh, sw, ph, pw = self.real
         for (offsets, _, ranges), s, pad, size in zip(self.plans, (sh, sw), (ph, pw), (H, Wd)):
             count = numpy.zeros(size, dtype=int)
-            for g, (r, (lo, hi)) in enumerate(zip(offsets, ranges)):
+            for r, (lo, hi) in zip(offsets, ranges):
                 count[s * numpy.arange(lo, hi) + r - pad] += 1
-                first = first and (g > 0 or hi - lo == size)
-            exact = exact and bool((count == 1).all())
-        return "disjoint" if exact else "first" if first else None
+            if not (count == 1).all():
+                return False
+        return True
 
     def _stack_index(self, xp):
         """Index arrays putting the kernel's (KH, KW) taps in the (GH, 3, GW, 3) slots."""
@@ -545,13 +521,6 @@ class StackedWinograd(Winograd3x3):
             gW6 = gW3.reshape(OC, GH, GW, C, 3, 3).transpose(1, 4, 2, 5, 0, 3)
             gW3 = xp.ascontiguousarray(gW6[self._stack_index(xp)].transpose(2, 3, 0, 1))
         return gx, gW3, gb
-
-
-def _fill_piece(xp, piece, rows, cols, src):
-    """piece[rows, cols] = src, zero around it (a piece's plane, (Hp, Wp, m, C))."""
-    _zero_border(piece, rows[0], cols[0], rows[1] - rows[0], cols[1] - cols[0])
-    if rows[1] > rows[0] and cols[1] > cols[0]:
-        xp.copyto(piece[rows[0]:rows[1], cols[0]:cols[1]], src)
 
 
 def _products(xp, a, b, out):

@@ -366,6 +366,43 @@ def test_stacked_winograd_float32_matches_im2col(rng, monkeypatch, size, k, stri
         assert rel_err(fast, ref) <= 3e-6
 
 
+@pytest.mark.parametrize("hw, k, stride, pad", [
+    ((9, 12), 5, 2, 1), ((11, 11), 4, 2, 1), ((13, 13), 6, 2, 2), ((1, 9), 5, 2, 2),
+    ((10, 7), 5, 1, 0), ((8, 9), 7, 1, 3), ((2, 7), 5, 1, 2), ((12, 12), 3, 2, 1)])
+def test_stacked_winograd_splits_against_the_loops(rng, hw, k, stride, pad):
+    """StackedWinograd on its own, float64, for every split it takes -- odd kernels at
+    stride 1 (7x7: 3 pieces per axis), 3-6 taps at stride 2, an input of one row (an empty
+    phase) -- against the loops: y, and gx, gW, gb against autograd through the loops'
+    adjoint (conv2d's im2col)."""
+    from minidl.workspace import Workspace
+    x = rng.standard_normal((3, 2, *hw))
+    W, b = rng.standard_normal((3, 2, k, k)), rng.standard_normal(3)
+    ts = [Tensor(a, requires_grad=True) for a in (x, W, b)]
+    y = F.conv2d(*ts, stride=stride, padding=pad)
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+    wino = winograd_module.StackedWinograd(x.shape, W.shape, (stride, stride), (pad, pad),
+                                           np.float64, Workspace())
+    yw = wino.forward(np, x, W, b, keep_V=True, keep_U=True)
+    np.testing.assert_allclose(yw, naive_conv2d(x, W, b, (stride,) * 2, (pad,) * 2),
+                               rtol=1e-12, atol=1e-12)
+    for got, want in zip(wino.backward(np, gy, x, True, True, True), ts):
+        np.testing.assert_allclose(got, host(want.grad), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k, stride", [(4, 1), (2, 1), (7, 2), (5, 3)])
+def test_stacked_winograd_refuses_kernels_it_cannot_split(k, stride):
+    """Even kernels at stride 1 (pieces 2 taps apart would not share one transform), more
+    than 3 taps per phase, strides above 2: no split, and a clear error if asked."""
+    from minidl.workspace import Workspace
+    assert winograd_module.stacked_groups(k, stride) is None
+    with pytest.raises(ValueError, match=f"a {k}x{k} kernel with stride"):
+        winograd_module.StackedWinograd((2, 2, 16, 16), (3, 2, k, k), (stride, stride),
+                                        (1, 1), np.float32, Workspace())
+    assert [winograd_module.stacked_groups(*ks) for ks in [(5, 1), (7, 1), (5, 2), (6, 2)]] \
+        == [2, 3, 2, 2]
+
+
 def test_winograd_gives_its_kept_tiles_back(rng, monkeypatch):
     monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
     x = Tensor(rng.standard_normal((4, 32, 8, 8)).astype(np.float32), requires_grad=True)
