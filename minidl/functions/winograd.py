@@ -368,7 +368,7 @@ class StackedWinograd(Winograd3x3):
 
     along each axis, with t = s*u + r_g.  Stride 2 splits the input into its 2 phases (even and
     odd rows: r = 0, 1) and the kernel into taps (0, 2, 4) and (1, 3); stride 1 into the input
-    shifted by 0 and 2 rows and the kernel into taps 0-2 and 3-4 (r = 0, 2).  The pieces of
+    shifted by 0 and 2 rows and the kernel into taps 0-1 and 2-4 (r = 0, 2).  The pieces of
     both axes are stacked as channels -- (gh, gw, c), 4*C of them for a 5x5 kernel -- and the
     kernel's pieces as the 3x3 filters of those channels, zero where a piece has no tap (6 x 6
     slots for 25 taps).  Winograd then costs 16 multiplies per 2x2 outputs per stacked channel,
@@ -489,6 +489,7 @@ class StackedWinograd(Winograd3x3):
                      w0:w0 + sw * (cols[1] - cols[0] - 1) + 1:sw]
 
     def _phases_cover_x_once(self) -> bool:
+        """Whether every element of x is in exactly one phase's rows and columns."""
         C, H, Wd, sh, sw, ph, pw = self.real
         for (offsets, _, ranges), s, pad, size in zip(self.plans, (sh, sw), (ph, pw), (H, Wd)):
             count = numpy.zeros(size, dtype=int)
@@ -506,6 +507,8 @@ class StackedWinograd(Winograd3x3):
         return gh, uh, gw, uw
 
     def forward(self, xp, x, W, b, keep_V, keep_U):
+        """y = conv2d(x, W, b, stride, padding) for W (OC, C, KH, KW): its taps go into the
+        stacked 3x3 filters (OC, G*C, 3, 3), zero where a piece has no tap."""
         OC, C, KH, KW = W.shape
         GH, GW = len(self.plans[0][0]), len(self.plans[1][0])
         W6 = xp.zeros((GH, 3, GW, 3, OC, C), dtype=W.dtype)
@@ -514,13 +517,16 @@ class StackedWinograd(Winograd3x3):
         return super().forward(xp, x, W3, b, keep_V, keep_U)
 
     def backward(self, xp, gy, x, need_x, need_W, need_b):
+        """(gx, gW, gb) as Winograd3x3.backward; gW (OC, C, KH, KW) gathered from the
+        stacked 3x3 filters' gradients."""
         gx, gW3, gb = super().backward(xp, gy, x, need_x, need_W, need_b)
+        gW = None
         if gW3 is not None:
             GH, GW = len(self.plans[0][0]), len(self.plans[1][0])
             OC, C = gW3.shape[0], self.real[0]
             gW6 = gW3.reshape(OC, GH, GW, C, 3, 3).transpose(1, 4, 2, 5, 0, 3)
-            gW3 = xp.ascontiguousarray(gW6[self._stack_index(xp)].transpose(2, 3, 0, 1))
-        return gx, gW3, gb
+            gW = xp.ascontiguousarray(gW6[self._stack_index(xp)].transpose(2, 3, 0, 1))
+        return gx, gW, gb
 
 
 def _products(xp, a, b, out):
