@@ -29,6 +29,10 @@ from minidl.parallel import parallel_for
 
 __all__ = ["batch_norm"]
 
+# Without keeping x - mean, the variance pass centres this many bytes of images at a time
+# (cache-sized scratch instead of an x-sized buffer).
+_BLOCK_BYTES = 512 << 10
+
 
 def _as3(a):
     """(N, C) or (N, C, H, W) -> (N, C, L), a view."""
@@ -62,6 +66,42 @@ def _by_parts(xp, a3, work):
     return tuple(sum(results[k][i] for k in keys) for i in range(len(results[keys[0]])))
 
 
+def batch_mean_var(xp, x3, keep_centred):
+    """Per-channel mean and biased variance of x3 (N, C, L) over N and L, in two passes (the
+    mean, then the centred squares), and the centred x3 - mean (N, C, L) when
+    ``keep_centred`` (else None: it is made a few images at a time, in cache, and dropped)."""
+    N, C, L = x3.shape
+    M = x3.dtype.type(N * L)
+    mean = _by_parts(xp, x3, lambda lo, hi: (_channel_sum(xp, x3[lo:hi]),))[0] / M
+    xc = xp.empty(x3.shape, dtype=x3.dtype) if keep_centred else None
+    block = max(1, _BLOCK_BYTES // max(1, C * L * x3.dtype.itemsize))
+
+    def centre(lo, hi):
+        total = xp.zeros(C, dtype=x3.dtype)
+        scratch = None if keep_centred else xp.empty((min(block, hi - lo), C, L), x3.dtype)
+        for b0 in range(lo, hi, block):
+            b1 = min(hi, b0 + block)
+            c = xc[b0:b1] if keep_centred else scratch[:b1 - b0]
+            xp.subtract(x3[b0:b1], mean[:, None], out=c)
+            total += _channel_dot(xp, c, c)
+        return (total,)
+
+    var = _by_parts(xp, x3, centre)[0] / M
+    return mean, var, xc
+
+
+def update_running(running_mean, running_var, mean, var, M, momentum):
+    """running = (1 - momentum) * running + momentum * batch, in place, with the unbiased
+    variance var * M / (M - 1); nothing when running_mean is None."""
+    if running_mean is None:
+        return
+    m = momentum
+    running_mean *= 1 - m
+    running_mean += (m * mean).astype(running_mean.dtype)
+    running_var *= 1 - m
+    running_var += (m * M / (M - 1) * var).astype(running_var.dtype)
+
+
 class BatchNorm(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta; see the module docstring."""
 
@@ -73,24 +113,10 @@ class BatchNorm(Function):
         xp = B.get_array_module(x)
         x3 = _as3(x)
         N, C, L = x3.shape
-        M = N * L
         if self.training:
-            mean = _by_parts(xp, x3, lambda lo, hi: (_channel_sum(xp, x3[lo:hi]),))[0]
-            mean = mean / x.dtype.type(M)
-            xc = xp.empty(x3.shape, dtype=x.dtype)
-
-            def centre(lo, hi):
-                xp.subtract(x3[lo:hi], mean[:, None], out=xc[lo:hi])
-                return (_channel_dot(xp, xc[lo:hi], xc[lo:hi]),)
-
-            var = _by_parts(xp, x3, centre)[0] / x.dtype.type(M)
-            if self.running_mean is not None:
-                m = self.momentum
-                rm, rv = self.running_mean, self.running_var
-                rm *= 1 - m
-                rm += (m * mean).astype(rm.dtype)
-                rv *= 1 - m
-                rv += (m * M / (M - 1) * var).astype(rv.dtype)
+            mean, var, xc = batch_mean_var(xp, x3, keep_centred=True)
+            update_running(self.running_mean, self.running_var, mean, var, N * L,
+                           self.momentum)
         else:
             mean = self.running_mean.astype(x.dtype)
             var = self.running_var.astype(x.dtype)
@@ -141,22 +167,22 @@ class BatchNorm(Function):
         return gx
 
 
-def _check_channel_vector(v, name, C, x, allow_none=True):
+def _check_channel_vector(v, name, C, x, where, allow_none=True):
     if v is None:
         if allow_none:
             return None
-        raise ValueError(f"batch_norm: {name} is required when training=False")
+        raise ValueError(f"{where}: {name} is required when training=False")
     if isinstance(v, Tensor):
         arr = v.data
     elif B.is_array(v):
         arr = v
     else:
-        raise TypeError(f"batch_norm: {name} must be a Tensor or a backend array, got "
+        raise TypeError(f"{where}: {name} must be a Tensor or a backend array, got "
                         f"{type(v).__name__}")
     if tuple(arr.shape) != (C,):
-        raise ValueError(f"batch_norm: {name} must have shape ({C},) for an input with {C} "
+        raise ValueError(f"{where}: {name} must have shape ({C},) for an input with {C} "
                          f"channels, got {tuple(arr.shape)}")
-    B.check_same_device(x.data, arr, names=("x", name), where="batch_norm")
+    B.check_same_device(x.data, arr, names=("x", name), where=where)
     return v
 
 
@@ -176,31 +202,40 @@ def batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=None, tr
 
     Returns a Tensor of x's shape and dtype.
     """
-    x = _as_input(x, "x", "batch_norm")
+    x, stats, affine = _checked_args("batch_norm", x, running_mean, running_var, gamma, beta,
+                                     training, momentum, eps)
+    fn = BatchNorm(stats[0], stats[1], bool(training), float(momentum), float(eps))
+    if affine[0] is None:
+        return fn(x)
+    return fn(x, affine[0], affine[1])
+
+
+def _checked_args(where, x, running_mean, running_var, gamma, beta, training, momentum, eps):
+    """(x as a Tensor, [running_mean, running_var] arrays or None, [gamma, beta]) after the
+    checks every batch-norm entry point makes; errors name ``where`` and the argument."""
+    x = _as_input(x, "x", where)
     if x.ndim not in (2, 3, 4):
-        raise ValueError(f"batch_norm: x must be (N, C), (N, C, L) or (N, C, H, W), got shape "
+        raise ValueError(f"{where}: x must be (N, C), (N, C, L) or (N, C, H, W), got shape "
                          f"{tuple(x.shape)}")
     if x.dtype.kind != "f":
-        raise TypeError(f"batch_norm: x must be floating, got dtype {x.dtype}")
+        raise TypeError(f"{where}: x must be floating, got dtype {x.dtype}")
     C = x.shape[1]
     stats = []
     for name, v in (("running_mean", running_mean), ("running_var", running_var)):
         if isinstance(v, Tensor):
             v = v.data
-        stats.append(_check_channel_vector(v, name, C, x, allow_none=training))
+        stats.append(_check_channel_vector(v, name, C, x, where, allow_none=training))
     if training and (stats[0] is None) != (stats[1] is None):
-        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
-    affine = [_check_channel_vector(v, n, C, x) for n, v in (("gamma", gamma), ("beta", beta))]
+        raise ValueError(f"{where}: give both running_mean and running_var, or neither")
+    affine = [_check_channel_vector(v, n, C, x, where)
+              for n, v in (("gamma", gamma), ("beta", beta))]
     if (affine[0] is None) != (affine[1] is None):
-        raise ValueError("batch_norm: give both gamma and beta, or neither")
+        raise ValueError(f"{where}: give both gamma and beta, or neither")
     if training and x.size // C <= 1:
-        raise ValueError(f"batch_norm: training needs more than one value per channel, got "
+        raise ValueError(f"{where}: training needs more than one value per channel, got "
                          f"input shape {tuple(x.shape)}")
     if not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
-        raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
+        raise ValueError(f"{where}: momentum must be a number in [0, 1], got {momentum!r}")
     if not isinstance(eps, numbers.Real) or eps <= 0:
-        raise ValueError(f"batch_norm: eps must be a positive number, got {eps!r}")
-    fn = BatchNorm(stats[0], stats[1], bool(training), float(momentum), float(eps))
-    if affine[0] is None:
-        return fn(x)
-    return fn(x, affine[0], affine[1])
+        raise ValueError(f"{where}: eps must be a positive number, got {eps!r}")
+    return x, stats, affine

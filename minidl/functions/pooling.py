@@ -10,7 +10,8 @@ a slice-add; within one tap the slices never overlap, so ``+=`` is exact even wh
 input exactly (2x2 stride 2 on even sizes) each tap is a plain write into an empty buffer.
 
 Max pooling's commonest case, 2x2 stride 2 on even sizes, has its own path: two halvings on
-long runs (columns, then rows) that keep which half won for backward (``_halving_forward``).
+long runs (columns, then rows) that keep which half won for backward (``halving_max``; also
+used by :mod:`minidl.functions.batchnorm_pool`).
 
 Max pooling pads with -inf and sends each window's gradient to the FIRST maximal element in
 row-major order, as PyTorch does, so tied values (common after ReLU: windows of zeros) get the
@@ -106,57 +107,14 @@ class MaxPool2d(_Pool2d):
         self.xpad, self.y = xpad, y
         return y
 
-    # -- 2x2 windows, stride 2, even sizes: the pooling of almost every CNN ------------------
-    # Two halvings, each on long runs instead of 4 taps of OW-element rows: first across
-    # neighbouring columns (x as (pixels/2, 2): one flat strided run), then across neighbouring
-    # rows.  Forward keeps which half won at each level (bools, 5/8 byte per input pixel
-    # instead of the input and the output), and backward routes the gradient through them.
-    # Ties go to the left, then to the top, so the winner is the first maximum in row-major
-    # order, as in the general path; a NaN makes both row tests false, so it passes no
-    # gradient, also as there.
+    # -- 2x2 windows, stride 2, even sizes: the pooling of almost every CNN (halving_max) ------
     def _halving_forward(self, xp, x):
-        N, C, H, W = x.shape
-        x = xp.ascontiguousarray(x)
-        y = xp.empty((N, C, H // 2, W // 2), dtype=x.dtype)
-        right = xp.empty(N * C * H * W // 2, dtype=bool)   # column level: right one won
-        top = xp.empty(N * C * H * W // 4, dtype=bool)     # row level: top row won
-        bottom = xp.empty(N * C * H * W // 4, dtype=bool)  # row level: bottom row won
-        per_image = C * H * W
-
-        def part(lo, hi):
-            pairs = x[lo:hi].reshape(-1, 2)
-            r = right[lo * per_image // 2:hi * per_image // 2]
-            xp.greater(pairs[:, 1], pairs[:, 0], out=r)
-            rows = xp.maximum(pairs[:, 0], pairs[:, 1]).reshape(-1, 2, W // 2)
-            t, b = top[lo * per_image // 4:hi * per_image // 4], \
-                bottom[lo * per_image // 4:hi * per_image // 4]
-            upper, lower = rows[:, 0], rows[:, 1]
-            xp.greater_equal(upper, lower, out=t.reshape(upper.shape))
-            xp.greater(lower, upper, out=b.reshape(upper.shape))
-            xp.maximum(upper, lower, out=y[lo:hi].reshape(upper.shape))
-
-        parallel_for(N, part, nbytes=x.nbytes, like=x)
-        self.right, self.top, self.bottom = right, top, bottom
+        y, self.winners = halving_max(xp, x)
         return y
 
     def _halving_backward(self, xp, gy):
-        N, C, H, W = self.x_shape
         gx = xp.empty(self.x_shape, dtype=gy.dtype)
-        per_image = C * H * W
-
-        def part(lo, hi):
-            g = xp.ascontiguousarray(gy[lo:hi]).reshape(-1, W // 2)
-            quarter = slice(lo * per_image // 4, hi * per_image // 4)
-            rows = xp.empty((g.shape[0], 2, W // 2), dtype=gy.dtype)
-            xp.multiply(g, self.top[quarter].reshape(g.shape), out=rows[:, 0])
-            xp.multiply(g, self.bottom[quarter].reshape(g.shape), out=rows[:, 1])
-            rows = rows.reshape(-1)
-            pairs = gx[lo:hi].reshape(-1, 2)
-            xp.multiply(rows, self.right[lo * per_image // 2:hi * per_image // 2],
-                        out=pairs[:, 1])
-            xp.subtract(rows, pairs[:, 1], out=pairs[:, 0])  # exact: g - g or g - 0
-
-        parallel_for(N, part, nbytes=gx.nbytes, like=gx)
+        halving_route(xp, gy, self.winners, gx)
         return gx
 
     def backward(self, gy):
@@ -195,6 +153,70 @@ class MaxPool2d(_Pool2d):
 
         parallel_for(N, part, nbytes=gpad.nbytes, like=gy)
         return self._crop(gpad)
+
+
+# Two halvings, each on long runs instead of 4 taps of OW-element rows: first across
+# neighbouring columns (x as (pixels/2, 2): one flat strided run), then across neighbouring rows.
+# Forward keeps which half won at each level (bools, 5/8 byte per input pixel instead of the
+# input and the output), and backward routes the gradient through them.  Ties go to the left,
+# then to the top, so the winner is the first maximum in row-major order, as in the general
+# path; a NaN makes both row tests false, so it passes no gradient, also as there.
+def halving_max(xp, x):
+    """2x2 stride-2 max pooling of x (N, C, H, W), H and W even: (y (N, C, H/2, W/2), the
+    winners for :func:`halving_route`)."""
+    N, C, H, W = x.shape
+    x = xp.ascontiguousarray(x)
+    y = xp.empty((N, C, H // 2, W // 2), dtype=x.dtype)
+    right = xp.empty(N * C * H * W // 2, dtype=bool)   # column level: right one won
+    top = xp.empty(N * C * H * W // 4, dtype=bool)     # row level: top row won
+    bottom = xp.empty(N * C * H * W // 4, dtype=bool)  # row level: bottom row won
+    per_image = C * H * W
+
+    def part(lo, hi):
+        pairs = x[lo:hi].reshape(-1, 2)
+        r = right[lo * per_image // 2:hi * per_image // 2]
+        xp.greater(pairs[:, 1], pairs[:, 0], out=r)
+        rows = xp.maximum(pairs[:, 0], pairs[:, 1]).reshape(-1, 2, W // 2)
+        t, b = top[lo * per_image // 4:hi * per_image // 4], \
+            bottom[lo * per_image // 4:hi * per_image // 4]
+        upper, lower = rows[:, 0], rows[:, 1]
+        xp.greater_equal(upper, lower, out=t.reshape(upper.shape))
+        xp.greater(lower, upper, out=b.reshape(upper.shape))
+        xp.maximum(upper, lower, out=y[lo:hi].reshape(upper.shape))
+
+    parallel_for(N, part, nbytes=x.nbytes, like=x)
+    return y, (x.shape, right, top, bottom)
+
+
+def halving_route(xp, gy, winners, gx, add=False, images=None):
+    """gx (N, C, H, W, contiguous) = each window's gradient gy (N, C, H/2, W/2) at its winner
+    and 0 elsewhere, or with ``add`` gx += that.  ``images`` (lo, hi) does only those images
+    (the caller splits the work); None splits them over host threads."""
+    (N, C, H, W), right, top, bottom = winners
+    per_image = C * H * W
+
+    def part(lo, hi):
+        g = xp.ascontiguousarray(gy[lo:hi]).reshape(-1, W // 2)
+        quarter = slice(lo * per_image // 4, hi * per_image // 4)
+        rows = xp.empty((g.shape[0], 2, W // 2), dtype=gy.dtype)
+        xp.multiply(g, top[quarter].reshape(g.shape), out=rows[:, 0])
+        xp.multiply(g, bottom[quarter].reshape(g.shape), out=rows[:, 1])
+        rows = rows.reshape(-1)
+        pairs = gx[lo:hi].reshape(-1, 2)
+        won = right[lo * per_image // 2:hi * per_image // 2]
+        if add:
+            to_right = rows * won
+            pairs[:, 1] += to_right
+            rows -= to_right
+            pairs[:, 0] += rows
+        else:
+            xp.multiply(rows, won, out=pairs[:, 1])
+            xp.subtract(rows, pairs[:, 1], out=pairs[:, 0])  # exact: g - g or g - 0
+
+    if images is None:
+        parallel_for(N, part, nbytes=gx.nbytes, like=gx)
+    else:
+        part(*images)
 
 
 class AvgPool2d(_Pool2d):

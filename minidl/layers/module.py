@@ -263,17 +263,30 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x):
-        """The layers in order, except that a ReLU right before a MaxPool2d runs after it.
+        """The layers in order, except for two rewrites that give the same values:
 
-        The two orders give the same values and the same gradients, bit for bit: ReLU
-        keeps the order of its inputs, so the window's first maximum is the same element
-        (or, when it is <= 0, ReLU zeroes both its value and its gradient either way).  After
-        the pool, ReLU touches a quarter as many values (2x2 windows): in the MNIST CNN's
-        step that saves about 1 ms of 36 on a 2-core CPU."""
+        * a ReLU right before a MaxPool2d runs after it.  The two orders give the same values
+          and the same gradients, bit for bit: ReLU keeps the order of its inputs, so the
+          window's first maximum is the same element (or, when it is <= 0, ReLU zeroes both its
+          value and its gradient either way).  After the pool, ReLU touches a quarter as many
+          values (2x2 windows): in the MNIST CNN's step that saves about 1 ms of 36 on a
+          2-core CPU.
+        * on NumPy, a BatchNorm2d followed by a 2x2 stride-2 MaxPool2d (a ReLU between them
+          moved after the pool, as above) is one op, :meth:`BatchNorm2d.forward_max_pooled`:
+          the same values, normalising only the pooled quarter, and its backward one pass over
+          the input (MNIST CNN: about 1 ms less per step on a 2-core CPU).
+
+        Only plain layers are rewritten (no subclasses, no replaced ``forward``)."""
         layers = list(self._modules.values())
         i = 0
         while i < len(layers):
-            if i + 1 < len(layers) and _relu_then_max_pool(layers[i], layers[i + 1]):
+            fused = _batch_norm_then_max_pool(layers, i, x)
+            if fused:
+                x = layers[i].forward_max_pooled(x)
+                if fused == 3:   # the ReLU between them, after the pool
+                    x = layers[i + 1](x)
+                i += fused
+            elif i + 1 < len(layers) and _relu_then_max_pool(layers[i], layers[i + 1]):
                 x = layers[i](layers[i + 1](x))
                 i += 2
             else:
@@ -282,13 +295,39 @@ class Sequential(Module):
         return x
 
 
+def _plain(layer: Module, cls) -> bool:
+    """Whether ``layer`` is exactly a ``cls`` (not a subclass) with its own ``forward`` (not
+    one replaced on the instance, as :meth:`Module.summary` does to record shapes)."""
+    return type(layer) is cls and "forward" not in vars(layer)
+
+
 def _relu_then_max_pool(first: Module, second: Module) -> bool:
-    """Whether ``first`` is a plain ReLU and ``second`` a plain MaxPool2d (neither a subclass
-    nor with its ``forward`` replaced, as :meth:`Module.summary` does to record shapes)."""
+    """Whether ``first`` is a plain ReLU and ``second`` a plain MaxPool2d."""
     from minidl.layers.activation import ReLU
     from minidl.layers.pooling import MaxPool2d
-    return (type(first) is ReLU and type(second) is MaxPool2d
-            and "forward" not in vars(first) and "forward" not in vars(second))
+    return _plain(first, ReLU) and _plain(second, MaxPool2d)
+
+
+def _batch_norm_then_max_pool(layers, i, x) -> int:
+    """How many layers from ``layers[i]`` run as one batch norm + max pool op: 3 for plain
+    BatchNorm2d, ReLU, MaxPool2d(2), 2 for BatchNorm2d, MaxPool2d(2), else 0.  Only for a
+    NumPy input (N, C, H, W) with H and W even; elsewhere the layers run one by one."""
+    from minidl.layers.activation import ReLU
+    from minidl.layers.normalization import BatchNorm2d
+    from minidl.layers.pooling import MaxPool2d
+    if not _plain(layers[i], BatchNorm2d):
+        return 0
+    data = x.data if isinstance(x, Tensor) else x
+    if not (B.is_array(data) and B.backend_of(data).name == "numpy" and data.ndim == 4
+            and data.shape[2] % 2 == 0 and data.shape[3] % 2 == 0 and data.shape[2] > 0
+            and data.shape[3] > 0 and data.dtype.kind == "f"):
+        return 0
+    j = i + 1 + (i + 1 < len(layers) and _plain(layers[i + 1], ReLU))
+    if j < len(layers) and _plain(layers[j], MaxPool2d) and \
+            (layers[j].kernel_size, layers[j].stride, layers[j].padding) == ((2, 2),) * 2 + \
+            ((0, 0),):
+        return j - i + 1
+    return 0
 
 
 def check_input(layer: Module, x, expected: str, ndim=None, sizes=None) -> Tensor:

@@ -12,6 +12,7 @@ import numbers
 from minidl import backend as B
 from minidl import init as initializers
 from minidl.autograd import Parameter
+from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
 from minidl.functions.normalization import batch_norm
 from minidl.layers.module import Module, check_input
 
@@ -44,6 +45,11 @@ class _BatchNorm(Module):
         self.register_buffer("num_batches_tracked", B.get_xp().zeros((), dtype="int64"))
 
     def forward(self, x):
+        return self._normalise(x, batch_norm)
+
+    def _normalise(self, x, op):
+        """op(x, running statistics, gamma, beta, ...) after the input checks, counting the
+        batch when training."""
         C = self.num_features
         x = check_input(self, x, self.layout.format(C=C), ndim=self.ranks, sizes={1: C})
         if x.dtype.kind != "f":
@@ -54,8 +60,8 @@ class _BatchNorm(Module):
         if self.training:
             count = self.num_batches_tracked
             count += 1  # in place: assigning the attribute would unregister the buffer
-        return batch_norm(x, self.running_mean, self.running_var, self.gamma, self.beta,
-                          training=self.training, momentum=self.momentum, eps=self.eps)
+        return op(x, self.running_mean, self.running_var, self.gamma, self.beta,
+                  training=self.training, momentum=self.momentum, eps=self.eps)
 
     def extra_repr(self):
         s = f"{self.num_features}"
@@ -78,3 +84,10 @@ class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W) inputs: statistics per channel over N, H and W."""
     ranks = (4,)
     layout = "with {C} channels (N, {C}, H, W)"
+
+    def forward_max_pooled(self, x):
+        """``max_pool2d(self(x), 2)`` as one op (:func:`minidl.functions.batch_norm_max_pool2d`:
+        the same values, a quarter of the normalising); x's H and W must be even.
+        :class:`minidl.layers.Sequential` takes it for a BatchNorm2d followed by a 2x2 max
+        pool."""
+        return self._normalise(x, batch_norm_max_pool2d)

@@ -227,6 +227,57 @@ def test_relu_before_max_pool_runs_after_it_with_the_same_values_and_gradients(x
     assert "MaxPool2d" in rows[1] and "(2, 3, 3, 4)" in rows[1]
 
 
+def test_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng):
+    """On NumPy, Sequential runs BatchNorm2d [-> ReLU] -> MaxPool2d(2) as one batch norm + pool
+    op (the ReLU after it): the same outputs and running statistics as the layers one by one,
+    the batch counted once, gradients to rounding.  Odd sizes, other pools, subclasses,
+    summary()'s hooks and the other backends keep the layers as written."""
+    from minidl.layers import BatchNorm2d, MaxPool2d
+
+    def build(*between):
+        bn = BatchNorm2d(3)
+        bn.gamma.data[...] = xp.asarray(np.array([1.5, -0.5, 0.8], np.float32))
+        return Sequential(bn, *between, MaxPool2d(2))
+
+    x = rng.standard_normal((4, 3, 6, 8)).astype(np.float32)
+    for between in ((ReLU(),), ()):
+        for training in (True, False):
+            s = build(*between)
+            s.train(training)
+            a, b = Tensor(xp.asarray(x), requires_grad=True), Tensor(xp.asarray(x),
+                                                                     requires_grad=True)
+            ya = s(a)
+            yb = b
+            for layer in s:
+                yb = layer(yb)
+            inner = ya.creator.inputs[0].creator if between else ya.creator
+            fused = minidl.get_backend().name == "numpy"
+            assert (type(inner).__name__ == "BatchNormMaxPool") == fused
+            np.testing.assert_array_equal(host(ya), host(yb))
+            gy = xp.asarray(rng.standard_normal(ya.shape).astype(np.float32))
+            ya.backward(gy)
+            yb.backward(gy)
+            np.testing.assert_allclose(host(a.grad), host(b.grad), rtol=1e-5, atol=1e-5)
+            assert int(host(s[0].num_batches_tracked)) == (2 if training else 0)
+
+    def takes_fused(s, shape=(2, 3, 6, 8)):
+        y = s(Tensor(xp.asarray(rng.standard_normal(shape).astype(np.float32))))
+        return type(y.creator).__name__ == "BatchNormMaxPool"
+
+    numpy = minidl.get_backend().name == "numpy"
+    assert takes_fused(build()) == numpy
+    assert not takes_fused(build(), shape=(2, 3, 7, 8))     # odd height: max pool drops a row
+    assert not takes_fused(Sequential(BatchNorm2d(3), MaxPool2d(3, stride=2)))
+
+    class MyBatchNorm(BatchNorm2d):
+        pass
+
+    assert not takes_fused(Sequential(MyBatchNorm(3), MaxPool2d(2)))
+    rows = build(ReLU()).summary((2, 3, 6, 8)).splitlines()[1:4]
+    assert "BatchNorm2d" in rows[0] and "(2, 3, 6, 8)" in rows[0]
+    assert "MaxPool2d" in rows[2] and "(2, 3, 3, 4)" in rows[2]
+
+
 def test_sequential_rejects_non_modules():
     with pytest.raises(TypeError, match="Sequential: layer 1 must be a Module, got function"):
         Sequential(ReLU(), lambda x: x)
