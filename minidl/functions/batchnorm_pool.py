@@ -1,8 +1,9 @@
-"""Batch norm followed by 2x2 stride-2 max pooling, as one op: the pair in every block of the
-MNIST CNN (conv -> batch norm -> ReLU -> max pool; ReLU runs after the pool, see
+"""Batch norm followed by 2x2 stride-2 max pooling, and optionally a ReLU, as one op: the
+conv -> batch norm -> ReLU -> max pool block of the MNIST CNN (see
 :meth:`minidl.layers.Sequential.forward`).
 
     x (N, C, H, W), H and W even  ->  y (N, C, H/2, W/2) = max_pool2d(batch_norm(x), 2)
+    (with relu: relu(y), which is also max_pool2d(relu(batch_norm(x)), 2): ReLU keeps order)
 
 Per channel, batch norm is the affine map  x -> (x - mean) * k + beta,  k = gamma / sqrt(var +
 eps).  When k > 0 it keeps the order of its inputs, so the window's maximum of the normalised
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 from minidl import backend as B
 from minidl.autograd import Function
+from minidl.functions.activation import relu_into
 from minidl.functions.normalization import (_as3, _by_parts, _channel_dot, _channel_sum,
                                             _checked_args, batch_mean_var, update_running)
 from minidl.functions.pooling import halving_max, halving_route
@@ -45,9 +47,9 @@ _BLOCK_BYTES = 512 << 10
 class BatchNormMaxPool(Function):
     """y = max_pool2d(batch_norm(x), 2); see the module docstring."""
 
-    def __init__(self, running_mean, running_var, training, momentum, eps):
+    def __init__(self, running_mean, running_var, training, momentum, eps, relu):
         self.running_mean, self.running_var = running_mean, running_var
-        self.training, self.momentum, self.eps = training, momentum, eps
+        self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
 
     def forward(self, x, gamma=None, beta=None):
         xp = B.get_array_module(x)
@@ -73,6 +75,9 @@ class BatchNormMaxPool(Function):
         y = centred * scale[per_channel]
         if beta is not None:
             y += beta[per_channel]
+        if self.relu:  # as F.relu: the gradient passes where y > 0; NaN propagates
+            self.positive = y > 0
+            relu_into(y, y)
         self.x, self.mean, self.inv_std, self.scale, self.centred = x, mean, inv_std, scale, \
             centred
         self.has_affine = gamma is not None
@@ -82,6 +87,8 @@ class BatchNormMaxPool(Function):
         xp = B.get_array_module(gy)
         x, mean, inv_std, scale = self.x, self.mean, self.inv_std, self.scale
         N, C, H, W = x.shape
+        if self.relu:
+            gy = gy * self.positive
         g3, c3 = _as3(gy), _as3(self.centred)
         sum_gy, sum_gy_xc = _by_parts(xp, g3, lambda lo, hi: (
             _channel_sum(xp, g3[lo:hi]), _channel_dot(xp, g3[lo:hi], c3[lo:hi])))
@@ -113,8 +120,10 @@ class BatchNormMaxPool(Function):
 
 
 def batch_norm_max_pool2d(x, running_mean=None, running_var=None, gamma=None, beta=None,
-                          training=False, momentum=0.1, eps=1e-5):
-    """``max_pool2d(batch_norm(x, ...), 2)`` in one op, for x (N, C, H, W) with H and W even.
+                          training=False, momentum=0.1, eps=1e-5, relu=False):
+    """``max_pool2d(batch_norm(x, ...), 2)`` in one op, for x (N, C, H, W) with H and W even;
+    with ``relu``, ``relu(max_pool2d(batch_norm(x, ...), 2))`` (the same as pooling after the
+    ReLU: it keeps order).
 
     The arguments are :func:`minidl.functions.batch_norm`'s, and so are the running
     statistics' update and the values (bit for bit); the gradients agree to rounding (sums
@@ -129,7 +138,8 @@ def batch_norm_max_pool2d(x, running_mean=None, running_var=None, gamma=None, be
     if x.ndim != 4 or x.shape[2] % 2 or x.shape[3] % 2 or min(x.shape[2:]) < 2:
         raise ValueError(f"batch_norm_max_pool2d: x must be (N, C, H, W) with H and W even "
                          f"(2x2 windows, stride 2), got shape {tuple(x.shape)}")
-    fn = BatchNormMaxPool(stats[0], stats[1], bool(training), float(momentum), float(eps))
+    fn = BatchNormMaxPool(stats[0], stats[1], bool(training), float(momentum), float(eps),
+                          bool(relu))
     if affine[0] is None:
         return fn(x)
     return fn(x, affine[0], affine[1])

@@ -7,6 +7,7 @@ the batch statistics and updates the running ones (momentum 0.1, unbiased varian
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 from minidl import backend as B
@@ -85,9 +86,9 @@ class BatchNorm2d(_BatchNorm):
     ranks = (4,)
     layout = "with {C} channels (N, {C}, H, W)"
 
-    def forward_max_pooled(self, x):
+    def forward_max_pooled(self, x, relu=False):
         """``max_pool2d(self(x), 2)`` as one op (:func:`minidl.functions.batch_norm_max_pool2d`:
-        the same values, a quarter of the normalising); x's H and W must be even.
-        :class:`minidl.layers.Sequential` takes it for a BatchNorm2d followed by a 2x2 max
-        pool."""
-        return self._normalise(x, batch_norm_max_pool2d)
+        the same values, a quarter of the normalising), with ``relu`` followed by a ReLU;
+        x's H and W must be even.  :class:`minidl.layers.Sequential` takes it for a
+        BatchNorm2d followed by a 2x2 max pool, with or without a ReLU between them."""
+        return self._normalise(x, functools.partial(batch_norm_max_pool2d, relu=relu))

@@ -27,9 +27,9 @@ def _inputs(rng, C=4, shape=(3, 4, 6, 8)):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("affine", [True, False])
-def test_same_values_running_stats_and_gradients_as_the_two_ops(xp, rng, dtype, training,
-                                                                affine):
+@pytest.mark.parametrize("affine, relu", [(True, False), (False, False), (True, True)])
+def test_same_values_running_stats_and_gradients_as_the_separate_ops(xp, rng, dtype, training,
+                                                                     affine, relu):
     x, gamma, beta = _inputs(rng)
     gy = rng.standard_normal((3, 4, 3, 4))
     runs = []
@@ -39,10 +39,11 @@ def test_same_values_running_stats_and_gradients_as_the_two_ops(xp, rng, dtype, 
               for a in ((x, gamma, beta) if affine else (x,))]
         args = (ts[0], rm, rv) + ((ts[1], ts[2]) if affine else (None, None))
         if fused:
-            y = F.batch_norm_max_pool2d(*args, training=training)
+            y = F.batch_norm_max_pool2d(*args, training=training, relu=relu)
             assert type(y.creator).__name__ == "BatchNormMaxPool"
         else:
             y = F.max_pool2d(F.batch_norm(*args, training=training), 2)
+            y = F.relu(y) if relu else y
         y.backward(dev(xp, gy, dtype))
         runs.append([host(y), host(rm), host(rv)] + [host(t.grad) for t in ts])
     (yf, rmf, rvf, *gf), (yu, rmu, rvu, *gu) = runs
@@ -55,13 +56,14 @@ def test_same_values_running_stats_and_gradients_as_the_two_ops(xp, rng, dtype, 
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_gradcheck(xp, rng, training):
+@pytest.mark.parametrize("relu", [False, True])
+def test_gradcheck(xp, rng, training, relu):
     minidl.set_default_dtype(np.float64)
     x, gamma, beta = _inputs(rng, C=3, shape=(2, 3, 4, 6))
     mean, var = dev(xp, rng.standard_normal(3)), dev(xp, rng.uniform(0.5, 2, 3))
     gradcheck(lambda *t: F.batch_norm_max_pool2d(t[0], None if training else mean,
                                                   None if training else var, t[1], t[2],
-                                                  training=training),
+                                                  training=training, relu=relu),
               [dev(xp, x), dev(xp, gamma), dev(xp, beta)])
 
 
