@@ -33,14 +33,15 @@ from minidl import backend as B
 from minidl.autograd import Function
 from minidl.functions.activation import relu_into
 from minidl.functions.normalization import (_as3, _by_parts, _channel_dot, _channel_sum,
-                                            _checked_args, batch_mean_var, update_running)
+                                            _checked_args, batch_mean_var, images_per_block,
+                                            update_running)
 from minidl.functions.pooling import halving_max, halving_route
 from minidl.parallel import parallel_for
 
 __all__ = ["batch_norm_max_pool2d"]
 
-# backward's affine map of x and the routing add run this many bytes of images at a time, so
-# the add finds the map's output in cache
+# on the host, backward's affine map of x and the routing add run this many bytes of images at
+# a time, so the add finds the map's output in cache
 _BLOCK_BYTES = 512 << 10
 
 
@@ -100,7 +101,7 @@ class BatchNormMaxPool(Function):
             # gx = (x - mean) * c1 + c0, then + k * gy at the winners
             c1 = (-scale * inv_std * sum_gy_xhat / M)[:, None, None]
             c0 = (-scale * sum_gy / M)[:, None, None]
-            block = max(1, _BLOCK_BYTES // max(1, C * H * W * gy.dtype.itemsize))
+            block = images_per_block(x, _BLOCK_BYTES)
 
             def images(lo, hi):
                 for b0 in range(lo, hi, block):

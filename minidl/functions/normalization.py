@@ -29,8 +29,9 @@ from minidl.parallel import parallel_for
 
 __all__ = ["batch_norm"]
 
-# Without keeping x - mean, the variance pass centres this many bytes of images at a time
-# (cache-sized scratch instead of an x-sized buffer).
+# On the host, the variance pass centres this many bytes of images at a time and sums their
+# squares while they are in cache (without keeping x - mean, that block is all the scratch it
+# needs).  On a GPU the whole batch is one block: every block costs kernel launches.
 _BLOCK_BYTES = 512 << 10
 
 
@@ -74,7 +75,7 @@ def batch_mean_var(xp, x3, keep_centred):
     M = x3.dtype.type(N * L)
     mean = _by_parts(xp, x3, lambda lo, hi: (_channel_sum(xp, x3[lo:hi]),))[0] / M
     xc = xp.empty(x3.shape, dtype=x3.dtype) if keep_centred else None
-    block = max(1, _BLOCK_BYTES // max(1, C * L * x3.dtype.itemsize))
+    block = images_per_block(x3, _BLOCK_BYTES)
 
     def centre(lo, hi):
         total = xp.zeros(C, dtype=x3.dtype)
@@ -88,6 +89,14 @@ def batch_mean_var(xp, x3, keep_centred):
 
     var = _by_parts(xp, x3, centre)[0] / M
     return mean, var, xc
+
+
+def images_per_block(a, nbytes):
+    """How many images of a (N, ...) to take at a time for about ``nbytes`` of them: all of
+    them off the host (one kernel per step on a GPU)."""
+    if B.backend_of(a).name != "numpy":
+        return max(1, a.shape[0])
+    return max(1, nbytes // max(1, a[0].nbytes))
 
 
 def update_running(running_mean, running_var, mean, var, M, momentum):
