@@ -33,8 +33,7 @@ from minidl import backend as B
 from minidl.autograd import Function
 from minidl.functions.activation import relu_into
 from minidl.functions.normalization import (_as3, _by_parts, _channel_dot, _channel_sum,
-                                            _checked_args, batch_mean_var, images_per_block,
-                                            update_running)
+                                            _checked_args, images_per_block, normalising_map)
 from minidl.functions.pooling import halving_max, halving_route
 from minidl.parallel import parallel_for
 
@@ -54,17 +53,7 @@ class BatchNormMaxPool(Function):
 
     def forward(self, x, gamma=None, beta=None):
         xp = B.get_array_module(x)
-        x3 = _as3(x)
-        N, C, L = x3.shape
-        if self.training:
-            mean, var, _ = batch_mean_var(xp, x3, keep_centred=False)
-            update_running(self.running_mean, self.running_var, mean, var, N * L,
-                           self.momentum)
-        else:
-            mean = self.running_mean.astype(x.dtype)
-            var = self.running_var.astype(x.dtype)
-        inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))
-        scale = inv_std if gamma is None else gamma * inv_std
+        mean, inv_std, scale, _ = normalising_map(self, xp, _as3(x), gamma, keep_centred=False)
         per_channel = (slice(None), None, None)
         if bool(B.to_host(xp.any(scale < 0))):  # those channels pool -x: the map's maximum
             sign = xp.where(scale < 0, -1, 1).astype(x.dtype)[per_channel]

@@ -99,6 +99,23 @@ def images_per_block(a, nbytes):
     return max(1, nbytes // max(1, a[0].nbytes))
 
 
+def normalising_map(fn, xp, x3, gamma, keep_centred):
+    """(mean, inv_std, scale = gamma * inv_std (inv_std without gamma), x3 - mean or None) of
+    the batch-norm Function ``fn`` (its training flag, running statistics, momentum and eps)
+    for x3 (N, C, L): the batch's statistics, updating the running ones, when training; the
+    running ones otherwise."""
+    if fn.training:
+        mean, var, xc = batch_mean_var(xp, x3, keep_centred)
+        update_running(fn.running_mean, fn.running_var, mean, var,
+                       x3.shape[0] * x3.shape[2], fn.momentum)
+    else:
+        mean = fn.running_mean.astype(x3.dtype)
+        var = fn.running_var.astype(x3.dtype)
+        xc = x3 - mean[:, None] if keep_centred else None
+    inv_std = 1 / xp.sqrt(var + x3.dtype.type(fn.eps))
+    return mean, inv_std, inv_std if gamma is None else gamma * inv_std, xc
+
+
 def update_running(running_mean, running_var, mean, var, M, momentum):
     """running = (1 - momentum) * running + momentum * batch, in place, with the unbiased
     variance var * M / (M - 1); nothing when running_mean is None."""
@@ -122,16 +139,7 @@ class BatchNorm(Function):
         xp = B.get_array_module(x)
         x3 = _as3(x)
         N, C, L = x3.shape
-        if self.training:
-            mean, var, xc = batch_mean_var(xp, x3, keep_centred=True)
-            update_running(self.running_mean, self.running_var, mean, var, N * L,
-                           self.momentum)
-        else:
-            mean = self.running_mean.astype(x.dtype)
-            var = self.running_var.astype(x.dtype)
-            xc = x3 - mean[:, None]
-        inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))
-        scale = inv_std if gamma is None else gamma * inv_std
+        mean, inv_std, scale, xc = normalising_map(self, xp, x3, gamma, keep_centred=True)
         y = xp.empty(x3.shape, dtype=x.dtype)
 
         def affine(lo, hi):
