@@ -58,7 +58,7 @@ from minidl import _openblas
 from minidl import backend as B
 from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
 from minidl.functions.im2col import ColumnLayout
-from minidl.functions.winograd import StackedWinograd, Winograd3x3, stacked_groups, tile_waste
+from minidl.functions.winograd import StackedWinograd, Winograd3x3, tile_waste
 from minidl.parallel import chunks_side_by_side, even_chunk_size, parallel_for, sum_in_order
 from minidl.workspace import Workspace
 

@@ -187,7 +187,7 @@ class ColumnLayout:
         acc = gpad_buf[:n * C * sh * sw * Hq * Wq].reshape(C, n, sh, sw, Hq, Wq)
         adds = {}  # phase (r, s) -> [(tap, first phase row, first phase column)]
         for i, j in taps:
-            (o0, o1, h0), (q0, q1, w0) = rows[i], cols[j]
+            h0, w0 = rows[i][2], cols[j][2]
             adds.setdefault((h0 % sh, w0 % sw), []).append((i, j, h0 // sh, w0 // sw))
         counts = [[-(-(size - r) // step) for r in range(step)]
                   for size, step in ((H, sh), (Wd, sw))]
