@@ -16,5 +16,6 @@ from minidl.functions.conv import conv2d, conv_output_size  # noqa: F401
 from minidl.functions.pooling import max_pool2d, avg_pool2d, global_avg_pool2d  # noqa: F401
 from minidl.functions.normalization import batch_norm  # noqa: F401
 from minidl.functions.batchnorm_pool import batch_norm_max_pool2d  # noqa: F401
+from minidl.functions.conv_bn_pool import conv2d_batch_norm_max_pool2d  # noqa: F401
 from minidl.functions.lrn import local_response_norm  # noqa: F401,E402
 from minidl.functions.adaptive_pooling import adaptive_avg_pool2d  # noqa: F401,E402

@@ -173,6 +173,30 @@ def _output_hw(where, hw, kernel, stride, padding, dilation=(1, 1)):
     return out
 
 
+def takes_winograd(backend: str, C, OC, kernel, OH, OW, stride=(1, 1), dilation=(1, 1),
+                   groups=1, per_image=None) -> bool:
+    """Whether conv2d goes through Winograd on ``backend`` for C -> OC channels, a ``kernel``
+    (KH, KW) and an (OH, OW) output: 3x3 stride 1 directly, a square kernel and stride in
+    _STACKED_WINOGRAD as a stack of 3x3 pieces (StackedWinograd); each when deep enough
+    (C*OC/(C+OC) of its own channels, _STACKED_WINOGRAD's multiple of the 3x3 one) and its
+    tiles overhang the output little enough.  ``per_image`` None: worked out as conv2d does
+    (one product per image, for the smallest convolutions on the host, excludes Winograd)."""
+    KH, KW = kernel
+    if per_image is None:
+        per_image = (backend == "numpy" and groups == 1
+                     and OC * C * KH * KW * OH * OW <= _PER_IMAGE_MAX_MACS)
+    if not (backend in _WINOGRAD_BACKENDS and groups == 1 and tuple(dilation) == (1, 1)
+            and not per_image and tile_waste(OH, OW) <= _WINOGRAD_MAX_WASTE):
+        return False
+    depth = _winograd_min_depth()
+    if (KH, KW) != (3, 3) or tuple(stride) != (1, 1):
+        key = (KH, stride[0])
+        if KH != KW or stride[0] != stride[1] or key not in _STACKED_WINOGRAD:
+            return False
+        depth *= _STACKED_WINOGRAD[key]
+    return C * OC >= depth * (C + OC)
+
+
 class Conv2d(Function):
     """y = conv2d(x, W) + b; see the module docstring for the GEMM layout."""
 
@@ -210,21 +234,9 @@ class Conv2d(Function):
                                    self.groups, self.per_image, _workspace)
 
     def _takes_winograd(self, x, C, OC, KH, KW, OH, OW) -> bool:
-        """Whether this convolution goes through Winograd: 3x3 stride 1 directly, a square
-        kernel and stride in _STACKED_WINOGRAD as a stack of 3x3 pieces (StackedWinograd);
-        each when deep enough (C*OC/(C+OC) of its own channels, _STACKED_WINOGRAD's multiple
-        of the 3x3 minimum) and its tiles overhang the output little enough."""
-        if not (B.backend_of(x).name in _WINOGRAD_BACKENDS and self.groups == 1
-                and self.dilation == (1, 1) and not self.per_image
-                and tile_waste(OH, OW) <= _WINOGRAD_MAX_WASTE):
-            return False
-        depth = _winograd_min_depth()
-        if (KH, KW) != (3, 3) or self.stride != (1, 1):
-            key = (KH, self.stride[0])
-            if KH != KW or self.stride[0] != self.stride[1] or key not in _STACKED_WINOGRAD:
-                return False
-            depth *= _STACKED_WINOGRAD[key]
-        return C * OC >= depth * (C + OC)
+        """Whether this convolution goes through Winograd (:func:`takes_winograd`)."""
+        return takes_winograd(B.backend_of(x).name, C, OC, (KH, KW), OH, OW, self.stride,
+                              self.dilation, self.groups, self.per_image)
 
     def forward(self, x, W, b=None):
         xp = B.get_array_module(x)

@@ -140,15 +140,16 @@ class Winograd3x3:
                             nbytes=nbytes, like=like)
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, xp, x, W, b, keep_V, keep_U):
+    def forward(self, xp, x, W, b, keep_V, keep_U, blocks=None):
         """y (N, OC, OH, OW) = conv2d(x, W, b, padding); keeps V (for gW) and U (for gx) as
-        asked."""
+        asked.  With ``blocks`` (see :class:`OutputBlocks`) the output stays in 2x2 blocks:
+        each chunk's go to ``blocks.done`` and forward returns None (b must be None)."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         dt, take = x.dtype, self.ws.take
         # U (16, OC, C) = G g G^T for every (filter, channel): W's 9 taps as rows
         U = xp.matmul(_kron(xp, "filter", dt), W.reshape(OC * C, 9).T).reshape(16, OC, C)
         Ut = U.transpose(0, 2, 1)
-        y = xp.empty((N, OC, OH, OW), dtype=dt)
+        y = None if blocks is not None else xp.empty((N, OC, OH, OW), dtype=dt)
         if keep_V:
             self.V = take(xp, 16 * C * N * th * tw, dt)
 
@@ -156,15 +157,20 @@ class Winograd3x3:
             n = n1 - n0
             T = n * th * tw
             scratch_V = None if keep_V else take(xp, 16 * C * T, dt)
-            M_buf, yt = take(xp, 16 * OC * T, dt), take(xp, 4 * OC * T, dt)
+            M_buf = take(xp, 16 * OC * T, dt)
+            yt = take(xp, 4 * OC * T, dt) if blocks is None else blocks.slot(k)
             V = self._chunk_V(n0, n1) if keep_V else scratch_V.reshape(16, T, C)
             self._input_transform(xp, x[n0:n1], V)
             M = _products(xp, V, Ut, M_buf.reshape(16, T, OC))
             xp.matmul(_kron(xp, "output", dt), M.reshape(16, T * OC), out=yt.reshape(4, -1))
-            self._scatter(xp, yt.reshape(2, 2, th, tw, n, OC), y[n0:n1], b)
-            self.ws.give(scratch_V, M_buf, yt)
+            if blocks is None:
+                self._scatter(xp, yt.reshape(2, 2, th, tw, n, OC), y[n0:n1], b)
+                self.ws.give(yt)
+            else:
+                blocks.done(k, yt.reshape(2, 2, th, tw, n, OC))
+            self.ws.give(scratch_V, M_buf)
 
-        self._each_chunk(chunk, nbytes=y.nbytes, like=y)
+        self._each_chunk(chunk, nbytes=N * OC * OH * OW * self.itemsize, like=x)
         self.U = U if keep_U else None
         return y
 
@@ -227,13 +233,14 @@ class Winograd3x3:
             self.ws.give(full)
 
     # -- backward -----------------------------------------------------------------------------
-    def backward(self, xp, gy, x, need_x, need_W, need_b):
+    def backward(self, xp, gy, x, need_x, need_W, need_b, blocks=None):
         """(gx, gW, gb) for gy (N, OC, OH, OW), each None when not asked.  gW and gb are
         summed chunk after chunk, in order (the same sums from run to run).  x is
         the forward's input: V is made again from it, chunk by chunk, when forward did not
-        keep it."""
+        keep it.  With ``blocks`` (:class:`OutputBlocks`) gy is None and each chunk's
+        gradient comes in 2x2 blocks from ``blocks.gradient`` (need_b must be False)."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
-        dt, take = gy.dtype, self.ws.take
+        dt, take = x.dtype, self.ws.take
         gx = xp.empty(self.x_shape, dtype=dt) if need_x else None
         gU_parts = [None] * len(self.chunks)   # each chunk's sum, added in order below
         redo = need_W and self.V is None
@@ -241,7 +248,8 @@ class Winograd3x3:
         def chunk(k, n0, n1):
             T = (n1 - n0) * th * tw
             gyt_buf, Mg = take(xp, 4 * OC * T, dt), take(xp, 16 * OC * T, dt).reshape(16, T, OC)
-            gyt = self._gather(xp, gy[n0:n1], gyt_buf)
+            gyt = self._gather(xp, gy[n0:n1], gyt_buf) if blocks is None else \
+                blocks.gradient(k, gyt_buf[:4 * OC * T].reshape(2, 2, th, tw, n1 - n0, OC))
             xp.matmul(_kron(xp, "output_T", dt), gyt.reshape(4, T * OC),
                       out=Mg.reshape(16, T * OC))
             V_buf = None
@@ -262,7 +270,7 @@ class Winograd3x3:
             self.ws.give(gyt_buf, Mg, V_buf)
 
         if need_x or need_W:
-            self._each_chunk(chunk, nbytes=gy.nbytes, like=gy)
+            self._each_chunk(chunk, nbytes=N * OC * OH * OW * self.itemsize, like=x)
         gb = None
         if need_b:
             gb = xp.zeros(OC, dtype=dt)

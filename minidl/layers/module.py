@@ -281,6 +281,11 @@ class Sequential(Module):
         layers = list(self._modules.values())
         i = 0
         while i < len(layers):
+            fused = _conv_then_batch_norm_max_pool(layers, i, x)
+            if fused:   # 4: with the ReLU between them, applied after the pool
+                x = layers[i + 1].forward_conv_max_pooled(layers[i], x, relu=fused == 4)
+                i += fused
+                continue
             fused = _batch_norm_then_max_pool(layers, i, x)
             if fused:   # 3: with the ReLU between them, applied after the pool
                 x = layers[i].forward_max_pooled(x, relu=fused == 3)
@@ -327,6 +332,33 @@ def _batch_norm_then_max_pool(layers, i, x) -> int:
             ((0, 0),):
         return j - i + 1
     return 0
+
+
+def _conv_then_batch_norm_max_pool(layers, i, x) -> int:
+    """How many layers from ``layers[i]`` run as one conv + batch norm + max pool op: 1 + what
+    :func:`_batch_norm_then_max_pool` fuses after a plain Conv2d 3x3, stride 1, without bias,
+    dilation or groups, whose output it fuses and conv2d would take Winograd for (on NumPy,
+    deep enough); else 0."""
+    from minidl.functions.conv import takes_winograd
+    from minidl.layers.conv import Conv2d
+    conv = layers[i]
+    if not (i + 1 < len(layers) and _plain(conv, Conv2d) and conv.b is None
+            and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1):
+        return 0
+    data = x.data if isinstance(x, Tensor) else x
+    if not (B.is_array(data) and B.backend_of(data).name == "numpy" and data.ndim == 4
+            and data.shape[1] == conv.in_channels and data.dtype.kind == "f"):
+        return 0
+    (ph, pw), OC = conv.padding, conv.out_channels
+    OH, OW = data.shape[2] + 2 * ph - 2, data.shape[3] + 2 * pw - 2
+    if OH <= 0 or OW <= 0 or getattr(layers[i + 1], "num_features", None) != OC:
+        return 0
+    out = numpy.broadcast_to(numpy.zeros((), data.dtype), (data.shape[0], OC, OH, OW))
+    fused = _batch_norm_then_max_pool(layers, i + 1, out)
+    if not fused or not takes_winograd("numpy", conv.in_channels, OC, (3, 3), OH, OW):
+        return 0
+    return 1 + fused
 
 
 def check_input(layer: Module, x, expected: str, ndim=None, sizes=None) -> Tensor:

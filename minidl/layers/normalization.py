@@ -14,6 +14,8 @@ from minidl import backend as B
 from minidl import init as initializers
 from minidl.autograd import Parameter
 from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
+from minidl.functions.conv import _output_hw
+from minidl.functions.conv_bn_pool import conv2d_batch_norm_max_pool2d
 from minidl.functions.normalization import batch_norm
 from minidl.layers.module import Module, check_input
 
@@ -92,3 +94,24 @@ class BatchNorm2d(_BatchNorm):
         x's H and W must be even.  :class:`minidl.layers.Sequential` takes it for a
         BatchNorm2d followed by a 2x2 max pool, with or without a ReLU between them."""
         return self._normalise(x, functools.partial(batch_norm_max_pool2d, relu=relu))
+
+    def forward_conv_max_pooled(self, conv, x, relu=False):
+        """``max_pool2d(self(conv(x)), 2)`` (with ``relu``, a ReLU before the pool) as one op
+        (:func:`minidl.functions.conv2d_batch_norm_max_pool2d`), for ``conv`` a 3x3 stride-1
+        :class:`minidl.layers.Conv2d` without bias, dilation or groups into this layer's
+        channels, whose output has an even height and width.  :class:`minidl.layers.Sequential`
+        takes it where conv2d would go through Winograd on the host."""
+        C = conv.in_channels
+        x = check_input(conv, x, f"with {C} channels (N, {C}, H, W)", ndim=4, sizes={1: C})
+        _output_hw(repr(conv), x.shape[2:], conv.kernel_size, conv.stride, conv.padding,
+                   conv.dilation)
+        B.check_same_device(self.running_mean, x.data,
+                            names=("the layer's running statistics", "the input"),
+                            where=repr(self))
+        if self.training:
+            count = self.num_batches_tracked
+            count += 1  # in place: assigning the attribute would unregister the buffer
+        return conv2d_batch_norm_max_pool2d(
+            x, conv.W, self.running_mean, self.running_var, self.gamma, self.beta,
+            padding=conv.padding, training=self.training, momentum=self.momentum,
+            eps=self.eps, relu=relu)

@@ -277,6 +277,70 @@ def test_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng):
     assert "MaxPool2d" in rows[2] and "(2, 3, 3, 4)" in rows[2]
 
 
+def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypatch):
+    """On NumPy, Sequential runs a 3x3 stride-1 Conv2d without bias that conv2d would take
+    through Winograd, then BatchNorm2d [-> ReLU] -> MaxPool2d(2), as one op: the same outputs
+    and running statistics as the layers one by one (to rounding: statistics summed in another
+    order), the batch counted once, the same gradients.  A bias, a stride, an odd output, a
+    subclass, summary()'s hooks, a layer too shallow for Winograd and the other backends keep
+    the layers as written."""
+    from minidl.functions import conv as conv_module
+    from minidl.layers import BatchNorm2d, Conv2d, MaxPool2d
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+
+    def build(*between, conv=None):
+        conv = conv or Conv2d(2, 3, 3, padding=1, bias=False)
+        bn = BatchNorm2d(3)
+        bn.gamma.data[...] = xp.asarray(np.array([1.5, -0.5, 0.8], np.float32))
+        return Sequential(conv, bn, *between, MaxPool2d(2))
+
+    x = rng.standard_normal((4, 2, 6, 8)).astype(np.float32)
+    numpy = minidl.get_backend().name == "numpy"
+    for between in ((ReLU(),), ()):
+        for training in (True, False):
+            s = build(*between)
+            s.train(training)
+            a, b = Tensor(xp.asarray(x), requires_grad=True), Tensor(xp.asarray(x),
+                                                                     requires_grad=True)
+            ya = s(a)
+            yb = b
+            for layer in s:
+                yb = layer(yb)
+            assert (type(ya.creator).__name__ == "ConvBatchNormMaxPool") == numpy
+            np.testing.assert_allclose(host(ya), host(yb), rtol=1e-5, atol=1e-5)
+            gy = xp.asarray(rng.standard_normal(ya.shape).astype(np.float32))
+            grads = []
+            for y, inp in ((ya, a), (yb, b)):
+                s.zero_grad()
+                y.backward(gy)
+                grads.append([host(inp.grad), host(s[0].W.grad), host(s[1].gamma.grad)])
+            for ga, gb in zip(*grads):
+                np.testing.assert_allclose(ga, gb, rtol=1e-4, atol=1e-5 * np.abs(gb).max())
+            assert int(host(s[1].num_batches_tracked)) == (2 if training else 0)
+
+    def takes_fused(s, shape=(2, 2, 6, 8)):
+        y = s(Tensor(xp.asarray(rng.standard_normal(shape).astype(np.float32))))
+        return type(y.creator).__name__ == "ConvBatchNormMaxPool"
+
+    assert takes_fused(build()) == numpy
+    assert not takes_fused(build(conv=Conv2d(2, 3, 3, padding=1)))              # a bias
+    assert not takes_fused(build(conv=Conv2d(2, 3, 3, padding=0)), (2, 2, 7, 8))  # 5x6 out
+    assert not takes_fused(Sequential(Conv2d(2, 3, 3, stride=2, padding=1, bias=False),
+                                      BatchNorm2d(3), MaxPool2d(2)), (2, 2, 12, 16))
+
+    class MyConv(Conv2d):
+        pass
+
+    assert not takes_fused(build(conv=MyConv(2, 3, 3, padding=1, bias=False)))
+    rows = build(ReLU()).summary((2, 2, 6, 8)).splitlines()[1:5]
+    assert "Conv2d" in rows[0] and "(2, 3, 6, 8)" in rows[0]
+    assert "MaxPool2d" in rows[3] and "(2, 3, 3, 4)" in rows[3]
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", None)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 1 << 18)
+    assert not takes_fused(build())                   # 2 -> 3 channels: im2col, not Winograd
+
+
 def test_sequential_rejects_non_modules():
     with pytest.raises(TypeError, match="Sequential: layer 1 must be a Module, got function"):
         Sequential(ReLU(), lambda x: x)
