@@ -173,6 +173,12 @@ def _output_hw(where, hw, kernel, stride, padding, dilation=(1, 1)):
     return out
 
 
+def takes_per_image(backend: str, C, OC, kernel, OH, OW, groups=1) -> bool:
+    """Whether conv2d takes one product per image (``_PER_IMAGE_MAX_MACS``, host only)."""
+    return (backend == "numpy" and groups == 1
+            and OC * C * kernel[0] * kernel[1] * OH * OW <= _PER_IMAGE_MAX_MACS)
+
+
 def takes_winograd(backend: str, C, OC, kernel, OH, OW, stride=(1, 1), dilation=(1, 1),
                    groups=1, per_image=None) -> bool:
     """Whether conv2d goes through Winograd on ``backend`` for C -> OC channels, a ``kernel``
@@ -183,8 +189,7 @@ def takes_winograd(backend: str, C, OC, kernel, OH, OW, stride=(1, 1), dilation=
     (one product per image, for the smallest convolutions on the host, excludes Winograd)."""
     KH, KW = kernel
     if per_image is None:
-        per_image = (backend == "numpy" and groups == 1
-                     and OC * C * KH * KW * OH * OW <= _PER_IMAGE_MAX_MACS)
+        per_image = takes_per_image(backend, C, OC, kernel, OH, OW, groups)
     if not (backend in _WINOGRAD_BACKENDS and groups == 1 and tuple(dilation) == (1, 1)
             and not per_image and tile_waste(OH, OW) <= _WINOGRAD_MAX_WASTE):
         return False
@@ -218,8 +223,8 @@ class Conv2d(Function):
         # wide rows cost (Wp - OW) / OW extra columns in every product and copy; exact rows
         # cost shorter copies.  Measured on the CPU with threaded copies: wide wins at 3.6%
         # and 7% waste (56x56, 28x28 3x3), exact wins at 14% and 29% (14x14 3x3 and 5x5)
-        self.per_image = (B.backend_of(x).name == "numpy" and self.groups == 1
-                          and OC * C * KH * KW * OH * OW <= _PER_IMAGE_MAX_MACS)
+        self.per_image = takes_per_image(B.backend_of(x).name, C, OC, (KH, KW), OH, OW,
+                                         self.groups)
         self.winograd = self._takes_winograd(x, C, OC, KH, KW, OH, OW)
         wide = (sh == 1 and sw == 1 and (Wp - OW) <= _WIDE_MAX_WASTE * OW
                 and not self.per_image)

@@ -98,7 +98,16 @@ def tile_waste(OH, OW) -> float:
 
 class Winograd3x3:
     """One conv2d call through F(2x2, 3x3): ``forward``, then at most one ``backward``;
-    ``release`` gives the kept buffers back.  Scratch arrays come from ``workspace``."""
+    ``release`` gives the kept buffers back.  Scratch arrays come from ``workspace``.
+
+    ``blocks``, when given to forward and backward, keeps the output in its 2x2 blocks (for an
+    op that works on them, :class:`minidl.functions.conv_bn_pool.ConvBatchNormMaxPool`); it
+    has three methods, each called in chunk k's thread:
+
+    * ``slot(k)``: a flat buffer of 4*OC*T elements for chunk k's output blocks;
+    * ``done(k, yt)``: chunk k's blocks yt (2, 2, th, tw, n, OC) are in that slot;
+    * ``gradient(k, out)``: write chunk k's output gradient, in the same blocks, into out
+      (2, 2, th, tw, n, OC) and return it."""
 
     def __init__(self, x_shape, W_shape, padding, dtype, workspace):
         N, C, H, Wd = x_shape
@@ -142,8 +151,8 @@ class Winograd3x3:
     # -- forward ------------------------------------------------------------------------------
     def forward(self, xp, x, W, b, keep_V, keep_U, blocks=None):
         """y (N, OC, OH, OW) = conv2d(x, W, b, padding); keeps V (for gW) and U (for gx) as
-        asked.  With ``blocks`` (see :class:`OutputBlocks`) the output stays in 2x2 blocks:
-        each chunk's go to ``blocks.done`` and forward returns None (b must be None)."""
+        asked.  With ``blocks`` (see the class docstring) the output stays in 2x2 blocks: each
+        chunk's go to ``blocks.done`` and forward returns None (b must be None)."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         dt, take = x.dtype, self.ws.take
         # U (16, OC, C) = G g G^T for every (filter, channel): W's 9 taps as rows
@@ -237,7 +246,7 @@ class Winograd3x3:
         """(gx, gW, gb) for gy (N, OC, OH, OW), each None when not asked.  gW and gb are
         summed chunk after chunk, in order (the same sums from run to run).  x is
         the forward's input: V is made again from it, chunk by chunk, when forward did not
-        keep it.  With ``blocks`` (:class:`OutputBlocks`) gy is None and each chunk's
+        keep it.  With ``blocks`` (see the class docstring) gy is None and each chunk's
         gradient comes in 2x2 blocks from ``blocks.gradient`` (need_b must be False)."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         dt, take = x.dtype, self.ws.take

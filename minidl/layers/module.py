@@ -337,9 +337,9 @@ def _batch_norm_then_max_pool(layers, i, x) -> int:
 def _conv_then_batch_norm_max_pool(layers, i, x) -> int:
     """How many layers from ``layers[i]`` run as one conv + batch norm + max pool op: 1 + what
     :func:`_batch_norm_then_max_pool` fuses after a plain Conv2d 3x3, stride 1, without bias,
-    dilation or groups, whose output it fuses and conv2d would take Winograd for (on NumPy,
-    deep enough); else 0."""
-    from minidl.functions.conv import takes_winograd
+    dilation or groups, whose output it fuses, on NumPy, where the fused op has a path for it
+    (:func:`minidl.functions.conv_bn_pool.fused_path`); else 0."""
+    from minidl.functions.conv_bn_pool import fused_path
     from minidl.layers.conv import Conv2d
     conv = layers[i]
     if not (i + 1 < len(layers) and _plain(conv, Conv2d) and conv.b is None
@@ -356,7 +356,7 @@ def _conv_then_batch_norm_max_pool(layers, i, x) -> int:
         return 0
     out = numpy.broadcast_to(numpy.zeros((), data.dtype), (data.shape[0], OC, OH, OW))
     fused = _batch_norm_then_max_pool(layers, i + 1, out)
-    if not fused or not takes_winograd("numpy", conv.in_channels, OC, (3, 3), OH, OW):
+    if not fused or fused_path("numpy", conv.in_channels, OC, OH, OW) is None:
         return 0
     return 1 + fused
 

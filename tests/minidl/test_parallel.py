@@ -171,18 +171,22 @@ def test_even_chunk_size_gives_whole_chunks_per_thread(threads):
 
 
 @pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("path", ["winograd", "per image"])
 def test_conv_batch_norm_pool_chunks_side_by_side_give_the_serial_results(threads, rng,
-                                                                          monkeypatch, n):
-    """conv2d_batch_norm_max_pool2d: each chunk's statistics, winners and gradient blocks made
-    in its own thread, the statistics and sums merged in chunk order: one thread's values to
-    rounding, the running statistics included."""
+                                                                          monkeypatch, n, path):
+    """conv2d_batch_norm_max_pool2d: each chunk's (Winograd) or block's (per image)
+    statistics, winners and gradients made in its own thread, the statistics and sums merged
+    in order: one thread's values to rounding, the running statistics included."""
     from minidl.functions import conv as conv_module
+    from minidl.functions import conv_bn_pool
     from minidl.functions import conv2d_batch_norm_max_pool2d
     from minidl.functions import winograd as winograd_module
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
-    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk
+    winograd = path == "winograd"
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
+    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk or block
     monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
+    monkeypatch.setattr(conv_bn_pool, "_IMAGE_BLOCK_BYTES", 1)
     arrays = [rng.standard_normal(s).astype(np.float32)
               for s in [(7, 6, 8, 6), (5, 6, 3, 3), (5,), (5,)]]
     arrays[2][1] = -0.5       # a channel that pools the minimum
@@ -193,7 +197,7 @@ def test_conv_batch_norm_pool_chunks_side_by_side_give_the_serial_results(thread
         stats = [np.zeros(5, np.float32), np.ones(5, np.float32)]
         running.append(stats)
         y = conv2d_batch_norm_max_pool2d(x, w, *stats, gamma, beta, training=True, relu=True)
-        assert len(y.creator.chunks) == 7
+        assert len(y.creator.chunks if winograd else y.creator.blocks) == 7
         return y
 
     threads(1)

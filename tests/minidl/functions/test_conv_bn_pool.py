@@ -10,7 +10,7 @@ import minidl
 from minidl import functions as F
 from minidl.autograd import Tensor
 from minidl.functions import conv as conv_module
-from minidl.functions import winograd
+from minidl.functions import conv_bn_pool, winograd
 from minidl.testing import gradcheck
 
 
@@ -22,11 +22,25 @@ def host(t):
     return minidl.to_host(t.data if isinstance(t, Tensor) else t)
 
 
+PATHS = {"winograd": "ConvBatchNormMaxPool", "per image": "ImageConvBatchNormMaxPool"}
+
+
+@pytest.fixture(params=list(PATHS))
+def path(request, monkeypatch):
+    """The fused op's two host paths, for the tests' small sizes: Winograd for every 3x3
+    stride-1 conv however shallow, or never Winograd (one product per image)."""
+    winograd = request.param == "winograd"
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
+    return request.param
+
+
 @pytest.fixture
-def any_depth(monkeypatch):
-    """Winograd for every 3x3 stride-1 conv on NumPy, however small (the tests' sizes)."""
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+def one_image_blocks(monkeypatch):
+    """Every chunk (Winograd) or block (per image) of the fused op holds one image."""
+    monkeypatch.setattr(winograd, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd, "_MIN_CHUNK_IMAGES", 1)
+    monkeypatch.setattr(conv_bn_pool, "_IMAGE_BLOCK_BYTES", 1)
 
 
 def _fused_here():
@@ -42,7 +56,7 @@ def _inputs(rng, N=5, C=3, OC=4, H=6, Wd=8):
     return x, W, gamma, rng.standard_normal(OC)
 
 
-def _both(xp, rng, dtype, training, affine, relu, inputs, padding=1):
+def _both(xp, rng, path, dtype, training, affine, relu, inputs, padding=1):
     """[y, running_mean, running_var, *grads] of the fused op and of the separate ops."""
     x, W, gamma, beta = inputs
     OC = W.shape[0]
@@ -55,7 +69,7 @@ def _both(xp, rng, dtype, training, affine, relu, inputs, padding=1):
         if fused:
             y = F.conv2d_batch_norm_max_pool2d(ts[0], ts[1], rm, rv, g, b, padding=padding,
                                                training=training, relu=relu)
-            expected = "ConvBatchNormMaxPool" if _fused_here() else "BatchNormMaxPool"
+            expected = PATHS[path] if _fused_here() else "BatchNormMaxPool"
             assert type(y.creator).__name__ == expected
         else:
             y = F.max_pool2d(F.batch_norm(F.conv2d(ts[0], ts[1], padding=padding), rm, rv, g, b,
@@ -73,32 +87,27 @@ def _both(xp, rng, dtype, training, affine, relu, inputs, padding=1):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("affine, relu", [(True, False), (False, False), (True, True)])
-def test_same_values_running_stats_and_gradients_as_the_separate_ops(xp, rng, any_depth, dtype,
+def test_same_values_running_stats_and_gradients_as_the_separate_ops(xp, rng, path, dtype,
                                                                      training, affine, relu):
-    fused, separate = _both(xp, rng, dtype, training, affine, relu, _inputs(rng))
+    fused, separate = _both(xp, rng, path, dtype, training, affine, relu, _inputs(rng))
     tol = 1e-12 if dtype == np.float64 else 3e-6   # the statistics are summed in another order
     for a, b in zip(fused, separate):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 3 << 20])
-def test_several_chunks_and_padding_zero(xp, rng, any_depth, monkeypatch, chunk_bytes):
-    """One image per chunk: the chunks' statistics are merged and each chunk's blocks, winners
-    and gradients land in its own slots.  Padding 0 (an 8x10 input gives a 6x8 output)."""
-    monkeypatch.setattr(winograd, "_CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(winograd, "_MIN_CHUNK_IMAGES", 1)
-    fused, separate = _both(xp, rng, np.float64, True, True, True,
+def test_one_image_per_block_and_padding_zero(xp, rng, path, one_image_blocks):
+    """One image per chunk or block: their statistics are merged and each one's output,
+    winners and gradients land in its own slots.  Padding 0 (8x10 in, 6x8 out)."""
+    fused, separate = _both(xp, rng, path, np.float64, True, True, True,
                             _inputs(rng, N=7, H=8, Wd=10), padding=0)
     for a, b in zip(fused, separate):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
 
 
-def test_statistics_of_an_offset_output_keep_their_precision(xp, rng, any_depth, monkeypatch):
+def test_statistics_of_an_offset_output_keep_their_precision(xp, rng, path, one_image_blocks):
     """A large common offset in the conv's output (mean/std ~ 4e3 in float32): the chunks'
     centred sums of squares keep the variance, where sum(y^2) - M*mean^2 would lose all of
     it (float32's relative error times (mean/std)^2 is about 1)."""
-    monkeypatch.setattr(winograd, "_CHUNK_BYTES", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHUNK_IMAGES", 1)
     x = np.full((6, 2, 6, 6), 1000.0) + rng.standard_normal((6, 2, 6, 6))
     W = np.full((3, 2, 3, 3), 1.0) + rng.standard_normal((3, 2, 3, 3)) * 0.001
     conv = host(F.conv2d(dev(xp, x), dev(xp, W), padding=0))   # float64
@@ -113,7 +122,7 @@ def test_statistics_of_an_offset_output_keep_their_precision(xp, rng, any_depth,
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("relu", [False, True])
-def test_gradcheck(xp, rng, any_depth, training, relu):
+def test_gradcheck(xp, rng, path, training, relu):
     minidl.set_default_dtype(np.float64)
     x, W, gamma, beta = _inputs(rng, N=2, C=2, OC=3, H=4, Wd=6)
     x[0] = rng.standard_normal(x[0].shape)   # no ties: finite differences cross none
@@ -124,8 +133,10 @@ def test_gradcheck(xp, rng, any_depth, training, relu):
                                         dev(xp, beta)])
 
 
-def test_shallow_layers_run_the_separate_ops(xp, rng):
-    """Where conv2d would not take Winograd (a 2 -> 3 channel layer), the separate ops run."""
+def test_other_layers_run_the_separate_ops(xp, rng, monkeypatch):
+    """Where conv2d would take neither Winograd nor one product per image, the separate ops
+    run."""
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
     x, W, gamma, beta = _inputs(rng, C=2, OC=3)
     x = Tensor(dev(xp, x, np.float32), requires_grad=True)
     y = F.conv2d_batch_norm_max_pool2d(x, dev(xp, W, np.float32), None, None, training=True)
@@ -133,7 +144,7 @@ def test_shallow_layers_run_the_separate_ops(xp, rng):
     assert y.shape == (5, 3, 3, 4)
 
 
-def test_errors_name_the_op_and_the_argument(xp, rng, any_depth):
+def test_errors_name_the_op_and_the_argument(xp, rng, path):
     where = "conv2d_batch_norm_max_pool2d"
     x = dev(xp, rng.standard_normal((2, 3, 5, 6)))
     W = dev(xp, rng.standard_normal((4, 3, 3, 3)))

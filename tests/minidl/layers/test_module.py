@@ -277,17 +277,20 @@ def test_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng):
     assert "MaxPool2d" in rows[2] and "(2, 3, 3, 4)" in rows[2]
 
 
-def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypatch):
-    """On NumPy, Sequential runs a 3x3 stride-1 Conv2d without bias that conv2d would take
-    through Winograd, then BatchNorm2d [-> ReLU] -> MaxPool2d(2), as one op: the same outputs
-    and running statistics as the layers one by one (to rounding: statistics summed in another
-    order), the batch counted once, the same gradients.  A bias, a stride, an odd output, a
-    subclass, summary()'s hooks, a layer too shallow for Winograd and the other backends keep
-    the layers as written."""
+@pytest.mark.parametrize("path", ["winograd", "per image"])
+def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypatch, path):
+    """On NumPy, Sequential runs a 3x3 stride-1 Conv2d without bias, then BatchNorm2d [->
+    ReLU] -> MaxPool2d(2), as one op where conv2d would take Winograd or one product per image:
+    the same outputs and running statistics as the layers one by one (to rounding: statistics
+    summed in another order), the batch counted once, the same gradients.  A bias, a stride, an
+    odd output, a subclass, summary()'s hooks, a layer on neither path and the other backends
+    keep the layers as written."""
     from minidl.functions import conv as conv_module
     from minidl.layers import BatchNorm2d, Conv2d, MaxPool2d
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    winograd = path == "winograd"
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
+    fused_op = "ConvBatchNormMaxPool" if winograd else "ImageConvBatchNormMaxPool"
 
     def build(*between, conv=None):
         conv = conv or Conv2d(2, 3, 3, padding=1, bias=False)
@@ -307,7 +310,7 @@ def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypa
             yb = b
             for layer in s:
                 yb = layer(yb)
-            assert (type(ya.creator).__name__ == "ConvBatchNormMaxPool") == numpy
+            assert (type(ya.creator).__name__ == fused_op) == numpy
             np.testing.assert_allclose(host(ya), host(yb), rtol=1e-5, atol=1e-5)
             gy = xp.asarray(rng.standard_normal(ya.shape).astype(np.float32))
             grads = []
@@ -321,7 +324,7 @@ def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypa
 
     def takes_fused(s, shape=(2, 2, 6, 8)):
         y = s(Tensor(xp.asarray(rng.standard_normal(shape).astype(np.float32))))
-        return type(y.creator).__name__ == "ConvBatchNormMaxPool"
+        return type(y.creator).__name__ == fused_op
 
     assert takes_fused(build()) == numpy
     assert not takes_fused(build(conv=Conv2d(2, 3, 3, padding=1)))              # a bias
@@ -336,9 +339,9 @@ def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypa
     rows = build(ReLU()).summary((2, 2, 6, 8)).splitlines()[1:5]
     assert "Conv2d" in rows[0] and "(2, 3, 6, 8)" in rows[0]
     assert "MaxPool2d" in rows[3] and "(2, 3, 3, 4)" in rows[3]
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", None)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 1 << 18)
-    assert not takes_fused(build())                   # 2 -> 3 channels: im2col, not Winograd
+    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", np.inf)
+    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    assert not takes_fused(build())          # im2col for the batch: no fused path
 
 
 def test_sequential_rejects_non_modules():
