@@ -6,7 +6,9 @@ layers (dense, conv) report GFLOP/s counting 3 products (forward, d input, d wei
 percentage of this machine's float32 GEMM peak (benchmarks.bench_gemm, measured in the same run).
 A convolution's flops are those of the direct method (im2col's products); the "numpy path"
 column names the one minidl took, and a layer through Winograd's F(2x2, 3x3) does 4/9 of those
-multiply-adds, so its GFLOP/s is an effective rate.
+multiply-adds, so its GFLOP/s is an effective rate.  The "block" rows time the MNIST CNN's
+conv -> batch norm -> ReLU -> 2x2 max pool blocks whole (one op in minidl on NumPy); their
+GFLOP/s counts the convolution's products only.
 
     python -m benchmarks.bench_layers [--batch 128] [--threads 2] [--repeat 7] [--page-faults]
 
@@ -39,6 +41,14 @@ def layer_cases(batch: int):
                 lambda: L.Conv2d(c, oc, k, stride=s, padding=p),
                 lambda nn: nn.Conv2d(c, oc, k, stride=s, padding=p),
                 (batch, c, hw, hw), flops)
+
+    def block(c, oc, hw):   # the MNIST CNN's blocks; GFLOP/s counts the conv's products only
+        return (f"block conv3x3 {c}->{oc} @{hw} +BN+ReLU+pool",
+                lambda: L.Sequential(L.Conv2d(c, oc, 3, padding=1, bias=False),
+                                     L.BatchNorm2d(oc), L.ReLU(), L.MaxPool2d(2)),
+                lambda nn: nn.Sequential(nn.Conv2d(c, oc, 3, padding=1, bias=False),
+                                         nn.BatchNorm2d(oc), nn.ReLU(), nn.MaxPool2d(2)),
+                (batch, c, hw, hw), 3 * 2 * batch * oc * hw * hw * c * 9)
     return [
         ("dense 784->512", lambda: L.Linear(784, 512), lambda nn: nn.Linear(784, 512),
          (batch, 784), 3 * 2 * batch * 784 * 512),
@@ -57,6 +67,8 @@ def layer_cases(batch: int):
          (batch, 32, 28, 28), None),
         ("batchnorm2d 32@28", lambda: L.BatchNorm2d(32), lambda nn: nn.BatchNorm2d(32),
          (batch, 32, 28, 28), None),
+        block(1, 32, 28),
+        block(32, 64, 14),
     ]
 
 
@@ -80,11 +92,16 @@ def time_minidl(make, shape, backend, repeat):
 
 
 def conv_path(make, shape) -> str:
-    """Which of conv2d's host paths a conv layer takes on NumPy ("-" for other layers)."""
+    """Which of conv2d's host paths a conv layer takes on NumPy, and whether a conv -> batch
+    norm -> ReLU -> pool block runs as one op ("-" for other layers)."""
     layer = make()
+    x = minidl.tensor(numpy.zeros(shape, numpy.float32), requires_grad=True)
+    if isinstance(layer, L.Sequential):
+        return {"ConvBatchNormMaxPool": "one op, winograd",
+                "ImageConvBatchNormMaxPool": "one op, im2col per image"}.get(
+            type(layer(x).creator).__name__, "separate ops")
     if not isinstance(layer, L.Conv2d):
         return "-"
-    x = minidl.tensor(numpy.zeros(shape, numpy.float32), requires_grad=True)
     fn = layer(x).creator
     if fn.winograd:
         return "winograd 3x3 pieces" if type(fn.wino).__name__ == "StackedWinograd" else \

@@ -263,7 +263,7 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x):
-        """The layers in order, except for two rewrites that give the same values:
+        """The layers in order, except for rewrites that give the same values:
 
         * a ReLU right before a MaxPool2d runs after it.  The two orders give the same values
           and the same gradients, bit for bit: ReLU keeps the order of its inputs, so the
@@ -276,6 +276,13 @@ class Sequential(Module):
           :meth:`BatchNorm2d.forward_max_pooled`: the same values, normalising only the pooled
           quarter, and its backward one pass over the input (MNIST CNN: about 1.5 ms less per
           step on a 2-core CPU).
+        * on NumPy, a 3x3 stride-1 Conv2d without bias before such a block joins it, where
+          conv2d would take Winograd or one product per image:
+          :meth:`BatchNorm2d.forward_conv_max_pooled`
+          (:func:`minidl.functions.conv2d_batch_norm_max_pool2d`), the same values to rounding
+          (the statistics are summed in another order).  The convolution's output stays in the
+          layout it is made in, window by window, and is never put into NCHW (MNIST CNN: about
+          4 ms less per step on a 2-core CPU).
 
         Only plain layers are rewritten (no subclasses, no replaced ``forward``)."""
         layers = list(self._modules.values())

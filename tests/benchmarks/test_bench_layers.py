@@ -1,4 +1,5 @@
-"""benchmarks.bench_layers: the path column names the conv2d path each layer really takes."""
+"""benchmarks.bench_layers: the path column names the conv2d path each layer really takes, and
+whether the CNN's blocks run as one op."""
 from benchmarks.bench_layers import conv_path, layer_cases
 from minidl.functions import conv as conv_module
 
@@ -12,3 +13,6 @@ def test_conv_paths_of_the_benchmarked_layers(monkeypatch):
     assert conv_path(*cases["conv5x5 s1 32->64 @14"]) == "winograd 3x3 pieces"
     assert conv_path(*cases["conv5x5 s2 32->64 @28"]) == "winograd 3x3 pieces"
     assert conv_path(*cases["maxpool 2x2 s2 32@28"]) == "-"
+    assert conv_path(*cases["block conv3x3 32->64 @14 +BN+ReLU+pool"]) == "one op, winograd"
+    assert conv_path(*cases["block conv3x3 1->32 @28 +BN+ReLU+pool"]) == \
+        "one op, im2col per image"
