@@ -98,7 +98,8 @@ def tile_waste(OH, OW) -> float:
 
 class Winograd3x3:
     """One conv2d call through F(2x2, 3x3): ``forward``, then at most one ``backward``;
-    ``release`` gives the kept buffers back.  Scratch arrays come from ``workspace``.
+    ``release`` gives the kept buffers back.  Scratch arrays come from ``workspace``; a chunk's
+    largest product buffer takes about ``chunk_bytes`` (None: _CHUNK_BYTES).
 
     ``blocks``, when given to forward and backward, keeps the output in its 2x2 blocks (for an
     op that works on them, :class:`minidl.functions.conv_bn_pool.ConvBatchNormMaxPool`); it
@@ -109,7 +110,7 @@ class Winograd3x3:
     * ``gradient(k, out)``: write chunk k's output gradient, in the same blocks, into out
       (2, 2, th, tw, n, OC) and return it."""
 
-    def __init__(self, x_shape, W_shape, padding, dtype, workspace):
+    def __init__(self, x_shape, W_shape, padding, dtype, workspace, chunk_bytes=None):
         N, C, H, Wd = x_shape
         OC = W_shape[0]
         ph, pw = padding
@@ -120,7 +121,8 @@ class Winograd3x3:
         self.x_shape = tuple(x_shape)  # gx's shape (a subclass's input differs from geom's)
         self.ws, self.itemsize = workspace, numpy.dtype(dtype).itemsize
         per_image = 16 * max(C, OC) * th * tw * self.itemsize
-        nb = even_chunk_size(N, max(_MIN_CHUNK_IMAGES, _CHUNK_BYTES // per_image))
+        chunk_bytes = _CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+        nb = even_chunk_size(N, max(_MIN_CHUNK_IMAGES, chunk_bytes // per_image))
         self.chunks = [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
         self.V = self.U = None
 

@@ -187,6 +187,7 @@ def test_conv_batch_norm_pool_chunks_side_by_side_give_the_serial_results(thread
     monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk or block
     monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
     monkeypatch.setattr(conv_bn_pool, "_IMAGE_BLOCK_BYTES", 1)
+    monkeypatch.setattr(conv_bn_pool, "_WINOGRAD_CHUNK_BYTES", 1)
     arrays = [rng.standard_normal(s).astype(np.float32)
               for s in [(7, 6, 8, 6), (5, 6, 3, 3), (5,), (5,)]]
     arrays[2][1] = -0.5       # a channel that pools the minimum

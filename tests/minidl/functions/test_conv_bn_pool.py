@@ -38,7 +38,7 @@ def path(request, monkeypatch):
 @pytest.fixture
 def one_image_blocks(monkeypatch):
     """Every chunk (Winograd) or block (per image) of the fused op holds one image."""
-    monkeypatch.setattr(winograd, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_bn_pool, "_WINOGRAD_CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd, "_MIN_CHUNK_IMAGES", 1)
     monkeypatch.setattr(conv_bn_pool, "_IMAGE_BLOCK_BYTES", 1)
 
@@ -56,8 +56,9 @@ def _inputs(rng, N=5, C=3, OC=4, H=6, Wd=8):
     return x, W, gamma, rng.standard_normal(OC)
 
 
-def _both(xp, rng, path, dtype, training, affine, relu, inputs, padding=1):
-    """[y, running_mean, running_var, *grads] of the fused op and of the separate ops."""
+def _both(xp, rng, path, dtype, training, affine, relu, inputs, padding=1, parts=None):
+    """[y, running_mean, running_var, *grads] of the fused op (in ``parts`` chunks or blocks of
+    images when given) and of the separate ops."""
     x, W, gamma, beta = inputs
     OC = W.shape[0]
     runs = []
@@ -71,6 +72,9 @@ def _both(xp, rng, path, dtype, training, affine, relu, inputs, padding=1):
                                                training=training, relu=relu)
             expected = PATHS[path] if _fused_here() else "BatchNormMaxPool"
             assert type(y.creator).__name__ == expected
+            if parts is not None and _fused_here():
+                fn = y.creator
+                assert len(fn.chunks if path == "winograd" else fn.blocks) == parts
         else:
             y = F.max_pool2d(F.batch_norm(F.conv2d(ts[0], ts[1], padding=padding), rm, rv, g, b,
                                           training=training), 2)
@@ -99,7 +103,7 @@ def test_one_image_per_block_and_padding_zero(xp, rng, path, one_image_blocks):
     """One image per chunk or block: their statistics are merged and each one's output,
     winners and gradients land in its own slots.  Padding 0 (8x10 in, 6x8 out)."""
     fused, separate = _both(xp, rng, path, np.float64, True, True, True,
-                            _inputs(rng, N=7, H=8, Wd=10), padding=0)
+                            _inputs(rng, N=7, H=8, Wd=10), padding=0, parts=7)
     for a, b in zip(fused, separate):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
 
