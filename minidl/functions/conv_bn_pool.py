@@ -63,18 +63,43 @@ _WINOGRAD_CHUNK_BYTES = 6 << 20
 _IMAGE_BLOCK_BYTES = 2 << 20
 
 
-class ConvBatchNormMaxPool(Function):
+class _ConvBatchNormPool(Function):
+    """What the two paths share: the arguments, batch norm's map from the chunks' or blocks'
+    statistics, and the constants of its gradient."""
+
+    def __init__(self, padding, running_mean, running_var, training, momentum, eps, relu,
+                 recorded, keep_for_W):
+        # recorded: a backward may come; keep_for_W: W needs a gradient, so keep what its
+        # product needs (Winograd's transformed tiles, im2col's columns), as conv2d does
+        self.padding, self.recorded, self.keep_for_W = padding, recorded, keep_for_W
+        self.running_mean, self.running_var = running_mean, running_var
+        self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
+
+    def _normalising_map(self, xp, parts, count, gamma, dt):
+        """Sets mean, inv_std and scale (gamma * inv_std, or inv_std) from the parts'
+        statistics (training: merged, and the running ones updated with them over ``count``
+        values) or from the running ones (evaluation)."""
+        if self.training:
+            mean, var = _merged_statistics(parts)
+            update_running(self.running_mean, self.running_var, mean, var, count,
+                           self.momentum)
+        else:
+            mean, var = self.running_mean.astype(dt), self.running_var.astype(dt)
+        self.inv_std = 1 / xp.sqrt(var + dt.type(self.eps))
+        self.scale = self.inv_std if gamma is None else gamma * self.inv_std
+        self.mean, self.has_affine = mean, gamma is not None
+
+    def _gradient_map(self, sum_gy, sum_gy_xhat, count):
+        """(c1, c0) with the convolution's gradient (Y * c1 + c0, plus k * gy at the winners)
+        in training, per channel, from batch norm's sums over ``count`` values."""
+        c1 = -self.scale * self.inv_std * sum_gy_xhat / count
+        return c1, -self.scale * sum_gy / count - self.mean * c1
+
+
+class ConvBatchNormMaxPool(_ConvBatchNormPool):
     """y = max_pool2d(batch_norm(conv2d(x, W, padding)), 2) [relu]; see the module docstring.
     Its ``slot``, ``done`` and ``gradient`` are the output blocks' side of
     :class:`minidl.functions.winograd.Winograd3x3` (its ``blocks`` argument)."""
-
-    def __init__(self, padding, running_mean, running_var, training, momentum, eps, relu,
-                 recorded, keep_V):
-        # recorded: a backward may come; keep_V: W needs a gradient, so keep Winograd's
-        # transformed input tiles for it (as conv2d's keep_col)
-        self.padding, self.recorded, self.keep_V = padding, recorded, keep_V
-        self.running_mean, self.running_var = running_mean, running_var
-        self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x, W, gamma=None, beta=None):
@@ -96,20 +121,11 @@ class ConvBatchNormMaxPool(Function):
         if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
             self.flip = xp.where(gamma < 0, -1, 1).astype(dt)
         self.parts = [None] * len(self.chunks)   # each chunk's (mean, centred sum of squares)
-        keep_V = self.keep_V and wino.V_bytes() <= _KEEP_COL_BYTES
+        keep_V = self.keep_for_W and wino.V_bytes() <= _KEEP_COL_BYTES
         wino.forward(xp, x, W, None, keep_V=keep_V, keep_U=self.recorded, blocks=self)
 
-        count = N * th * tw * 4
-        if self.training:
-            mean, var = _merged_statistics(self.parts)
-            update_running(self.running_mean, self.running_var, mean, var, count,
-                           self.momentum)
-        else:
-            mean, var = self.running_mean.astype(dt), self.running_var.astype(dt)
-        inv_std = 1 / xp.sqrt(var + dt.type(self.eps))
-        scale = inv_std if gamma is None else gamma * inv_std
-        self.mean, self.inv_std, self.scale = mean, inv_std, scale
-        self.has_affine = gamma is not None
+        self._normalising_map(xp, self.parts, N * th * tw * 4, gamma, dt)
+        mean, scale = self.mean, self.scale
         self.positive = xp.empty(N * self.quarter * OC, dtype=bool) if self.relu else None
         y = xp.empty((N, OC, th, tw), dtype=dt)
 
@@ -185,12 +201,8 @@ class ConvBatchNormMaxPool(Function):
         chunks_side_by_side(len(self.chunks), gather, nbytes=gy.nbytes, like=gy)
         sum_gy = sum_in_order([s[0] for s in sums])
         sum_gy_xhat = sum_in_order([s[1] for s in sums]) * self.inv_std
-        scale = self.scale
         if self.training:
-            M = dt.type(N * th * tw * 4)
-            # the conv's gradient: (Y - mean) * c1 + c0, plus k * gy at the winners
-            self.c1 = -scale * self.inv_std * sum_gy_xhat / M
-            self.c0 = -scale * sum_gy / M - self.mean * self.c1
+            self.c1, self.c0 = self._gradient_map(sum_gy, sum_gy_xhat, dt.type(N * th * tw * 4))
         gx, gW, _ = self.wino.backward(xp, None, self.inputs[0].data, need_x, need_W, False,
                                        blocks=self)
         self._release_buffers()
@@ -225,7 +237,7 @@ class ConvBatchNormMaxPool(Function):
         self.wino.release()
 
 
-class ImageConvBatchNormMaxPool(Function):
+class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
     """The same op as :class:`ConvBatchNormMaxPool` for layers so small that conv2d takes one
     product per image (a grayscale network's first conv, 1 -> 32 channels): im2col puts the
     output positions in pooling-window order -- (a, b, i, j) for output (2i + a, 2j + b) -- so
@@ -234,12 +246,6 @@ class ImageConvBatchNormMaxPool(Function):
     R) is the output's NCHW image as it stands.  Blocks of a few images run in parallel, each
     in cache from its product to its window maxima (forward) and from batch norm's gradient
     to its weight gradient product (backward)."""
-
-    def __init__(self, padding, running_mean, running_var, training, momentum, eps, relu,
-                 recorded, keep_col):
-        self.padding, self.recorded, self.keep_col = padding, recorded, keep_col
-        self.running_mean, self.running_var = running_mean, running_var
-        self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
 
     def forward(self, x, W, gamma=None, beta=None):
         xp = B.get_array_module(x)
@@ -257,7 +263,7 @@ class ImageConvBatchNormMaxPool(Function):
             C * 9, N, th, 2, tw, 2).transpose(1, 0, 3, 5, 2, 4)
         per_block = even_chunk_size(N, max(1, _IMAGE_BLOCK_BYTES // (OC * 4 * R * dt.itemsize)))
         self.blocks = [(b0, min(N, b0 + per_block)) for b0 in range(0, N, per_block)]
-        self.cols = _workspace.take(xp, (N, K, 4 * R), dt) if self.keep_col else None
+        self.cols = _workspace.take(xp, (N, K, 4 * R), dt) if self.keep_for_W else None
         self.Y = _workspace.take(xp, (N, OC, 4 * R), dt)
         pooled = xp.empty((N, OC, R), dtype=dt)
         self.right_top, self.right_bottom, self.bottom = (
@@ -284,16 +290,8 @@ class ImageConvBatchNormMaxPool(Function):
             _workspace.give(self.buf)
             self.buf = self.windows = None
 
-        if self.training:
-            mean, var = _merged_statistics(parts)
-            update_running(self.running_mean, self.running_var, mean, var, N * OH * OW,
-                           self.momentum)
-        else:
-            mean, var = self.running_mean.astype(dt), self.running_var.astype(dt)
-        inv_std = 1 / xp.sqrt(var + dt.type(self.eps))
-        scale = inv_std if gamma is None else gamma * inv_std
-        self.mean, self.inv_std, self.scale = mean, inv_std, scale
-        self.has_affine = gamma is not None
+        self._normalising_map(xp, parts, N * OH * OW, gamma, dt)
+        mean, scale = self.mean, self.scale
         self.positive = xp.empty((N, OC, R), dtype=bool) if self.relu else None
         y = xp.empty((N, OC, R), dtype=dt)
 
@@ -348,9 +346,8 @@ class ImageConvBatchNormMaxPool(Function):
         sum_gy_xhat = sum_gy_xc * self.inv_std
         scale = self.scale
         if self.training:
-            M = dt.type(N * R * 4)
-            c1 = (-scale * self.inv_std * sum_gy_xhat / M)[:, None]
-            c0 = (-scale * sum_gy / M)[:, None] - self.mean[:, None] * c1
+            c1, c0 = (c[:, None] for c in self._gradient_map(sum_gy, sum_gy_xhat,
+                                                               dt.type(N * R * 4)))
         W2t = self.inputs[1].data.reshape(OC, -1).T
         gx = xp.empty(self.inputs[0].shape, dtype=dt) if need_x else None
         gW_parts = [None] * len(self.blocks)
@@ -523,7 +520,7 @@ def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamm
     recorded = is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in inputs)
     op = ConvBatchNormMaxPool if path == "winograd" else ImageConvBatchNormMaxPool
     fn = op(padding, stats[0], stats[1], bool(training), float(momentum), float(eps),
-            bool(relu), recorded, recorded and W.requires_grad)
+            bool(relu), recorded, keep_for_W=recorded and W.requires_grad)
     return fn(*inputs)
 
 

@@ -57,14 +57,19 @@ class _BatchNorm(Module):
         x = check_input(self, x, self.layout.format(C=C), ndim=self.ranks, sizes={1: C})
         if x.dtype.kind != "f":
             raise TypeError(f"{self!r}: expected a floating input, got dtype {x.dtype}")
+        self._count_batch(x)
+        return op(x, self.running_mean, self.running_var, self.gamma, self.beta,
+                  training=self.training, momentum=self.momentum, eps=self.eps)
+
+    def _count_batch(self, x):
+        """Check that x is on the running statistics' device; count the batch when
+        training."""
         B.check_same_device(self.running_mean, x.data,
                             names=("the layer's running statistics", "the input"),
                             where=repr(self))
         if self.training:
             count = self.num_batches_tracked
             count += 1  # in place: assigning the attribute would unregister the buffer
-        return op(x, self.running_mean, self.running_var, self.gamma, self.beta,
-                  training=self.training, momentum=self.momentum, eps=self.eps)
 
     def extra_repr(self):
         s = f"{self.num_features}"
@@ -100,17 +105,12 @@ class BatchNorm2d(_BatchNorm):
         (:func:`minidl.functions.conv2d_batch_norm_max_pool2d`), for ``conv`` a 3x3 stride-1
         :class:`minidl.layers.Conv2d` without bias, dilation or groups into this layer's
         channels, whose output has an even height and width.  :class:`minidl.layers.Sequential`
-        takes it where conv2d would go through Winograd on the host."""
+        takes it on the host where conv2d would take Winograd or one product per image."""
         C = conv.in_channels
         x = check_input(conv, x, f"with {C} channels (N, {C}, H, W)", ndim=4, sizes={1: C})
         _output_hw(repr(conv), x.shape[2:], conv.kernel_size, conv.stride, conv.padding,
                    conv.dilation)
-        B.check_same_device(self.running_mean, x.data,
-                            names=("the layer's running statistics", "the input"),
-                            where=repr(self))
-        if self.training:
-            count = self.num_batches_tracked
-            count += 1  # in place: assigning the attribute would unregister the buffer
+        self._count_batch(x)
         return conv2d_batch_norm_max_pool2d(
             x, conv.W, self.running_mean, self.running_var, self.gamma, self.beta,
             padding=conv.padding, training=self.training, momentum=self.momentum,
