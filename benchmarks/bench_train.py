@@ -7,7 +7,7 @@ epoch, and peak resident memory.  Each (framework, model) runs in a fresh subpro
 peak memory (``VmHWM``) is its own and no thread pool or allocator state leaks between them.
 
     python -m benchmarks.bench_train [--steps 60] [--threads 2]
-    python -m benchmarks.bench_train --time-to-accuracy [--seeds 3]   # also: full CNN runs
+    python -m benchmarks.bench_train --time-to-accuracy [--seeds 3] [--first-seed 0]  # full runs
 
 Like ``bench_layers`` it re-runs itself with glibc settings that keep freed memory, which every
 child inherits (``--page-faults``: glibc's defaults).  Without them PyTorch's steps here
@@ -195,13 +195,13 @@ def _time_to_accuracy_run(cmd, threads) -> dict:
             "epoch_s": epochs, "returncode": proc.returncode}
 
 
-def time_to_accuracy(threads: int, seeds: int = 1) -> dict:
+def time_to_accuracy(threads: int, seeds: int = 1, first_seed: int = 0) -> dict:
     """Full CNN trainings on real MNIST: minidl (examples/mnist_cnn.py, also on CuPy when a GPU
-    is present) and the same recipe in PyTorch (benchmarks/torch_mnist_cnn.py), for seeds 0 ..
-    seeds-1, taking turns.  Each prints its time to 99.0%; the epoch that first gets there
-    varies a lot from seed to seed (PyTorch: epoch 2 to 6 in our runs), so several seeds and
-    their median are the fair comparison.  A run that never reaches 99% counts as infinitely
-    slow in the median."""
+    is present) and the same recipe in PyTorch (benchmarks/torch_mnist_cnn.py), for ``seeds``
+    seeds from ``first_seed`` on, taking turns.  Each prints its time to 99.0%; the epoch that
+    first gets there varies a lot from seed to seed (PyTorch: epoch 2 to 6 in our runs), so
+    several seeds and their median are the fair comparison.  A run that never reaches 99%
+    counts as infinitely slow in the median."""
     cmds = {"minidl numpy": lambda seed: [sys.executable, "examples/mnist_cnn.py", "--quiet",
                                           "--seed", str(seed), "--out", "runs/bench_cnn"],
             "torch CPU": lambda seed: [sys.executable, "benchmarks/torch_mnist_cnn.py",
@@ -211,7 +211,7 @@ def time_to_accuracy(threads: int, seeds: int = 1) -> dict:
                                             "--backend", "cupy", "--seed", str(seed),
                                             "--out", "runs/bench_cnn_cupy"]
     runs = {name: [] for name in cmds}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for name, cmd in cmds.items():
             runs[name].append(dict(_time_to_accuracy_run(cmd(seed), threads), seed=seed))
     results = {}
@@ -243,6 +243,8 @@ def main(argv=None):
     p.add_argument("--time-to-accuracy", action="store_true")
     p.add_argument("--seeds", type=int, default=1,
                    help="seeds per framework for --time-to-accuracy (median reported)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="the first of those seeds (more seeds in a later run)")
     p.add_argument("--page-faults", action="store_true",
                    help="time with glibc's default malloc (see benchmarks.bench_layers)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -285,7 +287,7 @@ def main(argv=None):
          "torch s/epoch", "torch MB", "numpy/torch time", "GPU speed-up"], rows)
     payload = {"results": results, "table": table}
     if args.time_to_accuracy:
-        tta = time_to_accuracy(args.threads, args.seeds)
+        tta = time_to_accuracy(args.threads, args.seeds, args.first_seed)
         print_table(f"CNN time to 99.0% test accuracy (s of training; median of {args.seeds} "
                     "seeds) and the median epoch of those full runs",
                     ["framework", "time to 99%", "per seed", "final acc", "s/epoch",

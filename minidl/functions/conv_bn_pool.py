@@ -120,7 +120,7 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
         self.flip = None   # (OC,) +-1 when some channel pools the minimum (gamma < 0)
         if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
             self.flip = xp.where(gamma < 0, -1, 1).astype(dt)
-        self.parts = [None] * len(self.chunks)   # each chunk's (mean, centred sum of squares)
+        self.parts = [None] * len(self.chunks)   # per chunk: (count, mean, centred sum of squares)
         keep_V = self.keep_for_W and wino.V_bytes() <= _KEEP_COL_BYTES
         wino.forward(xp, x, W, None, keep_V=keep_V, keep_U=self.recorded, blocks=self)
 
