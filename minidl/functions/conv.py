@@ -225,7 +225,8 @@ class Conv2d(Function):
         # and 7% waste (56x56, 28x28 3x3), exact wins at 14% and 29% (14x14 3x3 and 5x5)
         self.per_image = takes_per_image(B.backend_of(x).name, C, OC, (KH, KW), OH, OW,
                                          self.groups)
-        self.winograd = self._takes_winograd(x, C, OC, KH, KW, OH, OW)
+        self.winograd = takes_winograd(B.backend_of(x).name, C, OC, (KH, KW), OH, OW,
+                                       self.stride, self.dilation, self.groups, self.per_image)
         wide = (sh == 1 and sw == 1 and (Wp - OW) <= _WIDE_MAX_WASTE * OW
                 and not self.per_image)
         ow_cols = Wp if wide else OW
@@ -237,11 +238,6 @@ class Conv2d(Function):
         self.geom = (N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb)
         self.layout = ColumnLayout(self.geom, self.stride, self.padding, self.dilation,
                                    self.groups, self.per_image, _workspace)
-
-    def _takes_winograd(self, x, C, OC, KH, KW, OH, OW) -> bool:
-        """Whether this convolution goes through Winograd (:func:`takes_winograd`)."""
-        return takes_winograd(B.backend_of(x).name, C, OC, (KH, KW), OH, OW, self.stride,
-                              self.dilation, self.groups, self.per_image)
 
     def forward(self, x, W, b=None):
         xp = B.get_array_module(x)

@@ -227,6 +227,17 @@ def test_relu_before_max_pool_runs_after_it_with_the_same_values_and_gradients(x
     assert "MaxPool2d" in rows[1] and "(2, 3, 3, 4)" in rows[1]
 
 
+def _whole_and_layer_by_layer(xp, s, x):
+    """(s(a), the layers of s applied one by one to b, a, b) for two copies a, b of x that
+    require gradients."""
+    a, b = (Tensor(xp.asarray(x), requires_grad=True) for _ in range(2))
+    ya = s(a)
+    yb = b
+    for layer in s:
+        yb = layer(yb)
+    return ya, yb, a, b
+
+
 def test_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng):
     """On NumPy, Sequential runs BatchNorm2d [-> ReLU] -> MaxPool2d(2) as one batch norm + pool
     op (the ReLU after it): the same outputs and running statistics as the layers one by one,
@@ -244,12 +255,7 @@ def test_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng):
         for training in (True, False):
             s = build(*between)
             s.train(training)
-            a, b = Tensor(xp.asarray(x), requires_grad=True), Tensor(xp.asarray(x),
-                                                                     requires_grad=True)
-            ya = s(a)
-            yb = b
-            for layer in s:
-                yb = layer(yb)
+            ya, yb, a, b = _whole_and_layer_by_layer(xp, s, x)
             fused = minidl.get_backend().name == "numpy"   # the ReLU too, when there is one
             assert (type(ya.creator).__name__ == "BatchNormMaxPool") == fused
             np.testing.assert_array_equal(host(ya), host(yb))
@@ -304,12 +310,7 @@ def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypa
         for training in (True, False):
             s = build(*between)
             s.train(training)
-            a, b = Tensor(xp.asarray(x), requires_grad=True), Tensor(xp.asarray(x),
-                                                                     requires_grad=True)
-            ya = s(a)
-            yb = b
-            for layer in s:
-                yb = layer(yb)
+            ya, yb, a, b = _whole_and_layer_by_layer(xp, s, x)
             assert (type(ya.creator).__name__ == fused_op) == numpy
             np.testing.assert_allclose(host(ya), host(yb), rtol=1e-5, atol=1e-5)
             gy = xp.asarray(rng.standard_normal(ya.shape).astype(np.float32))
