@@ -232,7 +232,8 @@ class Conv2d(Function):
         ow_cols = Wp if wide else OW
         per_image = C * KH * KW * OH * ow_cols * x.dtype.itemsize
         limit = _PER_IMAGE_CHUNK_BYTES if self.per_image else _CHUNK_BYTES
-        nb = N if B.backend_of(x).name == "cupy" else max(1, min(N, limit // per_image))
+        # chunks keep the host's copies in cache; a device takes the whole batch at once
+        nb = N if B.backend_of(x).name != "numpy" else max(1, min(N, limit // per_image))
         if nb < N and not self.per_image:  # whole chunks per thread, evenly (side by side)
             nb = even_chunk_size(N, nb)
         self.geom = (N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb)
