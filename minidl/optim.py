@@ -114,9 +114,13 @@ class Adam(Optimizer):
             state["m"] = xp.zeros_like(p.data)
             state["v"] = xp.zeros_like(p.data)
         m, v = state["m"], state["v"]
-        tmp = xp.empty_like(p.data)
         step, eps = dt(self.lr / (1 - b1 ** t)), dt(self.eps)
         root = dt(math.sqrt(1 - b2 ** t))
+        if B.backend_of(p.data).name == "cupy":  # one launch instead of thirteen
+            _adam_kernel(xp)(g, dt(b1), dt(1 - b1), dt(b2), dt(1 - b2), root, eps, step,
+                             p.data, m, v)
+            return
+        tmp = xp.empty_like(p.data)
 
         def run(w, g, m, v, tmp):
             # the same arithmetic as PyTorch, in place through one scratch buffer
@@ -141,6 +145,27 @@ class Adam(Optimizer):
                          nbytes=p.data.nbytes, like=p.data)
         else:
             run(*arrays)
+
+
+_ADAM_KERNELS = {}
+
+
+def _adam_kernel(cupy):
+    """Adam's update of one parameter as a single CuPy elementwise kernel, with the same
+    arithmetic, in the same order, as the host path's thirteen in-place ufuncs.  On a GPU the
+    MNIST models' steps are bound by kernel launches (about ten microseconds each), not by
+    arithmetic, and the thirteen launches per parameter were a large part of a step."""
+    kernel = _ADAM_KERNELS.get(cupy)
+    if kernel is None:
+        kernel = _ADAM_KERNELS[cupy] = cupy.ElementwiseKernel(
+            "T g, T b1, T omb1, T b2, T omb2, T root, T eps, T step", "T w, T m, T v",
+            """
+            m = m * b1 + g * omb1;
+            v = v * b2 + g * g * omb2;
+            w = w - m / (sqrt(v) / root + eps) * step;
+            """,
+            "minidl_adam_update")
+    return kernel
 
 
 class AdamW(Adam):
