@@ -148,6 +148,12 @@ class Adam(Optimizer):
 
 
 _ADAM_KERNELS = {}
+# the kernel's body (C, one element; tests run it as Python on NumPy arrays)
+_ADAM_UPDATE = """
+m = m * b1 + g * omb1;
+v = v * b2 + g * g * omb2;
+w = w - m / (sqrt(v) / root + eps) * step;
+"""
 
 
 def _adam_kernel(cupy):
@@ -159,12 +165,7 @@ def _adam_kernel(cupy):
     if kernel is None:
         kernel = _ADAM_KERNELS[cupy] = cupy.ElementwiseKernel(
             "T g, T b1, T omb1, T b2, T omb2, T root, T eps, T step", "T w, T m, T v",
-            """
-            m = m * b1 + g * omb1;
-            v = v * b2 + g * g * omb2;
-            w = w - m / (sqrt(v) / root + eps) * step;
-            """,
-            "minidl_adam_update")
+            _ADAM_UPDATE, "minidl_adam_update")
     return kernel
 
 

@@ -80,6 +80,32 @@ def test_optimizer_keeps_float32_and_skips_params_without_grad(xp, rng, name):
         assert opt.state[1] == {} and opt.state[0]["step"] == 3
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adams_cupy_kernel_body_computes_the_host_update(rng, dtype):
+    """The one-kernel update Adam runs on CuPy: its C body, run here as Python on NumPy
+    arrays, gives the host path's values over several steps (float32: to rounding, since
+    nvcc may fuse multiply-adds)."""
+    body = optim._ADAM_UPDATE.replace(";", "")
+    host_p = Parameter(rng.standard_normal((5, 7)).astype(dtype))
+    w = host_p.data.copy()
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    opt = optim.Adam([host_p], lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    b1, b2 = opt.betas
+    for t in range(1, 5):
+        g = grad_of(w, t).astype(dtype)
+        host_p.grad = g.copy()
+        opt.step()
+        dt = np.dtype(dtype).type
+        env = dict(m=m, v=v, w=w, g=g, b1=dt(b1), omb1=dt(1 - b1), b2=dt(b2), omb2=dt(1 - b2),
+                   root=dt(math.sqrt(1 - b2 ** t)), eps=dt(1e-6),
+                   step=dt(0.01 / (1 - b1 ** t)), sqrt=np.sqrt)
+        exec(body, env)
+        m, v, w = env["m"], env["v"], env["w"]
+        assert w.dtype == dtype
+        np.testing.assert_allclose(w, host_p.data, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(m, opt.state[0]["m"], rtol=1e-5 if dtype == np.float32 else 1e-14)
+
+
 def test_adam_first_step_moves_each_weight_by_lr(xp, rng):
     # with bias correction, step 1 is lr * g / (|g| + eps') = lr * sign(g)
     ps = params(xp, rng)
