@@ -117,6 +117,7 @@ class Adam(Optimizer):
         step, eps = dt(self.lr / (1 - b1 ** t)), dt(self.eps)
         root = dt(math.sqrt(1 - b2 ** t))
         if B.backend_of(p.data).name == "cupy":  # one launch instead of thirteen
+            g = g.astype(p.data.dtype, copy=False)  # one type T, as the host's out= casts
             _adam_kernel(xp)(g, dt(b1), dt(1 - b1), dt(b2), dt(1 - b2), root, eps, step,
                              p.data, m, v)
             return

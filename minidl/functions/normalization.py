@@ -15,9 +15,10 @@ Backward (training), with k = gamma * inv_std and per-channel means over the bat
 
 Every per-channel reduction is one matrix-vector product, ``a.reshape(N, C, L) @ ones(L)``,
 then a sum over N (3-4x faster than ``sum(axis=(0, 2, 3))`` on a CPU), or one ``einsum`` for a
-sum of products (no temporary the size of x).  On a GPU, plain ``sum(axis=(0, 2))`` reductions
-are the faster kernels (measured with CuPy on an H200).  On a multi-core CPU every pass is split over
-the batch between host threads (:mod:`minidl.parallel`); the sums add their parts in order.
+sum of products (no temporary the size of x).  On a GPU, plain ``sum(axis=(0, 2))``
+reductions are the faster kernels (measured with CuPy on an H200).  On a multi-core CPU every
+pass is split over the batch between host threads (:mod:`minidl.parallel`); the sums add their
+parts in order.
 """
 from __future__ import annotations
 

@@ -91,11 +91,11 @@ def test_adams_cupy_kernel_body_computes_the_host_update(rng, dtype):
     m, v = np.zeros_like(w), np.zeros_like(w)
     opt = optim.Adam([host_p], lr=0.01, betas=(0.8, 0.99), eps=1e-6)
     b1, b2 = opt.betas
+    dt = np.dtype(dtype).type
     for t in range(1, 5):
         g = grad_of(w, t).astype(dtype)
         host_p.grad = g.copy()
         opt.step()
-        dt = np.dtype(dtype).type
         env = dict(m=m, v=v, w=w, g=g, b1=dt(b1), omb1=dt(1 - b1), b2=dt(b2), omb2=dt(1 - b2),
                    root=dt(math.sqrt(1 - b2 ** t)), eps=dt(1e-6),
                    step=dt(0.01 / (1 - b1 ** t)), sqrt=np.sqrt)
