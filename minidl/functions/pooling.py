@@ -7,7 +7,8 @@ view ``xpad[:, :, i::sh, j::sw]`` cropped to (OH, OW), so each step is one eleme
 output-sized arrays, never a Python loop per pixel.  Backward scatters each tap's share back with
 a slice-add; within one tap the slices never overlap, so ``+=`` is exact even when windows do
 (3x3 stride 2), on NumPy and CuPy alike (no duplicate-index scatter).  When the windows tile the
-input exactly (2x2 stride 2 on even sizes) each tap is a plain write into an empty buffer.
+input exactly (2x2 stride 2 on even sizes) each tap is a plain write into an empty buffer, and
+average pooling sums each window's columns and rows as long strided runs (``tiled_mean``).
 
 Max pooling's commonest case, 2x2 stride 2 on even sizes, has its own path: two halvings on
 long runs (columns, then rows) that keep which half won for backward (``halving_max``; also
@@ -241,12 +242,17 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         xp = B.get_array_module(x)
         OH, OW = self._geometry(x)
+        KH, KW = self.kernel
+        self.divisor = self._divisor(xp, x.dtype)
+        self.tiled = (self.stride == self.kernel and self.padding == (0, 0)
+                      and x.shape[2:] == (OH * KH, OW * KW))
+        if self.tiled:
+            return tiled_mean(xp, x, KH, KW)
         xpad = self._pad(xp, x, 0)
-        taps = _taps(xpad, *self.kernel, self.stride, OH, OW)
+        taps = _taps(xpad, KH, KW, self.stride, OH, OW)
         y = next(taps)[2].copy()
         for _, _, view in taps:
             y += view
-        self.divisor = self._divisor(xp, x.dtype)
         y /= self.divisor
         return y
 
@@ -254,11 +260,63 @@ class AvgPool2d(_Pool2d):
         xp = B.get_array_module(gy)
         KH, KW = self.kernel
         OH, OW = self.out_hw
+        if self.tiled:
+            return tiled_spread(xp, gy, KH, KW)
         g = gy / self.divisor
         gpad = self._grad_buffer(xp, gy.dtype)
         for _, _, view in _taps(gpad, KH, KW, self.stride, OH, OW):
             view += g
         return self._crop(gpad)
+
+
+# Windows that tile x exactly (stride = kernel, no padding): the mean of each window is a sum
+# of the KW neighbours in every row, taken as KW strided runs over the images' whole flat data
+# (not OW-element rows), then of KH such rows.  Backward writes gy / (KH*KW) into the first of
+# each window's columns, then copies it across the columns and down the rows.  2x2 windows, 128
+# images of 32x28x28, forward + backward on a 2-core CPU: 5.5 -> 1.6 ms (the tap-by-tap path).
+def tiled_mean(xp, x, KH, KW):
+    """Mean over the KH x KW windows that tile x (N, C, KH*OH, KW*OW): (N, C, OH, OW)."""
+    N, C, H, W = x.shape
+    OW = W // KW
+    y = xp.empty((N, C, H // KH, OW), dtype=x.dtype)
+    divisor = x.dtype.type(KH * KW)
+
+    def part(lo, hi):  # images lo:hi (in parallel on a multi-core CPU)
+        cols = x[lo:hi].reshape(-1, KW)  # each row's neighbours (a copy if x is a strided view)
+        t = cols[:, 0] if KW == 1 else xp.add(cols[:, 0], cols[:, 1])
+        for j in range(2, KW):
+            t += cols[:, j]
+        rows = t.reshape(-1, KH, OW)
+        out = y[lo:hi].reshape(-1, OW)
+        if KH == 1:
+            xp.copyto(out, rows[:, 0])
+        else:
+            xp.add(rows[:, 0], rows[:, 1], out=out)
+        for i in range(2, KH):
+            out += rows[:, i]
+        out /= divisor
+
+    parallel_for(N, part, nbytes=x.nbytes, like=x)
+    return y
+
+
+def tiled_spread(xp, gy, KH, KW):
+    """The gradient of :func:`tiled_mean`: gy (N, C, OH, OW) / (KH*KW) over every window."""
+    N, C, OH, OW = gy.shape
+    gx = xp.empty((N, C, OH * KH, OW * KW), dtype=gy.dtype)
+    divisor = gy.dtype.type(KH * KW)
+
+    def part(lo, hi):  # images lo:hi (in parallel on a multi-core CPU)
+        windows = gx[lo:hi].reshape(-1, KH, OW, KW)  # (n*C*OH, KH, OW, KW), a view
+        first = windows[:, 0]
+        xp.divide(gy[lo:hi].reshape(-1, OW), divisor, out=first[:, :, 0])
+        for j in range(1, KW):
+            first[:, :, j] = first[:, :, 0]
+        for i in range(1, KH):
+            windows[:, i] = first
+
+    parallel_for(N, part, nbytes=gx.nbytes, like=gy)
+    return gx
 
 
 class GlobalAvgPool2d(Function):

@@ -52,6 +52,9 @@ POOL_CASES = [
     ((2, 2, 9, 9), 3, 2, 0),             # overlapping 3x3 s2
     ((1, 2, 7, 8), (3, 2), (1, 2), (1, 0)),
     ((2, 1, 5, 5), 3, 1, 1),             # heavy overlap
+    ((2, 2, 6, 6), (3, 2), (3, 2), 0),   # windows that tile x, not square
+    ((1, 2, 4, 6), (1, 3), (1, 3), 0),   # tiling, one row per window
+    ((2, 1, 6, 4), (2, 1), (2, 1), 0),   # tiling, one column per window
 ]
 
 
@@ -77,6 +80,33 @@ def test_avg_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p, count_include
                      count_include_pad)
     np.testing.assert_allclose(host(fn(dev(xp, x))), ref, rtol=1e-12, atol=1e-14)
     gradcheck(fn, [dev(xp, x)])
+
+
+@pytest.mark.parametrize("k", [2, (3, 2), (1, 3), (2, 1)], ids=str)
+def test_avg_pool_of_tiling_windows_takes_the_row_sums(xp, rng, k):
+    """Windows that tile x take tiled_mean / tiled_spread, on a contiguous input and on a
+    strided view: the windows' means, and gy / (KH*KW) spread over each window."""
+    kh, kw = _pair(k)
+    x = rng.standard_normal((3, 2, 4 * kh, 5 * kw))
+    gy = rng.standard_normal((3, 2, 4, 5))
+    want_gx = np.repeat(np.repeat(gy, kh, axis=2), kw, axis=3) / (kh * kw)
+    strided = np.ascontiguousarray(x.transpose(0, 1, 3, 2))
+    for a in (dev(xp, x), dev(xp, strided).transpose(0, 1, 3, 2)):
+        t = Tensor(a, requires_grad=True)  # keeps the strided view
+        y = F.avg_pool2d(t, k)
+        assert y.creator.tiled
+        y.backward(dev(xp, gy))
+        np.testing.assert_allclose(host(y), naive_pool(x, (kh, kw), (kh, kw), (0, 0), "avg"),
+                                   rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(host(t.grad), want_gx, rtol=1e-15)
+
+
+def test_avg_pool_windows_that_do_not_tile_take_the_taps(xp, rng):
+    for shape, k, s, p in [((1, 1, 7, 7), 2, 2, 0), ((1, 1, 6, 6), 3, 2, 0),
+                           ((1, 1, 6, 6), 2, 2, 1)]:
+        y = F.avg_pool2d(Tensor(dev(xp, rng.standard_normal(shape)), requires_grad=True),
+                         k, s, p)
+        assert not y.creator.tiled
 
 
 @pytest.mark.parametrize("keepdims", [False, True])
