@@ -273,7 +273,7 @@ class AvgPool2d(_Pool2d):
 # of the KW neighbours in every row, taken as KW strided runs over the images' whole flat data
 # (not OW-element rows), then of KH such rows.  Backward writes gy / (KH*KW) into the first of
 # each window's columns, then copies it across the columns and down the rows.  2x2 windows, 128
-# images of 32x28x28, forward + backward on a 2-core CPU: 5.5 -> 1.6 ms (the tap-by-tap path).
+# images of 32x28x28, forward + backward on a 2-core CPU: 5.6 ms tap by tap, 2.7 ms so.
 def tiled_mean(xp, x, KH, KW):
     """Mean over the KH x KW windows that tile x (N, C, KH*OH, KW*OW): (N, C, OH, OW)."""
     N, C, H, W = x.shape
