@@ -205,6 +205,8 @@ def takes_winograd(backend: str, C, OC, kernel, OH, OW, stride=(1, 1), dilation=
 class Conv2d(Function):
     """y = conv2d(x, W) + b; see the module docstring for the GEMM layout."""
 
+    fresh_grads = True  # gx, gW and gb are made anew by each backward
+
     def __init__(self, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
                  keep_col=False, recorded=True):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups

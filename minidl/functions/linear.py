@@ -13,6 +13,8 @@ __all__ = ["linear"]
 
 
 class Linear(Function):
+    fresh_grads = True  # gx, gW and gb are new products and sums
+
     def forward(self, x, W, b=None):
         self.x, self.W = x, W
         y = x @ W.T

@@ -249,6 +249,81 @@ def test_function_with_two_outputs_fills_missing_output_grads_with_zeros(xp):
     np.testing.assert_allclose(host(x.grad), [2.0, 1.0, 1.0])
 
 
+class _Fresh(Function):
+    """A Function that promises fresh gradients; ``how`` says what its backward really
+    returns, to check that the promise is not taken further than it goes."""
+    fresh_grads = True
+
+    def __init__(self, how):
+        self.how, self.made = how, []   # backward's arrays (released with the graph: kept here)
+
+    def forward(self, a, b):
+        return a * 1.0 + b * 1.0
+
+    def backward(self, gy):
+        xp = B.get_array_module(gy)
+        if self.how == "fresh":
+            self.made[:] = (gy * 1.0, gy * 1.0)
+        elif self.how == "same":          # one array for both inputs
+            g = gy * 1.0
+            self.made[:] = (g, g)
+        elif self.how == "upstream":      # the gradient that came in, passed on
+            self.made[:] = (gy, gy * 1.0)
+        else:                             # a view of a new array
+            self.made[:] = (xp.stack([gy, gy])[0], gy * 1.0)
+        return tuple(self.made)
+
+
+def test_a_fresh_leaf_gradient_becomes_grad_without_a_copy(xp):
+    a, b = leaf(xp, [1.0, 2.0]), leaf(xp, [3.0, 4.0])
+    f = _Fresh("fresh")
+    made = f.made
+    f(a, b).backward(xp.asarray(np.array([1.0, -1.0])))
+    assert a.grad is made[0] and b.grad is made[1]
+    np.testing.assert_array_equal(host(a.grad), [1.0, -1.0])
+    f = _Fresh("fresh")
+    made, first = f.made, a.grad
+    f(a, b).backward(xp.asarray(np.array([2.0, 2.0])))   # a second backward adds, anew
+    assert a.grad is not made[0] and a.grad is not first
+    np.testing.assert_array_equal(host(a.grad), [3.0, 1.0])
+    np.testing.assert_array_equal(host(first), [1.0, -1.0])
+
+
+@pytest.mark.parametrize("how", ["same", "upstream", "view"])
+def test_a_shared_or_borrowed_leaf_gradient_is_copied(xp, how):
+    a, b = leaf(xp, [1.0, 2.0]), leaf(xp, [3.0, 4.0])
+    g = xp.asarray(np.array([1.0, -1.0]))
+    f = _Fresh(how)
+    made = f.made
+    f(a, b).backward(g)
+    assert a.grad is not made[0] and a.grad is not g
+    assert a.grad is not b.grad
+    a.grad[0] = 100.0   # writes to one gradient reach nothing else
+    np.testing.assert_array_equal(host(b.grad), [1.0, -1.0])
+    np.testing.assert_array_equal(host(g), [1.0, -1.0])
+
+
+def test_a_conv_input_gradient_is_not_copied(rng):
+    """conv2d's backward makes gx for that call: a leaf input takes it as its .grad."""
+    from minidl.functions import conv as conv_module
+    made = {}
+    backward = conv_module.Conv2d.backward
+
+    def spy(self, gy):
+        made["grads"] = backward(self, gy)
+        return made["grads"]
+
+    x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
+    W = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    conv_module.Conv2d.backward = spy
+    try:
+        F.conv2d(x, W, padding=1).sum().backward()
+    finally:
+        conv_module.Conv2d.backward = backward
+    assert x.grad is made["grads"][0]
+    assert W.grad is not made["grads"][1]   # a reshaped view: copied
+
+
 class _WrongCount(Function):
     def forward(self, a, b):
         return a + b
