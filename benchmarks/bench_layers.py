@@ -108,6 +108,8 @@ def conv_path(make, shape) -> str:
             "winograd"
     if fn.per_image:
         return "im2col per image"
+    if fn.layout.runs:
+        return "im2col phase runs"
     return "im2col wide" if fn.geom[13] else "im2col"
 
 

@@ -9,10 +9,12 @@ def test_conv_paths_of_the_benchmarked_layers(monkeypatch):
     cases = {name: (make, shape) for name, make, _, shape, _ in layer_cases(batch=4)}
     assert conv_path(*cases["conv3x3 s1 32->64 @14"]) == "winograd"
     assert conv_path(*cases["conv3x3 s1 1->32 @28"]) == "im2col per image"
-    assert conv_path(*cases["conv3x3 s2 32->64 @28"]) == "im2col"
+    assert conv_path(*cases["conv3x3 s2 32->64 @28"]) == "im2col phase runs"
     assert conv_path(*cases["conv5x5 s1 32->64 @14"]) == "winograd 3x3 pieces"
     assert conv_path(*cases["conv5x5 s2 32->64 @28"]) == "winograd 3x3 pieces"
     assert conv_path(*cases["maxpool 2x2 s2 32@28"]) == "-"
     assert conv_path(*cases["block conv3x3 32->64 @14 +BN+ReLU+pool"]) == "one op, winograd"
     assert conv_path(*cases["block conv3x3 1->32 @28 +BN+ReLU+pool"]) == \
         "one op, im2col per image"
+    monkeypatch.setattr(conv_module, "_PHASE_RUNS", False)
+    assert conv_path(*cases["conv3x3 s2 32->64 @28"]) == "im2col"

@@ -57,6 +57,14 @@ CASES = [
     ((2, 2, 8, 9), (3, 2, 5, 5), 1, 0, 1, 1, False),         #   shifted by 2 (stride 1)
     ((2, 3, 11, 10), (4, 3, 5, 5), 2, 2, 1, 1, True),        #   or phases (stride 2)
     ((2, 2, 9, 8), (3, 2, 5, 5), 2, 1, 1, 1, False),
+    # output = input / stride: phase runs on NumPy (exact rows)
+    ((2, 3, 6, 8), (4, 3, 3, 3), 2, 1, 1, 1, True),
+    ((2, 4, 8, 6), (6, 2, 3, 3), 2, 1, 1, 2, True),           # groups
+    ((2, 3, 8, 8), (4, 3, 5, 5), 2, 2, 1, 1, True),           # (Winograd: phases stacked)
+    ((2, 2, 8, 8), (3, 2, 7, 7), 2, 3, 1, 1, False),
+    ((1, 2, 9, 6), (2, 2, 3, 3), 3, 1, 1, 1, True),           # stride 3
+    ((2, 2, 8, 8), (2, 2, 3, 3), 2, 2, 2, 1, True),           # dilation
+    ((1, 2, 4, 4), (2, 2, 3, 3), 2, 5, 5, 1, False),          # taps only over padding
 ]
 
 
@@ -114,6 +122,7 @@ def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride, rows):
 
     whole = run()
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
+    monkeypatch.setattr(conv_module, "_RUNS_CHUNK_BYTES", 1)
     monkeypatch.setattr(conv_module, "_PER_IMAGE_CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)

@@ -1,6 +1,6 @@
 """minidl.functions.im2col: the column matrix holds, at row (c, kh, kw) and column (n, oh, ow),
 the padded input under that tap; col2im is its exact adjoint (what backward needs), for wide
-and exact rows, one product per image, strides, dilations and several chunks."""
+and exact rows, phase runs, one product per image, strides, dilations and several chunks."""
 import numpy as np
 import pytest
 
@@ -14,12 +14,24 @@ CASES = [((2, 3, 7, 6), (4, 3, 3, 3), 1, 1, 1),
          ((3, 2, 9, 8), (2, 2, 3, 2), 2, (1, 0), 1),
          ((2, 2, 8, 9), (3, 2, 2, 3), 1, (0, 2), (2, 1)),
          ((2, 2, 7, 9), (2, 2, 3, 3), 1, 1, (1, 2)),
-         ((2, 1, 6, 6), (2, 1, 5, 5), 1, 2, 1)]
+         ((2, 1, 6, 6), (2, 1, 5, 5), 1, 2, 1),
+         # output = input / stride: phase runs on the host (RUNS)
+         ((2, 3, 6, 8), (4, 3, 3, 3), 2, 1, 1),
+         ((2, 2, 8, 8), (3, 2, 7, 7), 2, 3, 1),      # shifts -2 .. 1
+         ((2, 2, 8, 6), (3, 2, 3, 3), (2, 1), 1, 1),
+         ((1, 2, 9, 6), (2, 2, 3, 3), 3, 1, 1),      # a phase that no tap covers
+         ((2, 2, 8, 8), (3, 2, 1, 1), 2, 0, 1),      # one phase used, the others zero
+         ((1, 2, 4, 4), (2, 2, 3, 3), 2, 5, 5)]      # taps only over padding
+RUNS = CASES[5:]
 
 
-@pytest.fixture(params=["wide", "exact", "per-image"])
+@pytest.fixture(params=["wide", "exact", "runs", "per-image"])
 def layout(request, monkeypatch):
+    """Wide rows for stride 1 (else exact), exact rows, exact rows with phase runs where they
+    fit (on the host), one product per image."""
     monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if request.param == "wide" else -1)
+    monkeypatch.setattr(conv_module, "_PHASE_RUNS", request.param == "runs")
+    monkeypatch.setattr(conv_module, "_RUNS_CHUNK_BYTES", 1)
     monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS",
                         np.inf if request.param == "per-image" else 0)
     monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", np.inf)
@@ -38,7 +50,7 @@ def _columns(xp, fn, x):
     """The whole batch's column matrix as (C*KH*KW, N, OH, OW') on the host, and its chunks."""
     lay = fn.layout
     N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = fn.geom
-    windows = lay.windows(xp, lay.padded(xp, x))
+    windows = x if lay.runs else lay.windows(xp, lay.padded(xp, x))  # runs copy from x
     scratch = xp.empty(nb * C * KH * KW * OH * ow_cols, dtype=x.dtype)
     parts = []
     for n0, n1 in lay.chunks():
@@ -57,6 +69,7 @@ def test_columns_hold_the_input_under_each_tap(xp, rng, case, layout):
     host = B.get_backend().name == "numpy"  # one product per image and chunks are host paths
     assert fn.per_image == (layout == "per-image" and host)
     assert len(fn.layout.chunks()) == (xs[0] if host else 1)
+    assert fn.layout.runs == (layout == "runs" and host and case in RUNS)
     N, C, H, Wd, OC, Cg, KH, KW, OH, OW, Hp, Wp, ow_cols, wide, nb = fn.geom
     (sh, sw), (ph, pw), (dh, dw) = fn.stride, fn.padding, fn.dilation
     col = _columns(xp, fn, minidl.to_device(x))
