@@ -12,7 +12,9 @@ average pooling sums each window's columns and rows as long strided runs (``tile
 
 Max pooling's commonest case, 2x2 stride 2 on even sizes, has its own path: two halvings on
 long runs (columns, then rows) that keep which half won for backward (``halving_max``; also
-used by :mod:`minidl.functions.batchnorm_pool`).
+used by :mod:`minidl.functions.batchnorm_pool`).  Overlapping windows (3x3 stride 2, stride 1)
+on the host take the same taps over "wide" stride phases of the padded input, where a tap's
+values for a whole output plane are one run (``WidePhases``).
 
 Max pooling pads with -inf and sends each window's gradient to the FIRST maximal element in
 row-major order, as PyTorch does, so tied values (common after ReLU: windows of zeros) get the
@@ -35,6 +37,15 @@ __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d"]
 # per-row overhead loses to the general path (measured in the MNIST CNN's training step on a
 # 2-core CPU: 28x28 inputs 3.9 -> 3.2 ms forward + backward, 14x14 inputs 1.7 -> 2.0 ms).
 _HALVING_MIN_OW = 8
+# Max pooling on the host whose stride is not its kernel (overlapping windows) runs over wide
+# stride phases (WidePhases), in blocks of planes of about _WIDE_BLOCK_BYTES.  Fwd+bwd on a
+# 2-core CPU, interleaved, against the taps: 3x3 stride 2 padding 1 on 128x32x28x28 12.7 ->
+# 9.3 ms, on 16x64x112x112 (a ResNet stem) 94 -> 44 ms, 3x3 stride 1 on 128x64x14x14 17.5 ->
+# 10.8 ms, 2x2 stride 1 on 128x32x28x28 14.5 -> 10.0 ms; 2x2 stride 2 on 7x7 (no overlap)
+# 0.87 -> 1.19 ms, so windows side by side keep the taps.  Blocks (3x3 stride 2 at 28x28):
+# 512 KB 20.5 ms (too many calls), 2 MB 11.5, 8 MB 10.5, the whole batch 11.2 (taps 15.6).
+_WIDE_PHASES = True
+_WIDE_BLOCK_BYTES = 8 << 20
 
 
 def _tap(a, i, j, stride, OH, OW):
@@ -94,6 +105,13 @@ class MaxPool2d(_Pool2d):
                         and (H, W) == (2 * OH, 2 * OW) and OW >= _HALVING_MIN_OW)
         if self.halving:
             return self._halving_forward(xp, x)
+        self.tiled = (self.stride == self.kernel and self.padding == (0, 0)
+                      and (H, W) == (OH * self.kernel[0], OW * self.kernel[1]))
+        self.wide = None
+        if _WIDE_PHASES and self.stride != self.kernel and B.backend_of(x).name == "numpy":
+            self.wide = WidePhases(x.shape, self.kernel, self.stride, self.padding)
+            y, self.Q, self.yw = self.wide.max_forward(xp, x)
+            return y
         xpad = self._pad(xp, x, float("-inf"))
         y = xp.empty((x.shape[0], x.shape[1], OH, OW), dtype=x.dtype)
 
@@ -122,14 +140,15 @@ class MaxPool2d(_Pool2d):
         xp = B.get_array_module(gy)
         if self.halving:
             return self._halving_backward(xp, gy)
+        if self.wide is not None:
+            return self.wide.max_backward(xp, gy, self.Q, self.yw)
         KH, KW = self.kernel
         OH, OW = self.out_hw
         N, C, H, W = self.x_shape
         # windows that tile x exactly (2x2 stride 2 on even sizes): every pixel is in one
         # window, so each tap's gradient is written straight into an uninitialised buffer
         # instead of added into zeros (2x faster on a CPU)
-        tiled = (self.stride == self.kernel and self.padding == (0, 0)
-                 and (H, W) == (OH * KH, OW * KW))
+        tiled = self.tiled
         gpad = xp.empty(self.x_shape, dtype=gy.dtype) if tiled \
             else self._grad_buffer(xp, gy.dtype)
 
@@ -154,6 +173,136 @@ class MaxPool2d(_Pool2d):
 
         parallel_for(N, part, nbytes=gpad.nbytes, like=gy)
         return self._crop(gpad)
+
+
+class WidePhases:
+    """Max pooling on the host over "wide" stride phases, so each step runs over whole planes.
+
+    The padded input is split into its stride phases ``Q`` (sh, sw, N*C, Hq, Wq), -inf where
+    it is padding (and in a slack row below): tap (i, j) of every window is then phase
+    (i % sh, j % sw) at offset (i // sh, j // sw).  Output rows are taken Wq wide (OW real
+    columns, the rest junk), so that a tap's values for a whole output plane are ONE run of
+    OH*Wq elements of its phase plane, at a flat offset; every max, compare and add of the
+    pooling runs over such runs instead of rows of OW elements (NumPy's cost per row is what
+    limits the tap-by-tap path on a CPU: 3x3 stride 2 on 14x14 outputs).  The junk columns
+    take values from the next row; their output is dropped and their gradient is zero.
+    """
+
+    def __init__(self, x_shape, kernel, stride, padding):
+        N, C, H, W = x_shape
+        (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+        self.x_shape, self.kernel, self.stride = tuple(x_shape), kernel, stride
+        Hp, Wp = H + 2 * ph, W + 2 * pw
+        self.OH, self.OW = (Hp - KH) // sh + 1, (Wp - KW) // sw + 1
+        # one slack row: a tap's run starts up to (KW-1)//sw past its first row's start
+        self.Hq, self.Wq = -(-Hp // sh) + 1, -(-Wp // sw)
+        # per phase (r, s): x[:, :, h0::sh, w0::sw] goes to Q[r, s, :, a0:a0+na, b0:b0+nb]
+        self.parts = {}
+        for r in range(sh):
+            for s in range(sw):
+                a0, b0 = -((r - ph) // sh), -((s - pw) // sw)
+                h0, w0 = a0 * sh + r - ph, b0 * sw + s - pw
+                na, nb = len(range(h0, H, sh)), len(range(w0, W, sw))
+                self.parts[r, s] = (a0, na, h0, b0, nb, w0)
+        self.taps = [(i % sh, j % sw, (i // sh) * self.Wq + j // sw)
+                     for i in range(KH) for j in range(KW)]
+
+    def phases(self, xp, x):
+        """Q (sh, sw, N*C, Hq, Wq): the -inf-padded input's stride phases."""
+        N, C, H, W = self.x_shape
+        sh, sw = self.stride
+        Q = xp.empty((sh, sw, N * C, self.Hq, self.Wq), dtype=x.dtype)
+        planes = x.reshape(N * C, H, W)  # a copy only when x is a strided view
+        ninf = float("-inf")
+
+        def part(lo, hi):
+            for (r, s), (a0, na, h0, b0, nb, w0) in self.parts.items():
+                q = Q[r, s, lo:hi]
+                q[:, :a0].fill(ninf)
+                q[:, a0 + na:].fill(ninf)
+                if b0:
+                    q[:, a0:a0 + na, :b0].fill(ninf)
+                if b0 + nb < self.Wq:
+                    q[:, a0:a0 + na, b0 + nb:].fill(ninf)
+                xp.copyto(q[:, a0:a0 + na, b0:b0 + nb], planes[lo:hi, h0::sh, w0::sw])
+
+        parallel_for(N * C, part, nbytes=Q.nbytes, like=Q)
+        return Q
+
+    def _tap_runs(self, A, lo, hi):
+        """(phase, view) per tap, row-major: the tap's values for output planes lo:hi of the
+        (sh, sw, N*C, Hq, Wq) array A, as (hi - lo, OH*Wq) runs."""
+        L = self.OH * self.Wq
+        flat = A.reshape(A.shape[:3] + (self.Hq * self.Wq,))
+        return [flat[r, s, lo:hi, off:off + L] for r, s, off in self.taps]
+
+    def max_forward(self, xp, x):
+        """(y (N, C, OH, OW), Q, yw): the pooled maxima, and what backward needs."""
+        N, C = self.x_shape[:2]
+        OH, OW, Wq = self.OH, self.OW, self.Wq
+        Q = self.phases(xp, x)
+        yw = xp.empty((N * C, OH * Wq), dtype=x.dtype)
+        y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+
+        def part(lo, hi):
+            for b0, b1 in self._blocks(lo, hi):
+                taps = self._tap_runs(Q, b0, b1)
+                out = yw[b0:b1]
+                xp.copyto(out, taps[0])
+                for view in taps[1:]:
+                    xp.maximum(out, view, out=out)
+                xp.copyto(y.reshape(N * C, OH, OW)[b0:b1], out.reshape(-1, OH, Wq)[:, :, :OW])
+
+        parallel_for(N * C, part, nbytes=Q.nbytes, like=Q)
+        return y, Q, yw
+
+    def _blocks(self, lo, hi):
+        """Planes lo:hi in blocks whose phases and temporaries fit in a core's cache."""
+        per_plane = 2 * self.stride[0] * self.stride[1] * self.Hq * self.Wq * 4 + \
+            6 * self.OH * self.Wq * 4
+        step = max(1, _WIDE_BLOCK_BYTES // per_plane)
+        return [(b, min(hi, b + step)) for b in range(lo, hi, step)]
+
+    def max_backward(self, xp, gy, Q, yw):
+        """gx (N, C, H, W): each window's gradient to its first maximum (row-major taps)."""
+        N, C, H, W = self.x_shape
+        (sh, sw), OH, OW, Wq = self.stride, self.OH, self.OW, self.Wq
+        G = xp.zeros(Q.shape, dtype=gy.dtype)
+        gx = xp.empty(self.x_shape, dtype=gy.dtype)
+        last = len(self.taps) - 1
+
+        def part(lo, hi):
+            blocks = self._blocks(lo, hi)
+            most = max(b1 - b0 for b0, b1 in blocks)
+            g_buf = xp.empty((most, OH, Wq), dtype=gy.dtype)
+            g_buf[:, :, OW:] = 0  # the junk columns pass nothing
+            hit_buf = xp.empty((most, OH * Wq), dtype=bool)
+            free_buf = xp.empty((most, OH * Wq), dtype=bool)
+            share_buf = xp.empty((most, OH * Wq), dtype=gy.dtype)
+            for p0, p1 in blocks:
+                n = p1 - p0
+                xp.copyto(g_buf[:n, :, :OW], gy.reshape(N * C, OH, OW)[p0:p1])
+                g, y = g_buf[:n].reshape(n, OH * Wq), yw[p0:p1]
+                hit, free, share = hit_buf[:n], free_buf[:n], share_buf[:n]
+                # free: the windows whose maximum no earlier tap has claimed
+                for k, (view, gview) in enumerate(zip(self._tap_runs(Q, p0, p1),
+                                                      self._tap_runs(G, p0, p1))):
+                    xp.equal(view, y, out=hit)
+                    if k == 0:
+                        xp.logical_not(hit, out=free)
+                    else:
+                        xp.logical_and(hit, free, out=hit)
+                        if k < last:
+                            xp.logical_xor(free, hit, out=free)
+                    xp.multiply(g, hit, out=share)
+                    gview += share
+                planes = gx.reshape(N * C, H, W)
+                for (r, s), (a0, na, h0, b0, nb, w0) in self.parts.items():
+                    xp.copyto(planes[p0:p1, h0::sh, w0::sw],
+                              G[r, s, p0:p1, a0:a0 + na, b0:b0 + nb])
+
+        parallel_for(N * C, part, nbytes=G.nbytes, like=G)
+        return gx
 
 
 # Two halvings, each on long runs instead of 4 taps of OW-element rows: first across
