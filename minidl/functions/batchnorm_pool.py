@@ -47,6 +47,8 @@ _BLOCK_BYTES = 512 << 10
 class BatchNormMaxPool(Function):
     """y = max_pool2d(batch_norm(x), 2); see the module docstring."""
 
+    fresh_grads = True  # gx and the two sums are made anew by each backward
+
     def __init__(self, running_mean, running_var, training, momentum, eps, relu):
         self.running_mean, self.running_var = running_mean, running_var
         self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu

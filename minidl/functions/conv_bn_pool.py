@@ -67,6 +67,8 @@ class _ConvBatchNormPool(Function):
     """What the two paths share: the arguments, batch norm's map from the chunks' or blocks'
     statistics, and the constants of its gradient."""
 
+    fresh_grads = True  # gx, gW and the two sums are made anew by each backward
+
     def __init__(self, padding, running_mean, running_var, training, momentum, eps, relu,
                  recorded, keep_for_W):
         # recorded: a backward may come; keep_for_W: W needs a gradient, so keep what its

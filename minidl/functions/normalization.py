@@ -140,6 +140,8 @@ def update_running(running_mean, running_var, mean, var, M, momentum):
 class BatchNorm(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta; see the module docstring."""
 
+    fresh_grads = True  # gx and the two sums are made anew by each backward
+
     def __init__(self, running_mean, running_var, training, momentum, eps):
         self.running_mean, self.running_var = running_mean, running_var
         self.training, self.momentum, self.eps = training, momentum, eps
@@ -169,7 +171,8 @@ class BatchNorm(Function):
         sum_gy, sum_gy_xc = _by_parts(xp, g3, lambda lo, hi: (
             _channel_sum(xp, g3[lo:hi]), _channel_dot(xp, g3[lo:hi], xc[lo:hi])))
         sum_gy_xhat = sum_gy_xc * inv_std
-        gx = xp.empty(g3.shape, dtype=gy.dtype)
+        gx_nd = xp.empty(gy.shape, dtype=gy.dtype)  # returned whole: no view to copy
+        gx = _as3(gx_nd)
         if self.training:
             M = gy.dtype.type(N * L)
             # gx = k * (gy - sum_gy / M - xhat * sum_gy_xhat / M), xhat = xc * inv_std,
@@ -187,7 +190,7 @@ class BatchNorm(Function):
             def grad(lo, hi):
                 xp.multiply(g3[lo:hi], scale[:, None], out=gx[lo:hi])
         parallel_for(N, grad, nbytes=g3.nbytes, like=g3)
-        gx = gx.reshape(gy.shape)
+        gx = gx_nd
         if self.has_affine:
             return gx, sum_gy_xhat, sum_gy
         return gx

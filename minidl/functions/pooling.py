@@ -62,6 +62,8 @@ def _taps(a, KH, KW, stride, OH, OW):
 
 
 class _Pool2d(Function):
+    fresh_grads = True  # gx is a new array (or a view of one: copied when kept)
+
     def __init__(self, kernel, stride, padding):
         self.kernel, self.stride, self.padding = kernel, stride, padding
 

@@ -303,25 +303,51 @@ def test_a_shared_or_borrowed_leaf_gradient_is_copied(xp, how):
     np.testing.assert_array_equal(host(g), [1.0, -1.0])
 
 
-def test_a_conv_input_gradient_is_not_copied(rng):
-    """conv2d's backward makes gx for that call: a leaf input takes it as its .grad."""
-    from minidl.functions import conv as conv_module
-    made = {}
-    backward = conv_module.Conv2d.backward
+def _layer_cases():
+    """(name, op on a leaf x, the Function class that makes x's gradient)."""
+    import importlib   # the modules, not the functions of the same names in minidl.functions
+    batchnorm_pool, conv, conv_bn_pool, linear, normalization, pooling = (
+        importlib.import_module(f"minidl.functions.{m}") for m in (
+            "batchnorm_pool", "conv", "conv_bn_pool", "linear", "normalization", "pooling"))
+    W = np.linspace(-1, 1, 4 * 3 * 9).reshape(4, 3, 3, 3)
+    W1 = np.linspace(-1, 1, 8 * 3 * 9).reshape(8, 3, 3, 3)
+    return [
+        ("conv2d", lambda x: F.conv2d(x, Tensor(W, requires_grad=True), padding=1),
+         conv.Conv2d),
+        ("linear", lambda x: F.linear(x, Tensor(np.ones((5, 8)))), linear.Linear),
+        ("max 3x3 s2", lambda x: F.max_pool2d(x, 3, 2, 1), pooling.MaxPool2d),
+        ("max 2x2", lambda x: F.max_pool2d(x, 2), pooling.MaxPool2d),
+        ("avg 2x2", lambda x: F.avg_pool2d(x, 2), pooling.AvgPool2d),
+        ("batch norm", lambda x: F.batch_norm(x, training=True), normalization.BatchNorm),
+        ("batch norm + pool", lambda x: F.batch_norm_max_pool2d(x, training=True),
+         batchnorm_pool.BatchNormMaxPool),
+        ("conv + batch norm + pool", lambda x: F.conv2d_batch_norm_max_pool2d(
+            x, Tensor(W1, requires_grad=True), training=True),
+         (conv_bn_pool.ConvBatchNormMaxPool, conv_bn_pool.ImageConvBatchNormMaxPool)),
+    ]
 
-    def spy(self, gy):
-        made["grads"] = backward(self, gy)
-        return made["grads"]
 
-    x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
-    W = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
-    conv_module.Conv2d.backward = spy
-    try:
-        F.conv2d(x, W, padding=1).sum().backward()
-    finally:
-        conv_module.Conv2d.backward = backward
-    assert x.grad is made["grads"][0]
-    assert W.grad is not made["grads"][1]   # a reshaped view: copied
+@pytest.mark.parametrize("case", range(len(_layer_cases())),
+                         ids=[c[0] for c in _layer_cases()])
+def test_a_layer_input_gradient_is_not_copied(rng, monkeypatch, case):
+    """The layers' backwards make gx for that call: a leaf input takes it as its .grad (a
+    view of it, such as a reshaped gW, is copied)."""
+    name, op, classes = _layer_cases()[case]
+    made = []
+    for cls in classes if isinstance(classes, tuple) else (classes,):
+        def spy(self, gy, backward=cls.backward):
+            made.append(backward(self, gy))
+            return made[-1]
+
+        monkeypatch.setattr(cls, "backward", spy)
+    x = Tensor(rng.standard_normal((2, 8) if name == "linear" else (2, 3, 8, 8)),
+               requires_grad=True)
+    (op(x) * 1.0).sum().backward()
+    gx = made[0][0] if isinstance(made[0], tuple) else made[0]
+    assert x.grad is gx
+    if name == "conv2d":
+        W = made[0][1]
+        assert W.base is not None   # gW is a reshaped product: the parameter gets a copy
 
 
 class _WrongCount(Function):
