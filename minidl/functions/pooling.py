@@ -13,8 +13,8 @@ average pooling sums each window's columns and rows as long strided runs (``tile
 Max pooling's commonest case, 2x2 stride 2 on even sizes, has its own path: two halvings on
 long runs (columns, then rows) that keep which half won for backward (``halving_max``; also
 used by :mod:`minidl.functions.batchnorm_pool`).  Overlapping windows (3x3 stride 2, stride 1)
-on the host take the same taps over "wide" stride phases of the padded input, where a tap's
-values for a whole output plane are one run (``WidePhases``).
+on the host, max and average, take the same taps over "wide" stride phases of the padded
+input, where a tap's values for a whole output plane are one run (``WidePhases``).
 
 Max pooling pads with -inf and sends each window's gradient to the FIRST maximal element in
 row-major order, as PyTorch does, so tied values (common after ReLU: windows of zeros) get the
@@ -37,13 +37,15 @@ __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d"]
 # per-row overhead loses to the general path (measured in the MNIST CNN's training step on a
 # 2-core CPU: 28x28 inputs 3.9 -> 3.2 ms forward + backward, 14x14 inputs 1.7 -> 2.0 ms).
 _HALVING_MIN_OW = 8
-# Max pooling on the host whose stride is not its kernel (overlapping windows) runs over wide
+# Pooling on the host whose stride is not its kernel (overlapping windows) runs over wide
 # stride phases (WidePhases), in blocks of planes of about _WIDE_BLOCK_BYTES.  Fwd+bwd on a
-# 2-core CPU, interleaved, against the taps: 3x3 stride 2 padding 1 on 128x32x28x28 12.7 ->
-# 9.3 ms, on 16x64x112x112 (a ResNet stem) 94 -> 44 ms, 3x3 stride 1 on 128x64x14x14 17.5 ->
-# 10.8 ms, 2x2 stride 1 on 128x32x28x28 14.5 -> 10.0 ms; 2x2 stride 2 on 7x7 (no overlap)
-# 0.87 -> 1.19 ms, so windows side by side keep the taps.  Blocks (3x3 stride 2 at 28x28):
-# 512 KB 20.5 ms (too many calls), 2 MB 11.5, 8 MB 10.5, the whole batch 11.2 (taps 15.6).
+# 2-core CPU, interleaved, against the taps: max 3x3 stride 2 padding 1 on 128x32x28x28 13.4 ->
+# 8.5 ms, on 16x64x112x112 (a ResNet stem) 99.8 -> 29.2 ms, 3x3 stride 1 on 128x64x14x14 14.6
+# -> 9.8 ms; average 3x3 stride 2 on 128x32x28x28 14.3 -> 5.0 ms, 3x3 stride 1 on 128x64x14x14
+# 16.9 -> 5.7 ms (6.2 without the padding in the count).  Windows side by side (stride =
+# kernel) keep the taps: max 2x2 stride 2 on 7x7 took 0.87 -> 1.19 ms.  Blocks (max 3x3
+# stride 2 at 28x28): 512 KB 20.5 ms (too many calls), 2 MB 11.5, 8 MB 10.5, the whole batch
+# 11.2 (taps 15.6).
 _WIDE_PHASES = True
 _WIDE_BLOCK_BYTES = 8 << 20
 
@@ -178,16 +180,18 @@ class MaxPool2d(_Pool2d):
 
 
 class WidePhases:
-    """Max pooling on the host over "wide" stride phases, so each step runs over whole planes.
+    """Pooling on the host over "wide" stride phases, so each step runs over whole planes.
 
-    The padded input is split into its stride phases ``Q`` (sh, sw, N*C, Hq, Wq), -inf where
-    it is padding (and in a slack row below): tap (i, j) of every window is then phase
-    (i % sh, j % sw) at offset (i // sh, j // sw).  Output rows are taken Wq wide (OW real
-    columns, the rest junk), so that a tap's values for a whole output plane are ONE run of
-    OH*Wq elements of its phase plane, at a flat offset; every max, compare and add of the
-    pooling runs over such runs instead of rows of OW elements (NumPy's cost per row is what
-    limits the tap-by-tap path on a CPU: 3x3 stride 2 on 14x14 outputs).  The junk columns
-    take values from the next row; their output is dropped and their gradient is zero.
+    The padded input is split into its stride phases ``Q`` (sh, sw, planes, Hq, Wq) -- the
+    padding (and a slack row below) -inf for max pooling, 0 for average pooling -- so that
+    tap (i, j) of every window is phase (i % sh, j % sw) at offset (i // sh, j // sw).  Output
+    rows are taken Wq wide (OW real columns, the rest junk), so that a tap's values for a whole
+    output plane are ONE run of OH*Wq elements of its phase plane, at a flat offset; every
+    max, add and compare of the pooling runs over such runs instead of rows of OW elements
+    (NumPy's cost per row is what limits the tap-by-tap path on a CPU: 3x3 stride 2 on 14x14
+    outputs).  The junk columns take values from the next row; their output is dropped and
+    their gradient is zero.  The planes (N*C) go in blocks that stay in cache, split over
+    host threads.
     """
 
     def __init__(self, x_shape, kernel, stride, padding):
@@ -209,54 +213,33 @@ class WidePhases:
         self.taps = [(i % sh, j % sw, (i // sh) * self.Wq + j // sw)
                      for i in range(KH) for j in range(KW)]
 
-    def phases(self, xp, x):
-        """Q (sh, sw, N*C, Hq, Wq): the -inf-padded input's stride phases."""
-        N, C, H, W = self.x_shape
+    # -- the layout ---------------------------------------------------------------------------
+    def _fill(self, xp, planes, Q, fill):
+        """Q (sh, sw, n, Hq, Wq) = the stride phases of ``planes`` (n, H, W), ``fill`` in the
+        padding."""
         sh, sw = self.stride
-        Q = xp.empty((sh, sw, N * C, self.Hq, self.Wq), dtype=x.dtype)
-        planes = x.reshape(N * C, H, W)  # a copy only when x is a strided view
-        ninf = float("-inf")
+        for (r, s), (a0, na, h0, b0, nb, w0) in self.parts.items():
+            q = Q[r, s]
+            q[:, :a0].fill(fill)
+            q[:, a0 + na:].fill(fill)
+            if b0:
+                q[:, a0:a0 + na, :b0].fill(fill)
+            if b0 + nb < self.Wq:
+                q[:, a0:a0 + na, b0 + nb:].fill(fill)
+            xp.copyto(q[:, a0:a0 + na, b0:b0 + nb], planes[:, h0::sh, w0::sw])
 
-        def part(lo, hi):
-            for (r, s), (a0, na, h0, b0, nb, w0) in self.parts.items():
-                q = Q[r, s, lo:hi]
-                q[:, :a0].fill(ninf)
-                q[:, a0 + na:].fill(ninf)
-                if b0:
-                    q[:, a0:a0 + na, :b0].fill(ninf)
-                if b0 + nb < self.Wq:
-                    q[:, a0:a0 + na, b0 + nb:].fill(ninf)
-                xp.copyto(q[:, a0:a0 + na, b0:b0 + nb], planes[lo:hi, h0::sh, w0::sw])
-
-        parallel_for(N * C, part, nbytes=Q.nbytes, like=Q)
-        return Q
+    def _unfill(self, xp, G, planes):
+        """planes (n, H, W) = the inside of the phases G (sh, sw, n, Hq, Wq)."""
+        sh, sw = self.stride
+        for (r, s), (a0, na, h0, b0, nb, w0) in self.parts.items():
+            xp.copyto(planes[:, h0::sh, w0::sw], G[r, s, :, a0:a0 + na, b0:b0 + nb])
 
     def _tap_runs(self, A, lo, hi):
         """(phase, view) per tap, row-major: the tap's values for output planes lo:hi of the
-        (sh, sw, N*C, Hq, Wq) array A, as (hi - lo, OH*Wq) runs."""
+        (sh, sw, planes, Hq, Wq) array A, as (hi - lo, OH*Wq) runs."""
         L = self.OH * self.Wq
         flat = A.reshape(A.shape[:3] + (self.Hq * self.Wq,))
         return [flat[r, s, lo:hi, off:off + L] for r, s, off in self.taps]
-
-    def max_forward(self, xp, x):
-        """(y (N, C, OH, OW), Q, yw): the pooled maxima, and what backward needs."""
-        N, C = self.x_shape[:2]
-        OH, OW, Wq = self.OH, self.OW, self.Wq
-        Q = self.phases(xp, x)
-        yw = xp.empty((N * C, OH * Wq), dtype=x.dtype)
-        y = xp.empty((N, C, OH, OW), dtype=x.dtype)
-
-        def part(lo, hi):
-            for b0, b1 in self._blocks(lo, hi):
-                taps = self._tap_runs(Q, b0, b1)
-                out = yw[b0:b1]
-                xp.copyto(out, taps[0])
-                for view in taps[1:]:
-                    xp.maximum(out, view, out=out)
-                xp.copyto(y.reshape(N * C, OH, OW)[b0:b1], out.reshape(-1, OH, Wq)[:, :, :OW])
-
-        parallel_for(N * C, part, nbytes=Q.nbytes, like=Q)
-        return y, Q, yw
 
     def _blocks(self, lo, hi):
         """Planes lo:hi in blocks whose phases and temporaries fit in a core's cache."""
@@ -265,45 +248,121 @@ class WidePhases:
         step = max(1, _WIDE_BLOCK_BYTES // per_plane)
         return [(b, min(hi, b + step)) for b in range(lo, hi, step)]
 
-    def max_backward(self, xp, gy, Q, yw):
-        """gx (N, C, H, W): each window's gradient to its first maximum (row-major taps)."""
-        N, C, H, W = self.x_shape
-        (sh, sw), OH, OW, Wq = self.stride, self.OH, self.OW, self.Wq
-        G = xp.zeros(Q.shape, dtype=gy.dtype)
-        gx = xp.empty(self.x_shape, dtype=gy.dtype)
-        last = len(self.taps) - 1
+    def _each_block(self, xp, work, dtype, like, buffers=True):
+        """``work(p0, p1, Q, w)`` per block of planes, in parallel parts, with (when asked) a
+        phases buffer Q (sh, sw, n, Hq, Wq) and a wide output buffer w (n, OH, Wq) whose junk
+        columns are zero, both for the block's n planes only (else None)."""
+        N, C = self.x_shape[:2]
+        sh, sw = self.stride
 
         def part(lo, hi):
             blocks = self._blocks(lo, hi)
-            most = max(b1 - b0 for b0, b1 in blocks)
-            g_buf = xp.empty((most, OH, Wq), dtype=gy.dtype)
-            g_buf[:, :, OW:] = 0  # the junk columns pass nothing
-            hit_buf = xp.empty((most, OH * Wq), dtype=bool)
-            free_buf = xp.empty((most, OH * Wq), dtype=bool)
-            share_buf = xp.empty((most, OH * Wq), dtype=gy.dtype)
+            Q_buf = w_buf = None
+            if buffers:
+                most = max(b1 - b0 for b0, b1 in blocks)
+                Q_buf = xp.empty((sh, sw, most, self.Hq, self.Wq), dtype=dtype)
+                w_buf = xp.empty((most, self.OH, self.Wq), dtype=dtype)
+                w_buf[:, :, self.OW:] = 0
             for p0, p1 in blocks:
                 n = p1 - p0
-                xp.copyto(g_buf[:n, :, :OW], gy.reshape(N * C, OH, OW)[p0:p1])
-                g, y = g_buf[:n].reshape(n, OH * Wq), yw[p0:p1]
-                hit, free, share = hit_buf[:n], free_buf[:n], share_buf[:n]
-                # free: the windows whose maximum no earlier tap has claimed
-                for k, (view, gview) in enumerate(zip(self._tap_runs(Q, p0, p1),
-                                                      self._tap_runs(G, p0, p1))):
-                    xp.equal(view, y, out=hit)
-                    if k == 0:
-                        xp.logical_not(hit, out=free)
-                    else:
-                        xp.logical_and(hit, free, out=hit)
-                        if k < last:
-                            xp.logical_xor(free, hit, out=free)
-                    xp.multiply(g, hit, out=share)
-                    gview += share
-                planes = gx.reshape(N * C, H, W)
-                for (r, s), (a0, na, h0, b0, nb, w0) in self.parts.items():
-                    xp.copyto(planes[p0:p1, h0::sh, w0::sw],
-                              G[r, s, p0:p1, a0:a0 + na, b0:b0 + nb])
+                work(p0, p1, None if Q_buf is None else Q_buf[:, :, :n],
+                     None if w_buf is None else w_buf[:n])
 
-        parallel_for(N * C, part, nbytes=G.nbytes, like=G)
+        parallel_for(N * C, part, nbytes=N * C * self.Hq * self.Wq * sh * sw * 4, like=like)
+
+    # -- max pooling ---------------------------------------------------------------------------
+    def max_forward(self, xp, x):
+        """(y (N, C, OH, OW), Q, yw): the pooled maxima, and what backward needs (the whole
+        batch's phases and wide maxima)."""
+        N, C, H, W = self.x_shape
+        OH, OW, Wq = self.OH, self.OW, self.Wq
+        sh, sw = self.stride
+        Q = xp.empty((sh, sw, N * C, self.Hq, Wq), dtype=x.dtype)
+        yw = xp.empty((N * C, OH * Wq), dtype=x.dtype)
+        y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+        planes = x.reshape(N * C, H, W)  # a copy only when x is a strided view
+
+        def block(p0, p1, _, __):
+            self._fill(xp, planes[p0:p1], Q[:, :, p0:p1], float("-inf"))
+            taps = self._tap_runs(Q, p0, p1)
+            out = yw[p0:p1]
+            xp.copyto(out, taps[0])
+            for view in taps[1:]:
+                xp.maximum(out, view, out=out)
+            xp.copyto(y.reshape(N * C, OH, OW)[p0:p1], out.reshape(-1, OH, Wq)[:, :, :OW])
+
+        self._each_block(xp, block, x.dtype, x, buffers=False)
+        return y, Q, yw
+
+    def max_backward(self, xp, gy, Q, yw):
+        """gx (N, C, H, W): each window's gradient to its first maximum (row-major taps)."""
+        N, C, H, W = self.x_shape
+        OH, OW, Wq = self.OH, self.OW, self.Wq
+        gx = xp.empty(self.x_shape, dtype=gy.dtype)
+        last = len(self.taps) - 1
+        gy_planes, gx_planes = gy.reshape(N * C, OH, OW), gx.reshape(N * C, H, W)
+
+        def block(p0, p1, G, g):
+            n = p1 - p0
+            G.fill(0)
+            xp.copyto(g[:, :, :OW], gy_planes[p0:p1])
+            g, y = g.reshape(n, OH * Wq), yw[p0:p1]
+            hit = xp.empty(y.shape, dtype=bool)
+            free = xp.empty(y.shape, dtype=bool)  # windows no earlier tap has claimed
+            share = xp.empty(y.shape, dtype=gy.dtype)
+            for k, (view, gview) in enumerate(zip(self._tap_runs(Q, p0, p1),
+                                                  self._tap_runs(G, 0, n))):
+                xp.equal(view, y, out=hit)
+                if k == 0:
+                    xp.logical_not(hit, out=free)
+                else:
+                    xp.logical_and(hit, free, out=hit)
+                    if k < last:
+                        xp.logical_xor(free, hit, out=free)
+                xp.multiply(g, hit, out=share)
+                gview += share
+            self._unfill(xp, G, gx_planes[p0:p1])
+
+        self._each_block(xp, block, gy.dtype, gy)
+        return gx
+
+    # -- average pooling -----------------------------------------------------------------------
+    def mean_forward(self, xp, x, divisor):
+        """y (N, C, OH, OW): the windows' sums (0 in the padding) divided by ``divisor`` (a
+        scalar, or (OH, OW) per window)."""
+        N, C, H, W = self.x_shape
+        OH, OW, Wq = self.OH, self.OW, self.Wq
+        y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+        planes, y_planes = x.reshape(N * C, H, W), y.reshape(N * C, OH, OW)
+
+        def block(p0, p1, Q, w):
+            self._fill(xp, planes[p0:p1], Q, 0)
+            taps = self._tap_runs(Q, 0, p1 - p0)
+            out = w.reshape(p1 - p0, OH * Wq)
+            xp.copyto(out, taps[0])
+            for view in taps[1:]:
+                out += view
+            xp.divide(w[:, :, :OW], divisor, out=y_planes[p0:p1])
+
+        self._each_block(xp, block, x.dtype, x)
+        return y
+
+    def mean_backward(self, xp, gy, divisor):
+        """gx (N, C, H, W): gy / ``divisor`` added into every pixel of each window."""
+        N, C, H, W = self.x_shape
+        OH, OW, Wq = self.OH, self.OW, self.Wq
+        gx = xp.empty(self.x_shape, dtype=gy.dtype)
+        gy_planes, gx_planes = gy.reshape(N * C, OH, OW), gx.reshape(N * C, H, W)
+
+        def block(p0, p1, G, g):
+            G.fill(0)
+            xp.divide(gy_planes[p0:p1], divisor, out=g[:, :, :OW])
+            gf = g.reshape(p1 - p0, OH * Wq)
+            for view in self._tap_runs(G, 0, p1 - p0):
+                view += gf
+            self._unfill(xp, G, gx_planes[p0:p1])
+
+        self._each_block(xp, block, gy.dtype, gy)
         return gx
 
 
@@ -390,6 +449,11 @@ class AvgPool2d(_Pool2d):
             count += view
         return count
 
+    def _plane_divisor(self):
+        """The divisor for (planes, OH, OW) arrays: a scalar, or (OH, OW)."""
+        d = self.divisor
+        return d.reshape(d.shape[2:]) if getattr(d, "ndim", 0) else d
+
     def forward(self, x):
         xp = B.get_array_module(x)
         OH, OW = self._geometry(x)
@@ -399,6 +463,10 @@ class AvgPool2d(_Pool2d):
                       and x.shape[2:] == (OH * KH, OW * KW))
         if self.tiled:
             return tiled_mean(xp, x, KH, KW)
+        self.wide = None
+        if _WIDE_PHASES and self.stride != self.kernel and B.backend_of(x).name == "numpy":
+            self.wide = WidePhases(x.shape, self.kernel, self.stride, self.padding)
+            return self.wide.mean_forward(xp, x, self._plane_divisor())
         xpad = self._pad(xp, x, 0)
         taps = _taps(xpad, KH, KW, self.stride, OH, OW)
         y = next(taps)[2].copy()
@@ -413,6 +481,8 @@ class AvgPool2d(_Pool2d):
         OH, OW = self.out_hw
         if self.tiled:
             return tiled_spread(xp, gy, KH, KW)
+        if self.wide is not None:
+            return self.wide.mean_backward(xp, gy, self._plane_divisor())
         g = gy / self.divisor
         gpad = self._grad_buffer(xp, gy.dtype)
         for _, _, view in _taps(gpad, KH, KW, self.stride, OH, OW):

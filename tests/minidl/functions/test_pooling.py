@@ -65,27 +65,27 @@ def _pair(v):
 
 
 @pytest.fixture(params=["wide", "taps"])
-def max_path(request, monkeypatch):
-    """Max pooling with overlapping windows over wide stride phases (on the host), or tap by
-    tap (as on a GPU)."""
+def pool_path(request, monkeypatch):
+    """Max and average pooling with overlapping windows over wide stride phases (on the host),
+    or tap by tap (as on a GPU)."""
     monkeypatch.setattr(pooling, "_WIDE_PHASES", request.param == "wide")
     monkeypatch.setattr(pooling, "_WIDE_BLOCK_BYTES", 1)   # one plane per block
     return request.param
 
 
-def _takes_wide(y, max_path):
+def _takes_wide(y, pool_path):
     """Whether y's max pooling ran over wide phases, and whether it should have."""
     fn = y.creator
-    wanted = (max_path == "wide" and B.get_backend().name == "numpy"
+    wanted = (pool_path == "wide" and B.get_backend().name == "numpy"
               and not fn.halving and fn.stride != fn.kernel)
     return (getattr(fn, "wide", None) is not None) == wanted
 
 
 @pytest.mark.parametrize("x_shape, k, s, p", POOL_CASES, ids=str)
-def test_max_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p, max_path):
+def test_max_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p, pool_path):
     x = distinct(rng, x_shape)
     y = F.max_pool2d(Tensor(dev(xp, x), requires_grad=True), k, s, p)
-    assert _takes_wide(y, max_path)
+    assert _takes_wide(y, pool_path)
     ref = naive_pool(x, _pair(k), _pair(s if s is not None else k), _pair(p), "max")
     np.testing.assert_array_equal(host(y), ref)
     gradcheck(lambda t: F.max_pool2d(t, k, s, p), [dev(xp, x)])
@@ -93,9 +93,14 @@ def test_max_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p, max_path):
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("x_shape, k, s, p", POOL_CASES, ids=str)
-def test_avg_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p, count_include_pad):
+def test_avg_pool_forward_and_gradcheck(xp, rng, x_shape, k, s, p, count_include_pad,
+                                        pool_path):
     x = rng.standard_normal(x_shape)
     fn = lambda t: F.avg_pool2d(t, k, s, p, count_include_pad=count_include_pad)  # noqa: E731
+    y = fn(Tensor(dev(xp, x), requires_grad=True))
+    wanted = (pool_path == "wide" and B.get_backend().name == "numpy"
+              and _pair(k) != _pair(s if s is not None else k))
+    assert (getattr(y.creator, "wide", None) is not None) == wanted
     ref = naive_pool(x, _pair(k), _pair(s if s is not None else k), _pair(p), "avg",
                      count_include_pad)
     np.testing.assert_allclose(host(fn(dev(xp, x))), ref, rtol=1e-12, atol=1e-14)
@@ -137,7 +142,7 @@ def test_global_avg_pool(xp, rng, keepdims):
     gradcheck(lambda t: F.global_avg_pool2d(t, keepdims), [dev(xp, x)])
 
 
-def test_max_pool_overlapping_windows_accumulate_at_a_shared_maximum(xp, max_path):
+def test_max_pool_overlapping_windows_accumulate_at_a_shared_maximum(xp, pool_path):
     x = np.zeros((1, 1, 5, 5))
     x[0, 0, 2, 2] = 1.0                      # the centre lies in all four 3x3 s2 windows
     t = Tensor(dev(xp, x), requires_grad=True)
@@ -149,12 +154,12 @@ def test_max_pool_overlapping_windows_accumulate_at_a_shared_maximum(xp, max_pat
     np.testing.assert_array_equal(host(t.grad)[0, 0], expected)
 
 
-def test_max_pool_ties_send_the_gradient_to_the_first_maximum_once(xp, max_path):
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum_once(xp, pool_path):
     # after ReLU whole windows are 0: each window passes its gradient to its first (row-major)
     # real element, once, as PyTorch does; -inf padding never wins
     t = Tensor(dev(xp, np.zeros((1, 1, 5, 5))), requires_grad=True)
     y = F.max_pool2d(t, 3, 2, 1)             # windows cover rows/columns -1..1, 1..3, 3..5
-    assert _takes_wide(y, max_path)
+    assert _takes_wide(y, pool_path)
     y.backward(dev(xp, np.ones((1, 1, 3, 3))))
     expected = np.zeros((5, 5))
     for r in (0, 1, 3):
@@ -194,7 +199,7 @@ def test_max_pool_2x2_routes_every_tie_pattern_to_the_first_maximum(xp, rng):
     np.testing.assert_array_equal(host(t.grad), _first_max_routing(x, gy))
 
 
-def test_max_pool_a_nan_window_outputs_nan_and_passes_no_gradient(xp, rng, max_path):
+def test_max_pool_a_nan_window_outputs_nan_and_passes_no_gradient(xp, rng, pool_path):
     for kernel, stride in [(2, 2), (3, 2)]:               # the fast path and the general one
         x = rng.standard_normal((1, 2, 6, 16))
         x[0, 1, 2, 3] = np.nan
