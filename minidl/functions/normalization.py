@@ -153,10 +153,14 @@ class BatchNorm(Function):
         mean, inv_std, scale, xc = normalising_map(self, xp, x3, gamma, keep_centred=True)
         y = xp.empty(x3.shape, dtype=x.dtype)
 
-        def affine(lo, hi):
-            xp.multiply(xc[lo:hi], scale[:, None], out=y[lo:hi])
-            if beta is not None:
-                y[lo:hi] += beta[:, None]
+        block = images_per_block(x3, _BLOCK_BYTES)
+
+        def affine(lo, hi):  # a few images at a time: the bias add finds them in cache
+            for b0 in range(lo, hi, block):
+                b1 = min(hi, b0 + block)
+                xp.multiply(xc[b0:b1], scale[:, None], out=y[b0:b1])
+                if beta is not None:
+                    y[b0:b1] += beta[:, None]
 
         parallel_for(N, affine, nbytes=x3.nbytes, like=x3)
         self.xc, self.inv_std, self.scale = xc, inv_std, scale
@@ -173,6 +177,7 @@ class BatchNorm(Function):
         sum_gy_xhat = sum_gy_xc * inv_std
         gx_nd = xp.empty(gy.shape, dtype=gy.dtype)  # returned whole: no view to copy
         gx = _as3(gx_nd)
+        block = images_per_block(g3, _BLOCK_BYTES)
         if self.training:
             M = gy.dtype.type(N * L)
             # gx = k * (gy - sum_gy / M - xhat * sum_gy_xhat / M), xhat = xc * inv_std,
@@ -180,12 +185,14 @@ class BatchNorm(Function):
             b = (inv_std * sum_gy_xhat / M)[:, None]
             a = (sum_gy / M)[:, None]
 
-            def grad(lo, hi):
-                out = gx[lo:hi]
-                xp.multiply(xc[lo:hi], b, out=out)
-                out += a
-                out -= g3[lo:hi]
-                out *= -scale[:, None]
+            def grad(lo, hi):  # a few images at a time: the in-place steps work in cache
+                for b0 in range(lo, hi, block):
+                    b1 = min(hi, b0 + block)
+                    out = gx[b0:b1]
+                    xp.multiply(xc[b0:b1], b, out=out)
+                    out += a
+                    out -= g3[b0:b1]
+                    out *= -scale[:, None]
         else:
             def grad(lo, hi):
                 xp.multiply(g3[lo:hi], scale[:, None], out=gx[lo:hi])
