@@ -235,28 +235,30 @@ class WidePhases:
             xp.copyto(planes[:, h0::sh, w0::sw], G[r, s, :, a0:a0 + na, b0:b0 + nb])
 
     def _tap_runs(self, A, lo, hi):
-        """(phase, view) per tap, row-major: the tap's values for output planes lo:hi of the
-        (sh, sw, planes, Hq, Wq) array A, as (hi - lo, OH*Wq) runs."""
+        """Per tap, row-major: the tap's values for output planes lo:hi of the (sh, sw,
+        planes, Hq, Wq) array A, as a (hi - lo, OH*Wq) view of runs."""
         L = self.OH * self.Wq
         flat = A.reshape(A.shape[:3] + (self.Hq * self.Wq,))
         return [flat[r, s, lo:hi, off:off + L] for r, s, off in self.taps]
 
-    def _blocks(self, lo, hi):
-        """Planes lo:hi in blocks whose phases and temporaries fit in a core's cache."""
-        per_plane = 2 * self.stride[0] * self.stride[1] * self.Hq * self.Wq * 4 + \
-            6 * self.OH * self.Wq * 4
-        step = max(1, _WIDE_BLOCK_BYTES // per_plane)
-        return [(b, min(hi, b + step)) for b in range(lo, hi, step)]
+    def _plane_bytes(self, itemsize):
+        """Bytes a plane takes in a block: its phases and accumulators, and the wide rows of
+        its output and temporaries."""
+        sh, sw = self.stride
+        return (2 * sh * sw * self.Hq + 6 * self.OH) * self.Wq * itemsize
 
     def _each_block(self, xp, work, dtype, like, buffers=True):
-        """``work(p0, p1, Q, w)`` per block of planes, in parallel parts, with (when asked) a
-        phases buffer Q (sh, sw, n, Hq, Wq) and a wide output buffer w (n, OH, Wq) whose junk
-        columns are zero, both for the block's n planes only (else None)."""
+        """``work(p0, p1, Q, w)`` per block of planes (about _WIDE_BLOCK_BYTES), in parallel
+        parts, with (when asked) a phases buffer Q (sh, sw, n, Hq, Wq) and a wide output buffer
+        w (n, OH, Wq) whose junk columns are zero, both for the block's n planes only (else
+        None)."""
         N, C = self.x_shape[:2]
         sh, sw = self.stride
+        per_plane = self._plane_bytes(xp.dtype(dtype).itemsize)
+        step = max(1, _WIDE_BLOCK_BYTES // per_plane)
 
         def part(lo, hi):
-            blocks = self._blocks(lo, hi)
+            blocks = [(b, min(hi, b + step)) for b in range(lo, hi, step)]
             Q_buf = w_buf = None
             if buffers:
                 most = max(b1 - b0 for b0, b1 in blocks)
@@ -268,7 +270,7 @@ class WidePhases:
                 work(p0, p1, None if Q_buf is None else Q_buf[:, :, :n],
                      None if w_buf is None else w_buf[:n])
 
-        parallel_for(N * C, part, nbytes=N * C * self.Hq * self.Wq * sh * sw * 4, like=like)
+        parallel_for(N * C, part, nbytes=N * C * per_plane, like=like)
 
     # -- max pooling ---------------------------------------------------------------------------
     def max_forward(self, xp, x):
