@@ -51,9 +51,10 @@ output against im2col's 25, 20-27% less time for 32->64 layers (``_STACKED_WINOG
 
 On the CPU
 ----------
-The batch goes through in chunks of about 8 MB of column matrix (cache-resident copies);
-BLAS runs each product on every core, and the memory-bound copies between them (im2col,
-col2im, the layout changes) are split over host threads (:mod:`minidl.parallel`).  Scratch
+The batch goes through in chunks of about 2 MB of column matrix (4 MB with phase runs), so the
+copies stay in cache; the chunks run side by side, whole chunks per host thread with BLAS on
+one thread each (:func:`minidl.parallel.chunks_side_by_side`), so each chunk's im2col, products
+and col2im stay on one core.  Scratch
 buffers come from a workspace that reuses them from call to call (no fresh, page-faulting
 memory every step), and when W needs a gradient the column matrix is kept from forward for dW.
 """
