@@ -115,16 +115,19 @@ def _load_cupy() -> Backend:
                    _ndimage, cupyx.errstate, synchronize=lambda: cupy.cuda.Device().synchronize())
 
 
-def _load_strict() -> Backend:
-    from minidl.testing import strict
-
-    return Backend("strict", strict, "strict", strict.ndarray, strict.asarray, strict.asnumpy,
-                   lambda: strict.cupyx.scipy.ndimage, strict.cupyx.errstate)
-
-
-_LOADERS: dict[str, Callable[[], Backend]] = {
-    "numpy": _load_numpy, "cupy": _load_cupy, "strict": _load_strict}
+_LOADERS: dict[str, Callable[[], Backend]] = {"numpy": _load_numpy, "cupy": _load_cupy}
 _loaded: dict[str, Backend] = {}
+
+
+def register_backend(name: str, loader: Callable[[], Backend]) -> None:
+    """Add a backend: ``loader()`` returns its :class:`Backend` (called on first use, and may
+    raise :class:`BackendUnavailableError`).  The strict test backend registers itself this
+    way (``minidl.testing.strict``), so this module depends on nothing above it."""
+    if not isinstance(name, str) or not name or name != name.lower():
+        raise ValueError(f"register_backend: name must be a non-empty lower-case str, got "
+                         f"{name!r}")
+    _LOADERS[name] = loader
+    _loaded.pop(name, None)
 
 
 def _get(name: str) -> Backend:
@@ -150,11 +153,16 @@ def available_backends() -> list[str]:
 # --------------------------------------------------------------------------- the switch
 
 def _initial_backend_name() -> str:
-    name = os.environ.get(ENV_VAR, "numpy").strip().lower() or "numpy"
-    if name not in _LOADERS:
+    """The backend named by the environment (checked when first used: the strict backend
+    registers itself after this module loads)."""
+    return os.environ.get(ENV_VAR, "numpy").strip().lower() or "numpy"
+
+
+def check_environment() -> None:
+    """Raise a ValueError now when ``MINIDL_BACKEND`` names no registered backend."""
+    if _active_name not in _LOADERS:
         raise ValueError(f"environment variable {ENV_VAR} must be one of {sorted(_LOADERS)}, "
-                         f"got {name!r}")
-    return name
+                         f"got {_active_name!r}")
 
 
 _active_name = _initial_backend_name()

@@ -13,7 +13,7 @@ import numpy
 
 from minidl import backend as B
 
-__all__ = ["fans", "he_normal", "he_uniform", "fan_in_uniform", "xavier_normal",
+__all__ = ["BY_NAME", "fans", "he_normal", "he_uniform", "fan_in_uniform", "xavier_normal",
            "xavier_uniform", "uniform", "zeros", "ones"]
 
 
@@ -72,3 +72,8 @@ def zeros(shape, dtype=None):
 
 def ones(shape, dtype=None):
     return B.get_xp().ones(shape, dtype=dtype or B.get_default_dtype())
+
+
+# The initialisers by the names the layers' ``init`` argument takes.
+BY_NAME = {"he": he_uniform, "he_normal": he_normal, "torch": fan_in_uniform,
+           "xavier": xavier_uniform, "xavier_normal": xavier_normal}

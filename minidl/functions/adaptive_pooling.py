@@ -19,9 +19,9 @@ import numpy
 
 from minidl import backend as B
 from minidl.autograd import Function
-from minidl.functions.conv import _as_input
+from minidl.functions.arguments import as_input as _as_input
 
-__all__ = ["adaptive_avg_pool2d", "adaptive_bins"]
+__all__ = ["adaptive_avg_pool2d", "adaptive_bins", "adaptive_output_size"]
 
 
 def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
@@ -59,7 +59,7 @@ class AdaptiveAvgPool2d(Function):
         return xp.matmul(xp.matmul(self.Ph.T, gy), self.Pw)
 
 
-def _output_size(output_size):
+def adaptive_output_size(output_size):
     items = tuple(output_size) if isinstance(output_size, (tuple, list)) \
         else (output_size, output_size)
     if len(items) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -86,4 +86,4 @@ def adaptive_avg_pool2d(x, output_size):
                          f"{tuple(x.shape)}")
     if x.dtype.kind != "f":
         raise TypeError(f"adaptive_avg_pool2d: x must be floating, got dtype {x.dtype}")
-    return AdaptiveAvgPool2d(_output_size(output_size))(x)
+    return AdaptiveAvgPool2d(adaptive_output_size(output_size))(x)

@@ -65,7 +65,8 @@ import numbers
 
 from minidl import _openblas
 from minidl import backend as B
-from minidl.autograd import Function, Tensor, as_tensor, is_grad_enabled
+from minidl.autograd import Function, is_grad_enabled
+from minidl.functions.arguments import as_input as _as_input, conv_output_size, output_hw as _output_hw, pair as _pair
 from minidl.functions.im2col import ColumnLayout, runs_fit
 from minidl.functions.winograd import StackedWinograd, Winograd3x3, tile_waste
 from minidl.parallel import chunks_side_by_side, even_chunk_size, parallel_for, sum_in_order
@@ -148,46 +149,6 @@ def _winograd_min_depth() -> float:
 def _auto_min_depth() -> float:
     kernels = [name.lower() for name in _openblas.kernel_names()]
     return 8 if any(k in _AVX512_KERNELS for k in kernels) else 6
-
-
-def _pair(value, name: str, where: str, minimum: int = 0) -> tuple[int, int]:
-    """``(a, b)`` from an int or a pair of ints, each an int >= ``minimum``."""
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                  for v in items):
-        raise TypeError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
-    if any(v < minimum for v in items):
-        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
-    return int(items[0]), int(items[1])
-
-
-def _as_input(x, name: str, where: str) -> Tensor:
-    if isinstance(x, Tensor):
-        return x
-    if B.is_array(x):
-        return as_tensor(x)
-    raise TypeError(f"{where}: {name} must be a Tensor or a backend array, got "
-                    f"{type(x).__name__}")
-
-
-def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
-                     dilation: int = 1) -> int:
-    """Output length of a convolution (or pooling) along one axis (may be <= 0)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _output_hw(where, hw, kernel, stride, padding, dilation=(1, 1)):
-    """(OH, OW), or a ValueError naming ``where`` when the window does not fit."""
-    out = tuple(conv_output_size(hw[i], kernel[i], stride[i], padding[i], dilation[i])
-                for i in range(2))
-    if out[0] <= 0 or out[1] <= 0:
-        eff = tuple(dilation[i] * (kernel[i] - 1) + 1 for i in range(2))
-        dil = f" with dilation {dilation}" if dilation != (1, 1) else ""
-        raise ValueError(f"{where}: kernel {kernel[0]}x{kernel[1]}{dil} (spans "
-                         f"{eff[0]}x{eff[1]}) is larger than the padded input "
-                         f"{hw[0] + 2 * padding[0]}x{hw[1] + 2 * padding[1]} (input "
-                         f"{hw[0]}x{hw[1]}, padding {padding})")
-    return out
 
 
 def takes_per_image(backend: str, C, OC, kernel, OH, OW, groups=1) -> bool:

@@ -40,7 +40,8 @@ from minidl import backend as B
 from minidl.autograd import Function, is_grad_enabled
 from minidl.functions.activation import relu_into
 from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
-from minidl.functions.conv import (_KEEP_COL_BYTES, _as_input, _output_hw, _pair, _workspace,
+from minidl.functions.arguments import as_input as _as_input, output_hw as _output_hw, pair as _pair
+from minidl.functions.conv import (_KEEP_COL_BYTES, _workspace,
                                    conv2d, takes_per_image, takes_winograd)
 from minidl.functions.im2col import ColumnLayout
 from minidl.functions.normalization import (_by_parts, _channel_dot, _channel_sum,

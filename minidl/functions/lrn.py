@@ -19,7 +19,7 @@ import numbers
 
 from minidl import backend as B
 from minidl.autograd import Function
-from minidl.functions.conv import _as_input
+from minidl.functions.arguments import as_input as _as_input
 
 __all__ = ["local_response_norm"]
 

@@ -26,7 +26,7 @@ import numbers
 
 from minidl import backend as B
 from minidl.autograd import Function, Tensor
-from minidl.functions.conv import _as_input
+from minidl.functions.arguments import as_input as _as_input
 from minidl.parallel import parallel_for
 
 __all__ = ["batch_norm"]

@@ -28,7 +28,7 @@ import numbers
 
 from minidl import backend as B
 from minidl.autograd import Function
-from minidl.functions.conv import _as_input, _output_hw, _pair
+from minidl.functions.arguments import as_input as _as_input, output_hw as _output_hw, pair as _pair, pool_args
 from minidl.parallel import parallel_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "global_avg_pool2d"]
@@ -572,17 +572,6 @@ def _check_x(x, where):
     return x
 
 
-def _pool_args(where, kernel_size, stride, padding):
-    kernel = _pair(kernel_size, "kernel_size", where, 1)
-    stride = kernel if stride is None else _pair(stride, "stride", where, 1)
-    padding = _pair(padding, "padding", where, 0)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        # a window lying entirely in the padding would have no input (as in PyTorch)
-        raise ValueError(f"{where}: padding must be at most half the kernel size, got "
-                         f"padding {padding} for kernel_size {kernel}")
-    return kernel, stride, padding
-
-
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     """Maximum over KH x KW windows (as ``torch.nn.functional.max_pool2d``).
 
@@ -600,7 +589,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     (8, 16, 14, 14)
     """
     x = _check_x(x, "max_pool2d")
-    kernel, stride, padding = _pool_args("max_pool2d", kernel_size, stride, padding)
+    kernel, stride, padding = pool_args("max_pool2d", kernel_size, stride, padding)
     _output_hw("max_pool2d", x.shape[2:], kernel, stride, padding)
     return MaxPool2d(kernel, stride, padding)(x)
 
@@ -612,7 +601,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
     KH*KW, otherwise by the number of real pixels it covers.  Shapes as :func:`max_pool2d`.
     """
     x = _check_x(x, "avg_pool2d")
-    kernel, stride, padding = _pool_args("avg_pool2d", kernel_size, stride, padding)
+    kernel, stride, padding = pool_args("avg_pool2d", kernel_size, stride, padding)
     _output_hw("avg_pool2d", x.shape[2:], kernel, stride, padding)
     return AvgPool2d(kernel, stride, padding, bool(count_include_pad))(x)
 

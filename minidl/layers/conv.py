@@ -6,16 +6,11 @@ import numbers
 
 from minidl import init as initializers
 from minidl.autograd import Parameter
-from minidl.functions.conv import _output_hw, _pair, conv2d
-from minidl.layers.linear import _INITS
-from minidl.layers.module import Module, check_input
+from minidl.functions.arguments import output_hw, pair
+from minidl.functions.conv import conv2d
+from minidl.layers.module import Module, check_input, short_pair
 
 __all__ = ["Conv2d"]
-
-
-def _fmt(pair):
-    """3 for (3, 3), (3, 1) otherwise: the shorter spelling in reprs."""
-    return pair[0] if pair[0] == pair[1] else pair
 
 
 class Conv2d(Module):
@@ -39,17 +34,18 @@ class Conv2d(Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels "
                              f"({out_channels}) must both be divisible by groups ({groups})")
-        if init not in _INITS:
-            raise ValueError(f"Conv2d: init must be one of {sorted(_INITS)}, got {init!r}")
+        if init not in initializers.BY_NAME:
+            raise ValueError(f"Conv2d: init must be one of {sorted(initializers.BY_NAME)}, "
+                             f"got {init!r}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d", 1)
-        self.stride = _pair(stride, "stride", "Conv2d", 1)
-        self.padding = _pair(padding, "padding", "Conv2d", 0)
-        self.dilation = _pair(dilation, "dilation", "Conv2d", 1)
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", 1)
+        self.stride = pair(stride, "stride", "Conv2d", 1)
+        self.padding = pair(padding, "padding", "Conv2d", 0)
+        self.dilation = pair(dilation, "dilation", "Conv2d", 1)
         self.groups = int(groups)
         KH, KW = self.kernel_size
         shape = (self.out_channels, self.in_channels // self.groups, KH, KW)
-        self.W = Parameter(_INITS[init](shape))
+        self.W = Parameter(initializers.BY_NAME[init](shape))
         fan_in = initializers.fans(shape)[0]
         self.b = Parameter(initializers.uniform((self.out_channels,), 1 / math.sqrt(fan_in))) \
             if bias else None
@@ -57,16 +53,16 @@ class Conv2d(Module):
     def forward(self, x):
         C = self.in_channels
         x = check_input(self, x, f"with {C} channels (N, {C}, H, W)", ndim=4, sizes={1: C})
-        _output_hw(repr(self), x.shape[2:], self.kernel_size, self.stride, self.padding,
+        output_hw(repr(self), x.shape[2:], self.kernel_size, self.stride, self.padding,
                    self.dilation)
         return conv2d(x, self.W, self.b, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={_fmt(self.kernel_size)}"
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={short_pair(self.kernel_size)}"
         for name, default in (("stride", 1), ("padding", 0), ("dilation", 1)):
             v = getattr(self, name)
             if v != (default, default):
-                s += f", {name}={_fmt(v)}"
+                s += f", {name}={short_pair(v)}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.b is None:

@@ -10,11 +10,6 @@ from minidl.layers.module import Module, check_input
 
 __all__ = ["Linear", "Flatten"]
 
-_INITS = {"he": initializers.he_uniform, "he_normal": initializers.he_normal,
-          "torch": initializers.fan_in_uniform,
-          "xavier": initializers.xavier_uniform, "xavier_normal": initializers.xavier_normal}
-
-
 class Linear(Module):
     """y = x @ W^T + b, x (N, in_features) -> y (N, out_features).
 
@@ -27,10 +22,11 @@ class Linear(Module):
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"Linear: {name} must be a positive int, got {v!r}")
-        if init not in _INITS:
-            raise ValueError(f"Linear: init must be one of {sorted(_INITS)}, got {init!r}")
+        if init not in initializers.BY_NAME:
+            raise ValueError(f"Linear: init must be one of {sorted(initializers.BY_NAME)}, "
+                             f"got {init!r}")
         self.in_features, self.out_features = in_features, out_features
-        self.W = Parameter(_INITS[init]((out_features, in_features)))
+        self.W = Parameter(initializers.BY_NAME[init]((out_features, in_features)))
         self.b = Parameter(initializers.uniform((out_features,), 1 / math.sqrt(in_features))) \
             if bias else None
 

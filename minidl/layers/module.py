@@ -25,7 +25,7 @@ import numpy
 from minidl import backend as B
 from minidl.autograd import Parameter, Tensor, as_tensor, no_grad
 
-__all__ = ["Module", "Sequential", "check_input"]
+__all__ = ["Module", "Sequential", "check_input", "short_pair"]
 
 
 class Module:
@@ -398,3 +398,8 @@ def check_input(layer: Module, x, expected: str, ndim=None, sizes=None) -> Tenso
         B.check_same_device(p.data, x.data, names=("the layer's parameters", "the input"),
                             where=repr(layer).splitlines()[0])
     return x
+
+
+def short_pair(pair):
+    """3 for (3, 3), (3, 1) otherwise: the shorter spelling of a pair in reprs."""
+    return pair[0] if pair[0] == pair[1] else pair

@@ -14,7 +14,7 @@ from minidl import backend as B
 from minidl import init as initializers
 from minidl.autograd import Parameter
 from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
-from minidl.functions.conv import _output_hw
+from minidl.functions.arguments import output_hw as _output_hw
 from minidl.functions.conv_bn_pool import conv2d_batch_norm_max_pool2d
 from minidl.functions.normalization import batch_norm
 from minidl.layers.module import Module, check_input

@@ -1,10 +1,9 @@
 """Pooling layers: MaxPool2d, AvgPool2d, GlobalAvgPool2d (no parameters)."""
 from __future__ import annotations
 
-from minidl.functions.conv import _output_hw
-from minidl.functions.pooling import _pool_args, avg_pool2d, global_avg_pool2d, max_pool2d
-from minidl.layers.conv import _fmt
-from minidl.layers.module import Module, check_input
+from minidl.functions.arguments import output_hw as _output_hw, pool_args
+from minidl.functions.pooling import avg_pool2d, global_avg_pool2d, max_pool2d
+from minidl.layers.module import Module, check_input, short_pair
 
 __all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
 
@@ -20,7 +19,7 @@ class _Pool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size, self.stride, self.padding = _pool_args(
+        self.kernel_size, self.stride, self.padding = pool_args(
             type(self).__name__, kernel_size, stride, padding)
 
     def _check(self, x):
@@ -29,11 +28,11 @@ class _Pool2d(Module):
         return x
 
     def extra_repr(self):
-        s = f"kernel_size={_fmt(self.kernel_size)}"
+        s = f"kernel_size={short_pair(self.kernel_size)}"
         if self.stride != self.kernel_size:
-            s += f", stride={_fmt(self.stride)}"
+            s += f", stride={short_pair(self.stride)}"
         if self.padding != (0, 0):
-            s += f", padding={_fmt(self.padding)}"
+            s += f", padding={short_pair(self.padding)}"
         return s
 
 

@@ -78,10 +78,10 @@ def test_initial_backend_name_reads_the_environment(monkeypatch, value, expected
     assert B._initial_backend_name() == expected
 
 
-def test_initial_backend_name_rejects_a_bad_value(monkeypatch):
-    monkeypatch.setenv(B.ENV_VAR, "tpu")
+def test_check_environment_rejects_a_bad_value(monkeypatch):
+    monkeypatch.setattr(B, "_active_name", "tpu")
     with pytest.raises(ValueError) as info:
-        B._initial_backend_name()
+        B.check_environment()
     msg = str(info.value)
     assert "MINIDL_BACKEND" in msg and "'tpu'" in msg and "'numpy'" in msg
 
@@ -275,3 +275,16 @@ def test_seed_validation(bad):
 def test_device_rng_rejects_a_foreign_namespace():
     with pytest.raises(ValueError, match="xp must be an array namespace of a minidl backend"):
         B.device_rng(object())
+
+
+def test_importing_the_backend_loads_nothing_above_it():
+    """The ground floor depends on nothing above it: importing minidl.backend in a fresh
+    interpreter imports no autograd, kernels, functions, layers or testing module."""
+    code = ("import sys, minidl.backend; print(sorted(m for m in sys.modules "
+            "if m.startswith('minidl')))")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("MINIDL_BACKEND", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    loaded = eval(out)
+    assert loaded == ["minidl", "minidl._openblas", "minidl.backend"], loaded

@@ -1,0 +1,2 @@
+"""Kernels for CuPy on a GPU.  Importing this package registers them; CuPy itself is only
+imported when a kernel runs."""

@@ -1,0 +1,1 @@
+"""Kernels for NumPy on the CPU.  Importing this package registers them."""
