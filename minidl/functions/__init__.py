@@ -1,9 +1,13 @@
 """Differentiable operations (stateless): each is a Function with forward and backward side by
 side, written once over the array namespace ``xp``."""
-from minidl.functions.basic import (  # noqa: F401
-    add, sub, mul, div, neg, power, matmul, sum, mean, max, min, reshape, transpose, flatten,
-    getitem, concatenate, broadcast_to, sum_to, exp, log, sqrt, abs,
+from minidl.functions.arithmetic import (  # noqa: F401
+    add, sub, mul, div, neg, power, matmul, exp, log, sqrt, abs,
 )
+from minidl.functions.reduction import sum, mean, max, min  # noqa: F401
+from minidl.functions.shape import (  # noqa: F401
+    reshape, transpose, flatten, getitem, concatenate, broadcast_to, sum_to,
+)
+from minidl.functions import operators  # noqa: F401,E402  (Tensor's + - * / @ and methods)
 from minidl.functions.activation import (  # noqa: F401
     sigmoid, tanh, relu, leaky_relu, softmax, log_softmax,
 )

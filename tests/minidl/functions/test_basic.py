@@ -1,4 +1,4 @@
-"""minidl.functions.basic: every op against a NumPy formula, a float64 gradcheck, and float32
+"""minidl.functions.arithmetic, reduction and shape: every op against a NumPy formula, a float64 gradcheck, and float32
 kept float32 -- under every backend (the ``xp`` fixture)."""
 import numpy as np
 import pytest
