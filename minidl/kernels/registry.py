@@ -24,6 +24,8 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from minidl.kernels import tuning
+
 __all__ = ["Kernel", "KernelNotApplicable", "Choice", "REFERENCE", "define_op", "register",
            "select", "force", "disable", "explain", "kernels", "ops"]
 
@@ -108,6 +110,7 @@ def register(op: str, name: str, *, backends, applies, priority: int, summary: s
         raise ValueError(f"register: {REFERENCE!r} names the op's reference implementation")
 
     def add(impl):
+        _CHOICES.clear()
         _OPS[op].kernels[name] = Kernel(op, name, impl, tuple(backends), applies, priority,
                                         summary or (impl.__doc__ or "").strip().split("\n")[0])
         return impl
@@ -159,9 +162,25 @@ def _decide(op: str, geometry) -> tuple[Kernel | None, str, list[tuple[str, bool
     return None, "no kernel applies", considered
 
 
+# select()'s answers: an op is called with the same few geometries step after step, and the
+# predicates' reasons cost more than the ops' small-batch work.  The key holds the overrides in
+# force (their dicts are replaced, never changed, by force/disable) and tuning's generation.
+_CHOICES: dict = {}
+_CHOICES_MAX = 4096
+
+
 def select(op: str, geometry) -> Kernel | None:
     """The kernel that runs ``op`` for ``geometry``, or None for the reference."""
-    return _decide(op, geometry)[0]
+    forced, disabled = _FORCED.get(), _DISABLED.get()
+    key = (op, geometry, id(forced), id(disabled), tuning.generation())
+    hit = _CHOICES.get(key)
+    if hit is not None and hit[1] is forced and hit[2] is disabled:
+        return hit[0]
+    kernel = _decide(op, geometry)[0]
+    if len(_CHOICES) >= _CHOICES_MAX:
+        _CHOICES.clear()
+    _CHOICES[key] = (kernel, forced, disabled)
+    return kernel
 
 
 def explain(op: str, *shapes, **params) -> Choice:

@@ -74,7 +74,16 @@ def _auto_min_depth() -> float:
     return 8 if any(k in _AVX512_KERNELS for k in kernels) else 6
 
 
-_NAMES = frozenset(name for name in dict(globals()) if name.isupper() and not name.startswith("_"))
+_generation = 0   # counts overrides, so that cached kernel choices see changed values
+
+
+def generation() -> int:
+    """A number that changes whenever :func:`override` sets or restores values."""
+    return _generation
+
+
+_NAMES = frozenset(name for name in dict(globals())
+                   if name.isupper() and not name.startswith("_"))
 
 
 @contextlib.contextmanager
@@ -83,10 +92,13 @@ def override(**values) -> Iterator[None]:
     unknown = sorted(set(values) - _NAMES)
     if unknown:
         raise KeyError(f"override: no tuning values {unknown}; they are {sorted(_NAMES)}")
+    global _generation
     module = globals()
     old = {name: module[name] for name in values}
     module.update(values)
+    _generation += 1
     try:
         yield
     finally:
         module.update(old)
+        _generation += 1

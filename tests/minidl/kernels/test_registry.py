@@ -95,3 +95,24 @@ def test_explain_builds_the_ops_geometry():
                              backend="strict")
     assert choice.geometry.OH == 16 and choice.geometry.backend == "strict"
     assert choice.kernel == "reference"  # no strict kernels
+
+
+def test_choices_are_cached_but_follow_overrides_and_tuning(toy):
+    calls = []
+
+    def applies(g):
+        calls.append(g)
+        return g.size >= kernels.tuning.CONV_CHUNK_BYTES, "size vs CONV_CHUNK_BYTES"
+
+    kernels.register(toy, "tuned", backends=("numpy",), priority=3, applies=applies)("TUNED")
+    big = Toy(kernels.tuning.CONV_CHUNK_BYTES)
+    assert kernels.select(toy, big).name == "tuned"
+    assert kernels.select(toy, big).name == "tuned"
+    assert len(calls) == 1                       # the second answer came from the cache
+    with kernels.tuning.override(CONV_CHUNK_BYTES=big.size + 1):
+        assert kernels.select(toy, big).name == "big"
+    with kernels.disable(toy, "tuned"):
+        assert kernels.select(toy, big).name == "big"
+    with kernels.force(toy, "any"):
+        assert kernels.select(toy, big).name == "any"
+    assert kernels.select(toy, big).name == "tuned"
