@@ -34,7 +34,7 @@ from minidl.autograd import Function
 from minidl.functions.activation import relu_into
 from minidl.functions.normalization import (_as3, _by_parts, _channel_dot, _channel_sum,
                                             _checked_args, images_per_block, normalising_map)
-from minidl.functions.pooling import halving_max, halving_route
+from minidl.kernels.generic.pool_halving import halving_max, halving_route
 from minidl.parallel import parallel_for
 
 __all__ = ["batch_norm_max_pool2d"]

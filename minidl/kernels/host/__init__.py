@@ -1,1 +1,2 @@
 """Kernels for NumPy on the CPU.  Importing this package registers them."""
+from minidl.kernels.host import pool_wide_phases  # noqa: F401
