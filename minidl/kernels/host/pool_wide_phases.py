@@ -87,9 +87,9 @@ class WidePhases:
 
     def _each_block(self, xp, work, dtype, like, buffers=True):
         """``work(p0, p1, Q, w)`` per block of planes (about
-        ``tuning.WIDE_PHASES_BLOCK_BYTES``), in parallel parts, with (when asked) a phases buffer Q (sh, sw, n, Hq, Wq) and a wide output buffer
-        w (n, OH, Wq) whose junk columns are zero, both for the block's n planes only (else
-        None)."""
+        ``tuning.WIDE_PHASES_BLOCK_BYTES``), in parallel parts, with (when asked) a phases
+        buffer Q (sh, sw, n, Hq, Wq) and a wide output buffer w (n, OH, Wq) whose junk columns
+        are zero, both for the block's n planes only (else None)."""
         N, C = self.x_shape[:2]
         sh, sw = self.stride
         per_plane = self._plane_bytes(xp.dtype(dtype).itemsize)
