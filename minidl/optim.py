@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 
 from minidl import backend as B
+from minidl import kernels
 from minidl.autograd import Parameter
+from minidl.kernels.geometry import UpdateGeometry
 from minidl.parallel import parallel_for
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "OneCycleLR",
@@ -116,10 +118,10 @@ class Adam(Optimizer):
         m, v = state["m"], state["v"]
         step, eps = dt(self.lr / (1 - b1 ** t)), dt(self.eps)
         root = dt(math.sqrt(1 - b2 ** t))
-        if B.backend_of(p.data).name == "cupy":  # one launch instead of thirteen
-            g = g.astype(p.data.dtype, copy=False)  # one type T, as the host's out= casts
-            _adam_kernel(xp)(g, dt(b1), dt(1 - b1), dt(b2), dt(1 - b2), root, eps, step,
-                             p.data, m, v)
+        kernel = kernels.select("adam", UpdateGeometry(p.data.size, p.data.dtype, g.dtype,
+                                                       B.backend_of(p.data).name))
+        if kernel is not None:  # on CuPy: one launch instead of thirteen
+            kernel.impl(xp, p.data, g, m, v, b1, b2, root, eps, step)
             return
         tmp = xp.empty_like(p.data)
 
@@ -146,28 +148,6 @@ class Adam(Optimizer):
                          nbytes=p.data.nbytes, like=p.data)
         else:
             run(*arrays)
-
-
-_ADAM_KERNELS = {}
-# the kernel's body (C, one element; tests run it as Python on NumPy arrays)
-_ADAM_UPDATE = """
-m = m * b1 + g * omb1;
-v = v * b2 + g * g * omb2;
-w = w - m / (sqrt(v) / root + eps) * step;
-"""
-
-
-def _adam_kernel(cupy):
-    """Adam's update of one parameter as a single CuPy elementwise kernel, with the same
-    arithmetic, in the same order, as the host path's thirteen in-place ufuncs.  On a GPU the
-    MNIST models' steps are bound by kernel launches (about ten microseconds each), not by
-    arithmetic, and the thirteen launches per parameter were a large part of a step."""
-    kernel = _ADAM_KERNELS.get(cupy)
-    if kernel is None:
-        kernel = _ADAM_KERNELS[cupy] = cupy.ElementwiseKernel(
-            "T g, T b1, T omb1, T b2, T omb2, T root, T eps, T step", "T w, T m, T v",
-            _ADAM_UPDATE, "minidl_adam_update")
-    return kernel
 
 
 class AdamW(Adam):

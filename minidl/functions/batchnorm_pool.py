@@ -25,23 +25,21 @@ pooled values) -- and then is an affine map of x plus k * gy routed to the winne
 one pass over x-sized memory instead of the pool's scatter, batch norm's sums and its
 gradient.  With the running statistics (evaluation), gx = k * g.
 
-MNIST CNN, 2-core CPU, fwd+bwd of the 32-channel 28x28 pair: 6.2-6.7 -> 5.3-6.1 ms.
+Batch norm's passes are the registry's ("batch_norm": on the host the blocked sums of
+:mod:`minidl.kernels.host.bn_stats`), the pooling is :mod:`minidl.kernels.generic.pool_halving`'s.
+Measurements: docs/design/pooling.md.
 """
 from __future__ import annotations
 
 from minidl import backend as B
 from minidl.autograd import Function
 from minidl.functions.activation import relu_into
-from minidl.functions.normalization import (_as3, _by_parts, _channel_dot, _channel_sum,
-                                            _checked_args, images_per_block, normalising_map)
-from minidl.functions.pooling import halving_max, halving_route
+from minidl.functions.normalization import (as3, batch_norm_passes, checked_args,
+                                            normalising_map)
+from minidl.kernels.generic.pool_halving import halving_max, halving_route
 from minidl.parallel import parallel_for
 
 __all__ = ["batch_norm_max_pool2d"]
-
-# on the host, backward's affine map of x and the routing add run this many bytes of images at
-# a time, so the add finds the map's output in cache
-_BLOCK_BYTES = 512 << 10
 
 
 class BatchNormMaxPool(Function):
@@ -55,7 +53,10 @@ class BatchNormMaxPool(Function):
 
     def forward(self, x, gamma=None, beta=None):
         xp = B.get_array_module(x)
-        mean, inv_std, scale, _ = normalising_map(self, xp, _as3(x), gamma, keep_centred=False)
+        # batch norm's passes (the registry's "batch_norm" kernel on the host) and 2x2 halving
+        self.passes = batch_norm_passes(x, self.training)
+        mean, inv_std, scale, _ = normalising_map(self, self.passes, xp, as3(x), gamma,
+                                                  keep_centred=False)
         per_channel = (slice(None), None, None)
         if bool(B.to_host(xp.any(scale < 0))):  # those channels pool -x: the map's maximum
             sign = xp.where(scale < 0, -1, 1).astype(x.dtype)[per_channel]
@@ -81,9 +82,7 @@ class BatchNormMaxPool(Function):
         N, C, H, W = x.shape
         if self.relu:
             gy = gy * self.positive
-        g3, c3 = _as3(gy), _as3(self.centred)
-        sum_gy, sum_gy_xc = _by_parts(xp, g3, lambda lo, hi: (
-            _channel_sum(xp, g3[lo:hi]), _channel_dot(xp, g3[lo:hi], c3[lo:hi])))
+        sum_gy, sum_gy_xc = self.passes.sums(xp, as3(gy), as3(self.centred))
         sum_gy_xhat = sum_gy_xc * inv_std
         routed = gy * scale[:, None, None]   # k * gy, for the winners
         gx = xp.empty(x.shape, dtype=gy.dtype)
@@ -92,7 +91,7 @@ class BatchNormMaxPool(Function):
             # gx = (x - mean) * c1 + c0, then + k * gy at the winners
             c1 = (-scale * inv_std * sum_gy_xhat / M)[:, None, None]
             c0 = (-scale * sum_gy / M)[:, None, None]
-            block = images_per_block(x, _BLOCK_BYTES)
+            block = self.passes.block_images(x)   # the add finds the map's output in cache
 
             def images(lo, hi):
                 for b0 in range(lo, hi, block):
@@ -125,7 +124,7 @@ def batch_norm_max_pool2d(x, running_mean=None, running_var=None, gamma=None, be
 
     Returns a Tensor (N, C, H/2, W/2) of x's dtype.
     """
-    x, stats, affine = _checked_args("batch_norm_max_pool2d", x, running_mean, running_var,
+    x, stats, affine = checked_args("batch_norm_max_pool2d", x, running_mean, running_var,
                                      gamma, beta, training, momentum, eps)
     if x.ndim != 4 or x.shape[2] % 2 or x.shape[3] % 2 or min(x.shape[2:]) < 2:
         raise ValueError(f"batch_norm_max_pool2d: x must be (N, C, H, W) with H and W even "

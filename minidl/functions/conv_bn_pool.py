@@ -44,8 +44,9 @@ from minidl.functions.arguments import as_input as _as_input, output_hw as _outp
 from minidl.functions.conv import (_KEEP_COL_BYTES, _workspace,
                                    conv2d, takes_per_image, takes_winograd)
 from minidl.functions.im2col import ColumnLayout
-from minidl.functions.normalization import (_by_parts, _channel_dot, _channel_sum,
-                                            _checked_args, update_running)
+from minidl.functions.normalization import checked_args as _checked_args, update_running
+from minidl.kernels.host.bn_stats import (by_parts as _by_parts, channel_dot as _channel_dot,
+                                          channel_sum as _channel_sum)
 from minidl.functions.winograd import Winograd3x3
 from minidl.parallel import chunks_side_by_side, even_chunk_size, parallel_for, sum_in_order
 

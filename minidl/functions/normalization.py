@@ -13,108 +13,86 @@ Backward (training), with k = gamma * inv_std and per-channel means over the bat
 
     gx = k * (gy - mean(gy) - xhat * mean(gy * xhat)),  ggamma = sum(gy * xhat),  gbeta = sum(gy)
 
-Every per-channel reduction is one matrix-vector product, ``a.reshape(N, C, L) @ ones(L)``,
-then a sum over N (3-4x faster than ``sum(axis=(0, 2, 3))`` on a CPU), or one ``einsum`` for a
-sum of products (no temporary the size of x).  On a GPU, plain ``sum(axis=(0, 2))``
-reductions are the faster kernels (measured with CuPy on an H200).  On a multi-core CPU every
-pass is split over the batch between host threads (:mod:`minidl.parallel`); the sums add their
-parts in order.
+The passes (the statistics, the affine map, the gradient's sums and map) are
+:class:`ReferencePasses` here, plain reductions over the batch, unless a kernel is registered
+for op "batch_norm" (on the host: :mod:`minidl.kernels.host.bn_stats`); the Function asks
+``kernels.select("batch_norm", geometry)`` once per call.  :func:`normalising_map`,
+:func:`update_running` and :func:`checked_args` also serve the fused batch-norm ops.
 """
 from __future__ import annotations
 
 import numbers
 
 from minidl import backend as B
+from minidl import kernels
 from minidl.autograd import Function, Tensor
-from minidl.functions.arguments import as_input as _as_input
-from minidl.parallel import parallel_for
+from minidl.functions.arguments import as_input
+from minidl.kernels.geometry import BatchNormGeometry
 
 __all__ = ["batch_norm"]
 
-# On the host, the variance pass centres this many bytes of images at a time and sums their
-# squares while they are in cache (without keeping x - mean, that block is all the scratch it
-# needs).  On a GPU the whole batch is one block: every block costs kernel launches.
-_BLOCK_BYTES = 512 << 10
 
-
-def _as3(a):
-    """(N, C) or (N, C, H, W) -> (N, C, L), a view."""
+def as3(a):
+    """(N, C), (N, C, L) or (N, C, H, W) -> (N, C, L), a view."""
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
-def _channel_sum(xp, a3):
-    """Sum of a (N, C, L) array over N and L -> (C,).  On a GPU one reduction kernel
-    (CuPy on an H200, 128x32x784: 0.085 ms, against 0.166 ms for the host's way)."""
-    if B.backend_of(a3).name != "numpy":
-        return a3.sum(axis=(0, 2))
-    ones = xp.ones(a3.shape[2], dtype=a3.dtype)
-    return xp.matmul(a3, ones).sum(axis=0)
+class ReferencePasses:
+    """Batch norm's passes as plain reductions over the batch, on every backend (on a GPU each
+    sum is one reduction kernel).  A kernel for op "batch_norm" replaces them (same methods:
+    see :mod:`minidl.kernels.host.bn_stats`)."""
 
-
-def _channel_dot(xp, a3, b3):
-    """Sum of a3 * b3 over N and L -> (C,), without the product's temporary on the host.
-    On a GPU the product and one reduction (CuPy on an H200, 128x32x784: 0.12 ms, against
-    0.31 ms for CuPy's einsum)."""
-    if B.backend_of(a3).name != "numpy":
-        return (a3 * b3).sum(axis=(0, 2))
-    return xp.einsum("ncl,ncl->c", a3, b3)
-
-
-def _by_parts(xp, a3, work):
-    """Per-channel sums over the batch by parts: ``work(lo, hi)`` returns a tuple of (C,)
-    sums of images lo:hi; the parts run in parallel on a multi-core CPU and their tuples are
-    added in order (a deterministic total for a given number of threads)."""
-    results = {}
-
-    def part(lo, hi):
-        results[lo] = work(lo, hi)
-
-    parallel_for(a3.shape[0], part, nbytes=a3.nbytes, like=a3)
-    keys = sorted(results)
-    if len(keys) == 1:
-        return results[keys[0]]
-    return tuple(sum(results[k][i] for k in keys) for i in range(len(results[keys[0]])))
-
-
-def batch_mean_var(xp, x3, keep_centred):
-    """Per-channel mean and biased variance of x3 (N, C, L) over N and L, in two passes (the
-    mean, then the centred squares), and the centred x3 - mean (N, C, L) when
-    ``keep_centred`` (else None: it is made a few images at a time, in cache, and dropped)."""
-    N, C, L = x3.shape
-    M = x3.dtype.type(N * L)
-    mean = _by_parts(xp, x3, lambda lo, hi: (_channel_sum(xp, x3[lo:hi]),))[0] / M
-    xc = xp.empty(x3.shape, dtype=x3.dtype) if keep_centred else None
-    block = images_per_block(x3, _BLOCK_BYTES)
-
-    def centre(lo, hi):
-        total = xp.zeros(C, dtype=x3.dtype)
-        scratch = None if keep_centred else xp.empty((min(block, hi - lo), C, L), x3.dtype)
-        for b0 in range(lo, hi, block):
-            b1 = min(hi, b0 + block)
-            c = xc[b0:b1] if keep_centred else scratch[:b1 - b0]
-            xp.subtract(x3[b0:b1], mean[:, None], out=c)
-            total += _channel_dot(xp, c, c)
-        return (total,)
-
-    var = _by_parts(xp, x3, centre)[0] / M
-    return mean, var, xc
-
-
-def images_per_block(a, nbytes):
-    """How many images of a (N, ...) to take at a time for about ``nbytes`` of them: all of
-    them off the host (one kernel per step on a GPU)."""
-    if B.backend_of(a).name != "numpy":
+    def block_images(self, a):
+        """Images of a (N, ...) per block of a pass: all of them."""
         return max(1, a.shape[0])
-    return max(1, nbytes // max(1, a[0].nbytes))
+
+    def mean_var(self, xp, x3, keep_centred):
+        """(mean, biased var, x3 - mean or None) of x3 (N, C, L) per channel, over N and L."""
+        N, C, L = x3.shape
+        M = x3.dtype.type(N * L)
+        mean = x3.sum(axis=(0, 2)) / M
+        xc = x3 - mean[:, None]
+        var = (xc * xc).sum(axis=(0, 2)) / M
+        return mean, var, xc if keep_centred else None
+
+    def sums(self, xp, g3, c3):
+        """(sum of g3, sum of g3 * c3) over N and L, each (C,)."""
+        return g3.sum(axis=(0, 2)), (g3 * c3).sum(axis=(0, 2))
+
+    def affine(self, xp, xc, scale, beta, y):
+        """y (N, C, L) = xc * scale (+ beta)."""
+        xp.multiply(xc, scale[:, None], out=y)
+        if beta is not None:
+            y += beta[:, None]
+
+    def train_gradient(self, xp, g3, xc, a, b, scale, gx):
+        """gx (N, C, L) = ((xc * b + a) - g3) * -scale."""
+        xp.multiply(xc, b, out=gx)
+        gx += a
+        gx -= g3
+        gx *= -scale[:, None]
+
+    def eval_gradient(self, xp, g3, scale, gx):
+        """gx (N, C, L) = g3 * scale."""
+        xp.multiply(g3, scale[:, None], out=gx)
 
 
-def normalising_map(fn, xp, x3, gamma, keep_centred):
+def batch_norm_passes(x, training):
+    """The passes that run batch norm on x (N, C, ...): a kernel's, or the reference's."""
+    x3 = as3(x)
+    geometry = BatchNormGeometry(x3.shape[0], x3.shape[1], x3.shape[2], bool(training),
+                                 x.dtype, B.backend_of(x).name)
+    kernel = kernels.select("batch_norm", geometry)
+    return ReferencePasses() if kernel is None else kernel.impl()
+
+
+def normalising_map(fn, passes, xp, x3, gamma, keep_centred):
     """(mean, inv_std, scale = gamma * inv_std (inv_std without gamma), x3 - mean or None) of
     the batch-norm Function ``fn`` (its training flag, running statistics, momentum and eps)
-    for x3 (N, C, L): the batch's statistics, updating the running ones, when training; the
-    running ones otherwise."""
+    for x3 (N, C, L): the batch's statistics (by ``passes``), updating the running ones, when
+    training; the running ones otherwise."""
     if fn.training:
-        mean, var, xc = batch_mean_var(xp, x3, keep_centred)
+        mean, var, xc = passes.mean_var(xp, x3, keep_centred)
         update_running(fn.running_mean, fn.running_var, mean, var,
                        x3.shape[0] * x3.shape[2], fn.momentum)
     else:
@@ -148,56 +126,35 @@ class BatchNorm(Function):
 
     def forward(self, x, gamma=None, beta=None):
         xp = B.get_array_module(x)
-        x3 = _as3(x)
-        N, C, L = x3.shape
-        mean, inv_std, scale, xc = normalising_map(self, xp, x3, gamma, keep_centred=True)
+        self.passes = passes = batch_norm_passes(x, self.training)
+        x3 = as3(x)
+        # training: the batch's mean and variance (and the running ones updated); eval: the
+        # running ones.  scale = gamma / sqrt(var + eps)
+        mean, inv_std, scale, xc = normalising_map(self, passes, xp, x3, gamma,
+                                                   keep_centred=True)
         y = xp.empty(x3.shape, dtype=x.dtype)
-
-        block = images_per_block(x3, _BLOCK_BYTES)
-
-        def affine(lo, hi):  # a few images at a time: the bias add finds them in cache
-            for b0 in range(lo, hi, block):
-                b1 = min(hi, b0 + block)
-                xp.multiply(xc[b0:b1], scale[:, None], out=y[b0:b1])
-                if beta is not None:
-                    y[b0:b1] += beta[:, None]
-
-        parallel_for(N, affine, nbytes=x3.nbytes, like=x3)
+        passes.affine(xp, xc, scale, beta, y)          # y = (x - mean) * scale + beta
         self.xc, self.inv_std, self.scale = xc, inv_std, scale
         self.has_affine = gamma is not None
         return y.reshape(x.shape)
 
     def backward(self, gy):
         xp = B.get_array_module(gy)
-        g3 = _as3(gy)
+        g3 = as3(gy)
         N, C, L = g3.shape
         xc, inv_std, scale = self.xc, self.inv_std, self.scale
-        sum_gy, sum_gy_xc = _by_parts(xp, g3, lambda lo, hi: (
-            _channel_sum(xp, g3[lo:hi]), _channel_dot(xp, g3[lo:hi], xc[lo:hi])))
-        sum_gy_xhat = sum_gy_xc * inv_std
-        gx_nd = xp.empty(gy.shape, dtype=gy.dtype)  # returned whole: no view to copy
-        gx = _as3(gx_nd)
-        block = images_per_block(g3, _BLOCK_BYTES)
+        sum_gy, sum_gy_xc = self.passes.sums(xp, g3, xc)
+        sum_gy_xhat = sum_gy_xc * inv_std                   # ggamma = sum(gy * xhat)
+        gx = xp.empty(gy.shape, dtype=gy.dtype)  # returned whole: no view to copy
         if self.training:
             M = gy.dtype.type(N * L)
             # gx = k * (gy - sum_gy / M - xhat * sum_gy_xhat / M), xhat = xc * inv_std,
             # built in one buffer: ((xc * b + a) - gy) * -k
             b = (inv_std * sum_gy_xhat / M)[:, None]
             a = (sum_gy / M)[:, None]
-
-            def grad(lo, hi):  # a few images at a time: the in-place steps work in cache
-                for b0 in range(lo, hi, block):
-                    b1 = min(hi, b0 + block)
-                    out = gx[b0:b1]
-                    xp.multiply(xc[b0:b1], b, out=out)
-                    out += a
-                    out -= g3[b0:b1]
-                    out *= -scale[:, None]
-        else:
-            def grad(lo, hi):
-                xp.multiply(g3[lo:hi], scale[:, None], out=gx[lo:hi])
-        parallel_for(N, grad, nbytes=g3.nbytes, like=g3)
-        gx = gx_nd
+            self.passes.train_gradient(xp, g3, xc, a, b, scale, as3(gx))
+        else:                                               # an affine map: gx = k * gy
+            self.passes.eval_gradient(xp, g3, scale, as3(gx))
         if self.has_affine:
             return gx, sum_gy_xhat, sum_gy
         return gx
@@ -238,7 +195,7 @@ def batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=None, tr
 
     Returns a Tensor of x's shape and dtype.
     """
-    x, stats, affine = _checked_args("batch_norm", x, running_mean, running_var, gamma, beta,
+    x, stats, affine = checked_args("batch_norm", x, running_mean, running_var, gamma, beta,
                                      training, momentum, eps)
     fn = BatchNorm(stats[0], stats[1], bool(training), float(momentum), float(eps))
     if affine[0] is None:
@@ -246,10 +203,10 @@ def batch_norm(x, running_mean=None, running_var=None, gamma=None, beta=None, tr
     return fn(x, affine[0], affine[1])
 
 
-def _checked_args(where, x, running_mean, running_var, gamma, beta, training, momentum, eps):
+def checked_args(where, x, running_mean, running_var, gamma, beta, training, momentum, eps):
     """(x as a Tensor, [running_mean, running_var] arrays or None, [gamma, beta]) after the
     checks every batch-norm entry point makes; errors name ``where`` and the argument."""
-    x = _as_input(x, "x", where)
+    x = as_input(x, "x", where)
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"{where}: x must be (N, C), (N, C, L) or (N, C, H, W), got shape "
                          f"{tuple(x.shape)}")

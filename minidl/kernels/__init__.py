@@ -2,8 +2,9 @@
 
 Each op (conv2d, max_pool2d, ...) has one reference implementation, written to be read and
 correct on every backend.  A kernel is an optimised implementation of the same op: array code
-in its own module (``host/`` for NumPy on the CPU, ``cupy/`` for CuPy), registered here with
-the backends it serves, a predicate saying when it applies and a priority.  The op asks the
+in its own module (``host/`` for NumPy on the CPU, ``cupy/`` for CuPy, ``generic/`` for code on
+``xp`` that serves every backend), registered here with the backends it serves, a predicate
+saying when it applies and a priority.  The op asks the
 registry once per call and runs the kernel chosen, or its reference when none applies.
 
     minidl.kernels.explain("conv2d", (128, 32, 14, 14), (64, 32, 3, 3), padding=1)
@@ -20,4 +21,4 @@ from minidl.kernels.registry import (  # noqa: F401
 from minidl.kernels import tuning  # noqa: F401
 from minidl.kernels import geometry  # noqa: F401
 from minidl.kernels import definitions  # noqa: F401,E402  (defines the ops)
-from minidl.kernels import host, cupy  # noqa: F401,E402  (registers the kernels)
+from minidl.kernels import generic, host, cupy  # noqa: F401,E402  (registers the kernels)

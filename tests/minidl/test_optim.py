@@ -8,8 +8,9 @@ import pytest
 
 import minidl
 from minidl import backend as B
-from minidl import optim
+from minidl import kernels, optim
 from minidl.autograd import Parameter, Tensor
+from minidl.kernels.cupy import adam as adam_kernel
 
 STEPS = 6
 
@@ -85,7 +86,7 @@ def test_adams_cupy_kernel_body_computes_the_host_update(rng, dtype):
     """The one-kernel update Adam runs on CuPy: its C body, run here as Python on NumPy
     arrays, gives the host path's values over several steps (float32: to rounding, since
     nvcc may fuse multiply-adds)."""
-    body = optim._ADAM_UPDATE.replace(";", "")
+    body = adam_kernel.ADAM_UPDATE.replace(";", "")
     host_p = Parameter(rng.standard_normal((5, 7)).astype(dtype))
     w = host_p.data.copy()
     m, v = np.zeros_like(w), np.zeros_like(w)
@@ -104,6 +105,50 @@ def test_adams_cupy_kernel_body_computes_the_host_update(rng, dtype):
         assert w.dtype == dtype
         np.testing.assert_allclose(w, host_p.data, rtol=1e-6 if dtype == np.float32 else 1e-14)
     np.testing.assert_allclose(m, opt.state[0]["m"], rtol=1e-5 if dtype == np.float32 else 1e-14)
+
+
+class _ElementwiseOnNumPy:
+    """A stand-in for cupy with an ElementwiseKernel that runs its body as Python on NumPy
+    arrays, in place, with the parameters it was declared with."""
+
+    class ElementwiseKernel:
+        def __init__(self, in_params, out_params, body, name):
+            self.names = [p.split()[-1] for p in (in_params + ", " + out_params).split(",")]
+            self.body = body.replace(";", "")
+
+        def __call__(self, *args):
+            env = dict(zip(self.names, args), sqrt=np.sqrt)
+            exec(self.body, env)
+            for name in ("w", "m", "v"):
+                args[self.names.index(name)][...] = env[name]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adams_cupy_kernel_impl_computes_the_host_update(rng, dtype):
+    """The registered "adam" kernel's impl, with Adam's scalars and its ElementwiseKernel run
+    as Python on NumPy: the host path's values over several steps (float32 to rounding)."""
+    kernel = next(k for k in kernels.kernels("adam") if k.name == "elementwise")
+    host_p = Parameter(rng.standard_normal((5, 7)).astype(dtype))
+    w = host_p.data.copy()
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    opt = optim.Adam([host_p], lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    b1, b2 = opt.betas
+    dt = np.dtype(dtype).type
+    for t in range(1, 5):
+        g = grad_of(w, t).astype(dtype)
+        host_p.grad = g.copy()
+        opt.step()
+        kernel.impl(_ElementwiseOnNumPy, w, g, m, v, b1, b2, dt(math.sqrt(1 - b2 ** t)),
+                    dt(1e-6), dt(0.01 / (1 - b1 ** t)))
+        np.testing.assert_allclose(w, host_p.data, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(m, opt.state[0]["m"], rtol=1e-5 if dtype == np.float32 else 1e-14)
+
+
+def test_adam_asks_the_registry_for_its_update():
+    """On CuPy Adam's update is the registered one-kernel update; elsewhere the reference."""
+    assert kernels.explain("adam", (5, 7), backend="cupy").kernel == "elementwise"
+    for backend in ("numpy", "strict"):
+        assert kernels.explain("adam", (5, 7), backend=backend).kernel == kernels.REFERENCE
 
 
 def test_adam_first_step_moves_each_weight_by_lr(xp, rng):

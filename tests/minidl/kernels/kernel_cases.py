@@ -22,7 +22,10 @@ class OpCases:
     (the first ones differentiable, see ``n_grad``).  ``call(params, *tensors)``: the op on
     minidl Tensors.  ``geometry(params, dtype, backend)``: the geometry the op builds.
     ``n_grad``: how many leading inputs get gradients (None: all).  ``rtol``/``atol``: the
-    agreement asked of a kernel with the reference, by dtype name."""
+    agreement asked of a kernel with the reference, by dtype name.  ``autograd`` False: an op
+    outside the autograd (an optimizer's update): ``call(params, *arrays)`` takes backend
+    arrays (without changing them) and returns the arrays it computed; only forward is
+    compared."""
     op: str
     cases: dict[str, dict]
     inputs: Callable[[dict, np.random.Generator, Any], list]
@@ -31,6 +34,7 @@ class OpCases:
     n_grad: int | None = None
     tolerance: dict | None = None
     gradcheck: bool = True
+    autograd: bool = True
 
     def tol(self, dtype) -> dict:
         table = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-5)}
