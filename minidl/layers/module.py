@@ -24,6 +24,7 @@ import numpy
 
 from minidl import backend as B
 from minidl.autograd import Parameter, Tensor, as_tensor, no_grad
+from minidl.serialization import load_state, save_state
 
 __all__ = ["Module", "Sequential", "check_input", "short_pair"]
 
@@ -199,12 +200,10 @@ class Module:
 
     def save(self, path) -> None:
         """Save the state_dict to ``path`` (.npz, no pickle); the module stays where it is."""
-        from minidl.serialization import save_state
         save_state(path, self.state_dict())
 
     def load(self, path, strict: bool = True) -> "Module":
         """Load a state_dict saved by :meth:`save`; returns self."""
-        from minidl.serialization import load_state
         self.load_state_dict(load_state(path), strict=strict)
         return self
 

@@ -18,7 +18,8 @@ def test_training_example_runs(name, data_dir, tmp_path, capsys, load_example):
     assert (tmp_path / "best.npz").is_file()
 
 
-def test_training_example_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys, load_example):
+def test_training_example_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys,
+                                                           load_example):
     args = tiny_args(data_dir, tmp_path)
     args[args.index("--target-acc") + 1] = "1.01"  # unreachable
     assert load_example("mnist_mlp").main(args) == 1

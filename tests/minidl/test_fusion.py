@@ -362,3 +362,16 @@ def test_fused_models_keep_their_keys_and_eval_outputs(make, shape):
             for m in model.modules()) > 0
     assert not any(type(m) is BatchNorm2d for m in model.modules())    # every pair found
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_module_py_imports_none_of_its_subclasses_and_no_layer_method_takes_a_layer():
+    import ast
+    import inspect
+    from minidl.layers import module
+    tree = ast.parse(inspect.getsource(module))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not [m for m in imported if m.startswith("minidl.layers")]
+    nested = [n for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+              for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not nested
+    assert not [name for name in dir(BatchNorm2d) if name.startswith("forward_")]

@@ -74,6 +74,31 @@ def test_shared_parameters_are_listed_once(xp):
     assert m.num_parameters() == 9 + 3 + 3
 
 
+def test_buffers_are_read_as_attributes_and_assigning_an_array_replaces_them(xp):
+    m = WithBuffer()
+    first = m.running
+    assert m.state_dict()["running"] is first
+    m.running = xp.ones(2, dtype=np.float32)             # still a registered buffer
+    assert list(m.state_dict()) == ["fc.W", "fc.b", "running"]
+    assert host(m.state_dict()["running"]).tolist() == [1.0, 1.0]
+    m.running = None                                      # anything else unregisters it
+    assert "running" not in m.state_dict() and m.running is None
+    with pytest.raises(AttributeError, match="'WithBuffer' object has no attribute 'nope'"):
+        m.nope
+
+
+def test_set_submodule_replaces_a_child_in_its_place(xp):
+    m = MLP()
+    new = Linear(4, 8)
+    m.set_submodule("fc1", new)
+    assert m.fc1 is new
+    assert [n for n, _ in m.named_parameters()] == ["fc1.W", "fc1.b", "fc2.W", "fc2.b"]
+    with pytest.raises(KeyError, match="set_submodule: MLP has no sub-module 'fc3'"):
+        m.set_submodule("fc3", new)
+    with pytest.raises(TypeError, match="set_submodule: module must be a Module, got int"):
+        m.set_submodule("fc1", 3)
+
+
 def test_forgetting_super_init_is_a_clear_error():
     class Bad(Module):
         def __init__(self):
