@@ -31,7 +31,8 @@ to rounding where statistics are summed in another order), in train and in eval 
 
 :func:`plan` says what :func:`fuse` would do, and why a candidate run is left alone (a
 subclass, a replaced ``forward``); ``fuse`` logs the same lines on the ``minidl.fusion``
-logger at INFO level.  Fusing twice changes nothing more.
+logger at INFO level.  Fusing twice changes nothing more.  Slice or rearrange a Sequential
+before fusing it: a fused Module runs its whole run, whichever slots are kept with it.
 """
 from __future__ import annotations
 
