@@ -44,8 +44,8 @@ def layer_cases(batch: int):
 
     def block(c, oc, hw):   # the MNIST CNN's blocks; GFLOP/s counts the conv's products only
         return (f"block conv3x3 {c}->{oc} @{hw} +BN+ReLU+pool",
-                lambda: L.Sequential(L.Conv2d(c, oc, 3, padding=1, bias=False),
-                                     L.BatchNorm2d(oc), L.ReLU(), L.MaxPool2d(2)),
+                lambda: minidl.fuse(L.Sequential(L.Conv2d(c, oc, 3, padding=1, bias=False),
+                                                 L.BatchNorm2d(oc), L.ReLU(), L.MaxPool2d(2))),
                 lambda nn: nn.Sequential(nn.Conv2d(c, oc, 3, padding=1, bias=False),
                                          nn.BatchNorm2d(oc), nn.ReLU(), nn.MaxPool2d(2)),
                 (batch, c, hw, hw), 3 * 2 * batch * oc * hw * hw * c * 9)

@@ -42,7 +42,7 @@ def run(threads=2, repeat=5, batches=(1, 16)):
     blas = use_threads(threads)
     print(f"NumPy BLAS threads: {blas[0] if blas else 'unknown (not OpenBLAS)'}")
     cupy = cupy_backend()
-    model = resnet50().eval()
+    model = minidl.fuse(resnet50().eval())  # batch norm folded into the convolutions
     state = {k: minidl.to_host(v) for k, v in model.state_dict().items()}
     tmodel = torch_resnet50(torch, state) if torch is not None else None
     rng = numpy.random.default_rng(0)
@@ -70,6 +70,7 @@ def run(threads=2, repeat=5, batches=(1, 16)):
             with minidl.use_backend("cupy"):
                 gmodel = resnet50().eval()
                 gmodel.load_state_dict(state)
+                gmodel = minidl.fuse(gmodel)
                 xg = minidl.tensor(x)
 
                 def gpu():

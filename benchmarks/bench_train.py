@@ -56,6 +56,7 @@ def _run_minidl(model_name: str, steps: int, warmup: int, backend: str) -> dict:
     minidl.use_backend(backend)
     b = minidl.get_backend()
     model = build_cnn() if model_name == "cnn" else build_mlp()
+    model = minidl.fuse(model)  # as the examples train it: conv-BN-ReLU-pool blocks as one op
     opt = Adam(model.parameters(), lr=1e-3)
     x, y = _batches(steps + warmup)
     times = []

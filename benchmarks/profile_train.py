@@ -38,6 +38,7 @@ def profile_minidl(model_name: str, steps: int, warmup: int, backend: str):
 
     minidl.use_backend(backend)
     model = build_cnn() if model_name == "cnn" else build_mlp()
+    model = minidl.fuse(model)  # as the examples train it: conv-BN-ReLU-pool blocks as one op
     opt = Adam(model.parameters(), lr=1e-3)
     x, y = _batches(steps + warmup)
     xs = [minidl.to_device(a) for a in x]

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             sys.exit(f"error: {exc}")
     else:
         print("warning: no --weights given; the network is random", file=sys.stderr)
-    model.eval()
+    model = minidl.fuse(model.eval())  # conv+BN pairs folded into one convolution each
     resize, crop = PRESETS.get(args.model, PRESETS["default"])
     try:
         x = preprocess(args.image, resize, crop)

@@ -114,6 +114,7 @@ def train_and_test(model, train_xy, test_xy, args, lr, augment=False):
     train = DataLoader(*train_xy, batch_size=args.batch_size, shuffle=True, seed=args.seed,
                        transform=RandomShift(2) if augment else None)
     test = DataLoader(*test_xy, batch_size=1000, shuffle=False)
+    model = minidl.fuse(model)  # the CNN's conv-BN-ReLU-pool blocks run as one op each
     optimizer = Adam(model.parameters(), lr=lr)
     schedule = OneCycleLR(optimizer, max_lr=lr, total_steps=max(2, args.epochs * len(train)))
     start = time.perf_counter()

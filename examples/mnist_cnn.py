@@ -26,6 +26,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import minidl  # noqa: E402
 from minidl import layers as L  # noqa: E402
 from minidl.data import DataLoader, RandomShift, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
@@ -63,6 +64,7 @@ def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
 
     model = build_cnn(num_classes=len(class_names) if class_names else 10)
     print(model.summary((1, 1, 28, 28)))
+    model = minidl.fuse(model)  # each conv-BN-ReLU-pool block runs as one op (same values)
     optimizer = Adam(model.parameters(), lr=args.lr)
     schedule = OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(train))
     out = pathlib.Path(args.out)

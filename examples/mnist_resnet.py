@@ -30,6 +30,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import minidl  # noqa: E402
 from minidl.data import DataLoader, RandomShift, load_mnist  # noqa: E402
 from minidl.models import SmallResNet  # noqa: E402
 from minidl.optim import SGD, OneCycleLR  # noqa: E402
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
 
     model = SmallResNet(args.depth, num_classes=10, in_channels=1, width=args.width)
     print(f"ResNet-{args.depth}: {model.num_parameters():,} parameters")
+    model = minidl.fuse(model)  # conv+BN pairs: batch norm folded into the conv in evaluation
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                     weight_decay=args.weight_decay)
     schedule = OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(train))

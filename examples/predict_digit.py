@@ -69,6 +69,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: no model at {args.model!r}; train one with "
                          "`python examples/mnist_cnn.py` or pass --model")
     model = build_cnn().load(args.model).eval()
+    model = minidl.fuse(model)  # each conv-BN-ReLU-pool block runs as one op (same values)
     digit = prepare_digit(args.image)
     with minidl.no_grad():
         probs = softmax(model(minidl.tensor(digit[None, None])))

@@ -10,73 +10,26 @@ parallel branches concatenated on the channel axis) are written as plain code:
     shortcut     identity, or ``downsample`` = conv1x1(stride)-BN when the shape changes
                  (projection shortcut, "option B")
     InceptionA..E   parallel BasicConv2d branches, concatenated on C (shapes in each docstring)
+
+The forwards are the plain layer calls.  Each block lists in ``fusable`` the (conv, bn[, relu])
+attributes its forward runs as ``relu(bn(conv(x)))``: :func:`minidl.fuse` turns them into
+:class:`minidl.layers.fused.FusedConvBatchNorm2d`, which folds the batch norm into the
+convolution in inference, with the same parameters and state_dict keys.
 """
 from __future__ import annotations
 
-from minidl import backend as B
 from minidl import functions as F
 from minidl.autograd import Tensor, is_grad_enabled
 from minidl.functions.activation import relu_into
 from minidl.functions.adaptive_pooling import adaptive_avg_pool2d
+from minidl.layers.activation import ReLU
 from minidl.layers.conv import Conv2d
 from minidl.layers.linear import Linear
 from minidl.layers.module import Module, Sequential
 from minidl.layers.normalization import BatchNorm2d
 
 __all__ = ["BasicBlock", "Bottleneck", "BasicConv2d", "InceptionA", "InceptionB",
-           "InceptionC", "InceptionD", "InceptionE", "InceptionAux", "conv_bn"]
-
-
-# ------------------------------------------------------------------ conv-BN(-ReLU), fused
-
-def _can_fuse(conv, bn, x) -> bool:
-    """Inference only: BN in eval mode, no graph recorded, an input the layers would accept
-    (anything else takes the generic path, which also produces the error messages)."""
-    if bn.training or is_grad_enabled() or bn.gamma is None:
-        return False
-    data = x.data if isinstance(x, Tensor) else x
-    return (B.is_array(data) and data.ndim == 4 and data.shape[1] == conv.in_channels
-            and data.dtype == conv.W.dtype and B.backend_of(data) is B.backend_of(conv.W.data))
-
-
-def conv_bn(conv, bn, x, relu: bool = True):
-    """``relu(bn(conv(x)))`` (or without the ReLU).
-
-    Training, or whenever a graph is recorded, this is exactly the layer calls.  In inference
-    (``bn.eval()`` under ``no_grad``) the batch norm is folded into the convolution,
-
-        W' = W * s,  b' = (b - running_mean) * s + beta,   s = gamma / sqrt(running_var + eps)
-
-    and the ReLU is applied in place: one pass over the output instead of four.  A 1x1
-    convolution is then a plain matrix product, (OC, C) @ (N, C, H*W), with no im2col copy
-    (a stride subsamples x first).  The folding is recomputed at every call (O(parameters)),
-    so it can never go stale.
-    """
-    if not _can_fuse(conv, bn, x):
-        y = bn(conv(x))
-        return F.relu(y) if relu else y
-    xp = B.get_array_module(conv.W.data)
-    data = x.data if isinstance(x, Tensor) else x
-    dt = data.dtype.type
-    s = bn.gamma.data / xp.sqrt(bn.running_var.astype(data.dtype) + dt(bn.eps))
-    shift = bn.beta.data - bn.running_mean.astype(data.dtype) * s
-    if conv.b is not None:
-        shift = shift + conv.b.data * s
-    W = conv.W.data * s[:, None, None, None]
-    if conv.kernel_size == (1, 1) and conv.padding == (0, 0) and conv.groups == 1:
-        sh, sw = conv.stride
-        if (sh, sw) != (1, 1):
-            data = data[:, :, ::sh, ::sw]
-        N, C, H, Wd = data.shape
-        x2 = xp.ascontiguousarray(data).reshape(N, C, H * Wd)
-        y = xp.matmul(W.reshape(W.shape[0], C), x2).reshape(N, W.shape[0], H, Wd)
-        y += shift[:, None, None]
-    else:
-        y = F.conv2d(data, W, shift, conv.stride, conv.padding, conv.dilation,
-                     conv.groups).data
-    if relu:
-        relu_into(y, y)
-    return Tensor(y)
+           "InceptionC", "InceptionD", "InceptionE", "InceptionAux"]
 
 
 def add_relu(out, shortcut):
@@ -97,13 +50,6 @@ def conv1x1(cin, cout, stride=1):
     return Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
-def _shortcut(downsample, x):
-    if downsample is None:
-        return x
-    conv, bn = downsample
-    return conv_bn(conv, bn, x, relu=False)
-
-
 def projection(cin, cout, stride):
     """The shortcut that changes shape: conv1x1(stride)-BN (torchvision's ``downsample``)."""
     return Sequential(conv1x1(cin, cout, stride), BatchNorm2d(cout))
@@ -115,11 +61,14 @@ class BasicBlock(Module):
     ``downsample`` is a projection when ``stride != 1`` or ``cin != planes`` (else identity).
     """
     expansion = 1
+    # for minidl.fuse: (conv, bn[, relu]) run as relu(bn(conv(x))) in forward
+    fusable = (("conv1", "bn1", "relu1"), ("conv2", "bn2"), ("downsample.0", "downsample.1"))
 
     def __init__(self, cin: int, planes: int, stride: int = 1):
         super().__init__()
         self.conv1 = conv3x3(cin, planes, stride)
         self.bn1 = BatchNorm2d(planes)
+        self.relu1 = ReLU()
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = BatchNorm2d(planes)
         self.downsample = projection(cin, planes, stride) \
@@ -127,47 +76,54 @@ class BasicBlock(Module):
         self.stride = stride
 
     def forward(self, x):
-        out = conv_bn(self.conv1, self.bn1, x)
-        out = conv_bn(self.conv2, self.bn2, out, relu=False)
-        return add_relu(out, _shortcut(self.downsample, x))
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return add_relu(out, x if self.downsample is None else self.downsample(x))
 
 
 class Bottleneck(Module):
     """1x1 reduce, 3x3 (with the stride, torchvision's "ResNet v1.5"), 1x1 expand by 4:
     (N, cin, H, W) -> (N, 4*planes, H/stride, W/stride)."""
     expansion = 4
+    # for minidl.fuse: (conv, bn[, relu]) run as relu(bn(conv(x))) in forward
+    fusable = (("conv1", "bn1", "relu1"), ("conv2", "bn2", "relu2"), ("conv3", "bn3"),
+               ("downsample.0", "downsample.1"))
 
     def __init__(self, cin: int, planes: int, stride: int = 1):
         super().__init__()
         cout = planes * self.expansion
         self.conv1 = conv1x1(cin, planes)
         self.bn1 = BatchNorm2d(planes)
+        self.relu1 = ReLU()
         self.conv2 = conv3x3(planes, planes, stride)
         self.bn2 = BatchNorm2d(planes)
+        self.relu2 = ReLU()
         self.conv3 = conv1x1(planes, cout)
         self.bn3 = BatchNorm2d(cout)
         self.downsample = projection(cin, cout, stride) if stride != 1 or cin != cout else None
         self.stride = stride
 
     def forward(self, x):
-        out = conv_bn(self.conv1, self.bn1, x)
-        out = conv_bn(self.conv2, self.bn2, out)
-        out = conv_bn(self.conv3, self.bn3, out, relu=False)
-        return add_relu(out, _shortcut(self.downsample, x))
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return add_relu(out, x if self.downsample is None else self.downsample(x))
 
 
 # ------------------------------------------------------------------------------- Inception-v3
 
 class BasicConv2d(Module):
     """conv (no bias) - BN (eps 1e-3) - ReLU: the unit every Inception branch is made of."""
+    fusable = (("conv", "bn", "relu"),)     # for minidl.fuse: relu(bn(conv(x))) in forward
 
     def __init__(self, cin: int, cout: int, kernel_size, stride=1, padding=0):
         super().__init__()
         self.conv = Conv2d(cin, cout, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn = BatchNorm2d(cout, eps=0.001)
+        self.relu = ReLU()
 
     def forward(self, x):
-        return conv_bn(self.conv, self.bn, x)
+        return self.relu(self.bn(self.conv(x)))
 
 
 def _cat(branches):

@@ -18,8 +18,9 @@ class Conv2d(Module):
 
     OH = (H + 2*padding - dilation*(KH - 1) - 1) // stride + 1 (likewise OW).  W is initialised
     with ``init`` ("he" uniform by default, fan_in = in_channels/groups * KH * KW; "he_normal",
-    "xavier", "xavier_normal", "torch" = PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn on the host and moved to the active backend; b starts at
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as in PyTorch.
+    "xavier", "xavier_normal", "torch" = PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn
+    on the host and moved to the active backend; b starts at U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)) as in PyTorch.
 
     >>> conv = Conv2d(1, 32, 3, padding=1)      # (N, 1, 28, 28) -> (N, 32, 28, 28)
     """

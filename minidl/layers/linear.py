@@ -14,7 +14,8 @@ class Linear(Module):
     """y = x @ W^T + b, x (N, in_features) -> y (N, out_features).
 
     W (out_features, in_features) is initialised with ``init`` ("he" uniform by default, for
-    ReLU; "xavier" for tanh/sigmoid; "torch" for PyTorch's U(-1/sqrt(in), 1/sqrt(in))); b starts at U(-1/sqrt(in), 1/sqrt(in)) as in PyTorch.
+    ReLU; "xavier" for tanh/sigmoid; "torch" for PyTorch's U(-1/sqrt(in), 1/sqrt(in))); b
+    starts at U(-1/sqrt(in), 1/sqrt(in)) as in PyTorch.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init="he"):

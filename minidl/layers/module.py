@@ -24,6 +24,7 @@ import numpy
 
 from minidl import backend as B
 from minidl.autograd import Parameter, Tensor, as_tensor, no_grad
+from minidl.serialization import load_state, save_state
 
 __all__ = ["Module", "Sequential", "check_input", "short_pair"]
 
@@ -42,6 +43,9 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                "before assigning attributes")
+        if name in self._buffers and B.is_array(value):
+            self._buffers[name] = value      # a registered buffer takes the new array
+            return
         for table in (self._parameters, self._modules, self._buffers):
             table.pop(name, None)
         if isinstance(value, Parameter):
@@ -50,13 +54,37 @@ class Module:
             self._modules[name] = value
         object.__setattr__(self, name, value)
 
+    def set_submodule(self, name: str, module: "Module") -> None:
+        """Replace the sub-module ``name`` by ``module`` in its place: ``parameters()`` and
+        ``state_dict()`` keep their order (assigning the attribute would move it last).  Used
+        by :func:`minidl.fuse`."""
+        if name not in self._modules:
+            raise KeyError(f"set_submodule: {type(self).__name__} has no sub-module {name!r}; "
+                           f"it has {list(self._modules)}")
+        if not isinstance(module, Module):
+            raise TypeError(f"set_submodule: module must be a Module, got "
+                            f"{type(module).__name__}")
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
+
+    def __getattr__(self, name):
+        """Buffers live in ``_buffers`` (so that a module sharing that table, such as
+        :class:`minidl.layers.fused.Absorbed`, sees the same arrays); read them as
+        attributes."""
+        buffers = self.__dict__.get("_buffers")
+        if buffers is not None and name in buffers:
+            return buffers[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def register_buffer(self, name: str, array) -> None:
-        """Register a non-learned array (e.g. running mean) saved in the state_dict."""
+        """Register a non-learned array (e.g. running mean) saved in the state_dict; read it
+        as ``self.name``; assigning an array to ``self.name`` replaces it."""
         if not B.is_array(array):
             raise TypeError(f"register_buffer: array must be a backend array, got "
                             f"{type(array).__name__}")
-        self._buffers[name] = True
-        object.__setattr__(self, name, array)
+        for table in (self._parameters, self._modules, self.__dict__):
+            table.pop(name, None)
+        self._buffers[name] = array
 
     # -- traversal -------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
@@ -84,8 +112,8 @@ class Module:
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
         for mname, m in self.named_modules(prefix):
-            for bname in m._buffers:
-                yield (f"{mname}.{bname}" if mname else bname), getattr(m, bname)
+            for bname, array in m._buffers.items():
+                yield (f"{mname}.{bname}" if mname else bname), array
 
     def num_parameters(self) -> int:
         """Total number of learned scalars."""
@@ -112,8 +140,8 @@ class Module:
             for p in m._parameters.values():
                 p.data = B.to_device(p.data, device)
                 p.grad = None if p.grad is None else B.to_device(p.grad, device)
-            for name in m._buffers:
-                object.__setattr__(m, name, B.to_device(getattr(m, name), device))
+            for name, array in m._buffers.items():
+                m._buffers[name] = B.to_device(array, device)
         return self
 
     @property
@@ -162,22 +190,20 @@ class Module:
             if k not in state:
                 continue
             dest = targets[k]
-            current = dest.data if isinstance(dest, Tensor) else getattr(*dest)
+            current = dest.data if isinstance(dest, Tensor) else dest[0]._buffers[dest[1]]
             value = B.to_device(state[k], B.backend_of(current).name).astype(current.dtype)
             if isinstance(dest, Tensor):
                 dest.data = value
             else:
-                object.__setattr__(dest[0], dest[1], value)
+                dest[0]._buffers[dest[1]] = value
         return missing, unexpected
 
     def save(self, path) -> None:
         """Save the state_dict to ``path`` (.npz, no pickle); the module stays where it is."""
-        from minidl.serialization import save_state
         save_state(path, self.state_dict())
 
     def load(self, path, strict: bool = True) -> "Module":
         """Load a state_dict saved by :meth:`save`; returns self."""
-        from minidl.serialization import load_state
         self.load_state_dict(load_state(path), strict=strict)
         return self
 
@@ -231,8 +257,9 @@ class Module:
             for m in hooked:
                 object.__delattr__(m, "forward")
         width = max([len(r[0]) for r in rows] + [5])
-        out = [f"{'layer':<{width}}  {'type':<16} {'output shape':<20} {'params':>10}"]
-        out += [f"{n:<{width}}  {t:<16} {str(s):<20} {p:>10,}" for n, t, s, p in rows]
+        tw = max([len(r[1]) for r in rows] + [16])
+        out = [f"{'layer':<{width}}  {'type':<{tw}} {'output shape':<20} {'params':>10}"]
+        out += [f"{n:<{width}}  {t:<{tw}} {str(s):<20} {p:>10,}" for n, t, s, p in rows]
         out.append(f"total parameters: {self.num_parameters():,}")
         return "\n".join(out)
 
@@ -263,109 +290,11 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x):
-        """The layers in order, except for rewrites that give the same values:
-
-        * a ReLU right before a MaxPool2d runs after it.  The two orders give the same values
-          and the same gradients, bit for bit: ReLU keeps the order of its inputs, so the
-          window's first maximum is the same element (or, when it is <= 0, ReLU zeroes both its
-          value and its gradient either way).  After the pool, ReLU touches a quarter as many
-          values (2x2 windows): in the MNIST CNN's step that saves about 1 ms of 36 on a
-          2-core CPU.
-        * on NumPy, a BatchNorm2d followed by a 2x2 stride-2 MaxPool2d, with or without a
-          ReLU between them (moved after the pool, as above), is one op,
-          :meth:`BatchNorm2d.forward_max_pooled`: the same values, normalising only the pooled
-          quarter, and its backward one pass over the input (MNIST CNN: about 1.5 ms less per
-          step on a 2-core CPU).
-        * on NumPy, a 3x3 stride-1 Conv2d without bias before such a block joins it, where
-          conv2d would take Winograd or one product per image:
-          :meth:`BatchNorm2d.forward_conv_max_pooled`
-          (:func:`minidl.functions.conv2d_batch_norm_max_pool2d`), the same values to rounding
-          (the statistics are summed in another order).  The convolution's output stays in the
-          layout it is made in, window by window, and is never put into NCHW (MNIST CNN: about
-          4 ms less per step on a 2-core CPU).
-
-        Only plain layers are rewritten (no subclasses, no replaced ``forward``)."""
-        layers = list(self._modules.values())
-        i = 0
-        while i < len(layers):
-            fused = _conv_then_batch_norm_max_pool(layers, i, x)
-            if fused:   # 4: with the ReLU between them, applied after the pool
-                x = layers[i + 1].forward_conv_max_pooled(layers[i], x, relu=fused == 4)
-                i += fused
-                continue
-            fused = _batch_norm_then_max_pool(layers, i, x)
-            if fused:   # 3: with the ReLU between them, applied after the pool
-                x = layers[i].forward_max_pooled(x, relu=fused == 3)
-                i += fused
-            elif i + 1 < len(layers) and _relu_then_max_pool(layers[i], layers[i + 1]):
-                x = layers[i](layers[i + 1](x))
-                i += 2
-            else:
-                x = layers[i](x)
-                i += 1
+        """The layers in order.  To run some runs of layers as one op (conv -> batch norm ->
+        ReLU -> max pool, ...), transform the model once with :func:`minidl.fuse`."""
+        for layer in self:
+            x = layer(x)
         return x
-
-
-def _plain(layer: Module, cls) -> bool:
-    """Whether ``layer`` is exactly a ``cls`` (not a subclass) with its own ``forward`` (not
-    one replaced on the instance, as :meth:`Module.summary` does to record shapes)."""
-    return type(layer) is cls and "forward" not in vars(layer)
-
-
-def _relu_then_max_pool(first: Module, second: Module) -> bool:
-    """Whether ``first`` is a plain ReLU and ``second`` a plain MaxPool2d."""
-    from minidl.layers.activation import ReLU
-    from minidl.layers.pooling import MaxPool2d
-    return _plain(first, ReLU) and _plain(second, MaxPool2d)
-
-
-def _batch_norm_then_max_pool(layers, i, x) -> int:
-    """How many layers from ``layers[i]`` run as one batch norm + max pool op: 3 for plain
-    BatchNorm2d, ReLU, MaxPool2d(2), 2 for BatchNorm2d, MaxPool2d(2), else 0.  Only for a
-    NumPy input (N, C, H, W) with H and W even; elsewhere the layers run one by one."""
-    from minidl.layers.activation import ReLU
-    from minidl.layers.normalization import BatchNorm2d
-    from minidl.layers.pooling import MaxPool2d
-    if not _plain(layers[i], BatchNorm2d):
-        return 0
-    data = x.data if isinstance(x, Tensor) else x
-    if not (B.is_array(data) and B.backend_of(data).name == "numpy" and data.ndim == 4
-            and data.shape[2] % 2 == 0 and data.shape[3] % 2 == 0 and data.shape[2] > 0
-            and data.shape[3] > 0 and data.dtype.kind == "f"):
-        return 0
-    j = i + 1 + (i + 1 < len(layers) and _plain(layers[i + 1], ReLU))
-    if j < len(layers) and _plain(layers[j], MaxPool2d) and \
-            (layers[j].kernel_size, layers[j].stride, layers[j].padding) == ((2, 2),) * 2 + \
-            ((0, 0),):
-        return j - i + 1
-    return 0
-
-
-def _conv_then_batch_norm_max_pool(layers, i, x) -> int:
-    """How many layers from ``layers[i]`` run as one conv + batch norm + max pool op: 1 + what
-    :func:`_batch_norm_then_max_pool` fuses after a plain Conv2d 3x3, stride 1, without bias,
-    dilation or groups, whose output it fuses, on NumPy, where the fused op has a path for it
-    (:func:`minidl.functions.conv_bn_pool.fused_path`); else 0."""
-    from minidl.functions.conv_bn_pool import fused_path
-    from minidl.layers.conv import Conv2d
-    conv = layers[i]
-    if not (i + 1 < len(layers) and _plain(conv, Conv2d) and conv.b is None
-            and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.groups == 1):
-        return 0
-    data = x.data if isinstance(x, Tensor) else x
-    if not (B.is_array(data) and B.backend_of(data).name == "numpy" and data.ndim == 4
-            and data.shape[1] == conv.in_channels and data.dtype.kind == "f"):
-        return 0
-    (ph, pw), OC = conv.padding, conv.out_channels
-    OH, OW = data.shape[2] + 2 * ph - 2, data.shape[3] + 2 * pw - 2
-    if OH <= 0 or OW <= 0 or getattr(layers[i + 1], "num_features", None) != OC:
-        return 0
-    out = numpy.broadcast_to(numpy.zeros((), data.dtype), (data.shape[0], OC, OH, OW))
-    fused = _batch_norm_then_max_pool(layers, i + 1, out)
-    if not fused or fused_path("numpy", conv.in_channels, OC, OH, OW) is None:
-        return 0
-    return 1 + fused
 
 
 def check_input(layer: Module, x, expected: str, ndim=None, sizes=None) -> Tensor:

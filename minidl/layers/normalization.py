@@ -7,15 +7,11 @@ the batch statistics and updates the running ones (momentum 0.1, unbiased varian
 """
 from __future__ import annotations
 
-import functools
 import numbers
 
 from minidl import backend as B
 from minidl import init as initializers
 from minidl.autograd import Parameter
-from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
-from minidl.functions.arguments import output_hw as _output_hw
-from minidl.functions.conv_bn_pool import conv2d_batch_norm_max_pool2d
 from minidl.functions.normalization import batch_norm
 from minidl.layers.module import Module, check_input
 
@@ -48,28 +44,30 @@ class _BatchNorm(Module):
         self.register_buffer("num_batches_tracked", B.get_xp().zeros((), dtype="int64"))
 
     def forward(self, x):
-        return self._normalise(x, batch_norm)
+        return self.normalise(x, batch_norm)
 
-    def _normalise(self, x, op):
-        """op(x, running statistics, gamma, beta, ...) after the input checks, counting the
-        batch when training."""
+    def normalise(self, x, op):
+        """``op(x, running_mean, running_var, gamma, beta, training=, momentum=, eps=)`` after
+        the input checks, counting the batch when training: ``forward`` passes
+        :func:`minidl.functions.batch_norm`; the fused modules of :mod:`minidl.fusion` pass an
+        op that also pools."""
         C = self.num_features
         x = check_input(self, x, self.layout.format(C=C), ndim=self.ranks, sizes={1: C})
         if x.dtype.kind != "f":
             raise TypeError(f"{self!r}: expected a floating input, got dtype {x.dtype}")
-        self._count_batch(x)
+        self.count_batch(x)
         return op(x, self.running_mean, self.running_var, self.gamma, self.beta,
                   training=self.training, momentum=self.momentum, eps=self.eps)
 
-    def _count_batch(self, x):
-        """Check that x is on the running statistics' device; count the batch when
+    def count_batch(self, x):
+        """Check that x (Tensor) is on the running statistics' device; count the batch when
         training."""
         B.check_same_device(self.running_mean, x.data,
                             names=("the layer's running statistics", "the input"),
                             where=repr(self))
         if self.training:
             count = self.num_batches_tracked
-            count += 1  # in place: assigning the attribute would unregister the buffer
+            count += 1  # in place: the running statistics are updated in place too
 
     def extra_repr(self):
         s = f"{self.num_features}"
@@ -92,26 +90,3 @@ class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W) inputs: statistics per channel over N, H and W."""
     ranks = (4,)
     layout = "with {C} channels (N, {C}, H, W)"
-
-    def forward_max_pooled(self, x, relu=False):
-        """``max_pool2d(self(x), 2)`` as one op (:func:`minidl.functions.batch_norm_max_pool2d`:
-        the same values, a quarter of the normalising), with ``relu`` followed by a ReLU;
-        x's H and W must be even.  :class:`minidl.layers.Sequential` takes it for a
-        BatchNorm2d followed by a 2x2 max pool, with or without a ReLU between them."""
-        return self._normalise(x, functools.partial(batch_norm_max_pool2d, relu=relu))
-
-    def forward_conv_max_pooled(self, conv, x, relu=False):
-        """``max_pool2d(self(conv(x)), 2)`` (with ``relu``, a ReLU before the pool) as one op
-        (:func:`minidl.functions.conv2d_batch_norm_max_pool2d`), for ``conv`` a 3x3 stride-1
-        :class:`minidl.layers.Conv2d` without bias, dilation or groups into this layer's
-        channels, whose output has an even height and width.  :class:`minidl.layers.Sequential`
-        takes it on the host where conv2d would take Winograd or one product per image."""
-        C = conv.in_channels
-        x = check_input(conv, x, f"with {C} channels (N, {C}, H, W)", ndim=4, sizes={1: C})
-        _output_hw(repr(conv), x.shape[2:], conv.kernel_size, conv.stride, conv.padding,
-                   conv.dilation)
-        self._count_batch(x)
-        return conv2d_batch_norm_max_pool2d(
-            x, conv.W, self.running_mean, self.running_var, self.gamma, self.beta,
-            padding=conv.padding, training=self.training, momentum=self.momentum,
-            eps=self.eps, relu=relu)

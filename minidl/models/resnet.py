@@ -12,7 +12,8 @@ BasicBlocks with 16, 32, 64 channels) for 28x28 one-channel images such as MNIST
 from __future__ import annotations
 
 from minidl import functions as F
-from minidl.layers.blocks import BasicBlock, Bottleneck, conv_bn
+from minidl.layers.activation import ReLU
+from minidl.layers.blocks import BasicBlock, Bottleneck
 from minidl.layers.conv import Conv2d
 from minidl.layers.linear import Linear
 from minidl.layers.module import Module, Sequential
@@ -32,6 +33,7 @@ def _stage(block, cin, planes, blocks, stride):
 class ResNet(Module):
     """An ImageNet ResNet: ``block`` (BasicBlock or Bottleneck) repeated ``layers[i]`` times in
     stage i.  Input (N, in_channels, H, W) with H, W >= 32; output logits (N, num_classes)."""
+    fusable = (("conv1", "bn1", "relu"),)   # for minidl.fuse: relu(bn(conv1(x))) in features
 
     def __init__(self, block, layers, num_classes: int = 1000, in_channels: int = 3):
         super().__init__()
@@ -39,6 +41,7 @@ class ResNet(Module):
             raise ValueError(f"ResNet: layers must give 4 stage depths, got {layers!r}")
         self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = BatchNorm2d(64)
+        self.relu = ReLU()
         cin = 64
         for i, (n, planes) in enumerate(zip(layers, (64, 128, 256, 512))):
             stage, cin = _stage(block, cin, planes, n, 1 if i == 0 else 2)
@@ -47,7 +50,7 @@ class ResNet(Module):
 
     def features(self, x):
         """(N, C, H, W) -> the last stage's maps (N, 512*expansion, H/32, W/32)."""
-        x = F.max_pool2d(conv_bn(self.conv1, self.bn1, x), 3, 2, 1)
+        x = F.max_pool2d(self.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x):
@@ -59,6 +62,7 @@ class SmallResNet(Module):
     conv3x3(width) - three stages of n BasicBlocks (width, 2*width, 4*width; strides 1, 2, 2) -
     global average - fc.  A 28x28 input gives 28 -> 14 -> 7 maps.  Shortcuts that change shape
     are projections (conv1x1-BN)."""
+    fusable = (("conv1", "bn1", "relu"),)   # for minidl.fuse: relu(bn(conv1(x))) in forward
 
     def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 1,
                  width: int = 16):
@@ -70,6 +74,7 @@ class SmallResNet(Module):
         self.depth = depth
         self.conv1 = Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.bn1 = BatchNorm2d(width)
+        self.relu = ReLU()
         cin = width
         for i in range(3):
             stage, cin = _stage(BasicBlock, cin, width * 2 ** i, n, 1 if i == 0 else 2)
@@ -77,7 +82,7 @@ class SmallResNet(Module):
         self.fc = Linear(cin, num_classes)
 
     def forward(self, x):
-        x = conv_bn(self.conv1, self.bn1, x)
+        x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(F.global_avg_pool2d(x))
 

@@ -41,3 +41,17 @@ def test_a_run_is_read_from_its_printed_summary(monkeypatch):
     r = bench_train._time_to_accuracy_run(["python", "examples/mnist_cnn.py"], threads=2)
     assert r["time_to_99_s"] == 35.4 and r["final_accuracy"] == pytest.approx(0.9905)
     assert r["epoch_s"] == [17.5, 17.9] and r["returncode"] == 1
+
+
+def test_the_benchmarked_minidl_step_runs_the_fused_model(monkeypatch):
+    """bench_train times the model as the examples train it: fused by minidl.fuse."""
+    import minidl.fusion
+    fused = []
+    original = minidl.fusion.fuse
+
+    def spy(model):
+        fused.append(type(model).__name__)
+        return original(model)
+    monkeypatch.setattr(minidl.fusion, "fuse", spy)
+    out = bench_train._run_minidl("cnn", steps=1, warmup=0, backend="numpy")
+    assert fused == ["Sequential"] and out["seconds_per_step"] > 0

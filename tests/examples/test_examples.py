@@ -18,7 +18,8 @@ def test_training_example_runs(name, data_dir, tmp_path, capsys, load_example):
     assert (tmp_path / "best.npz").is_file()
 
 
-def test_training_example_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys, load_example):
+def test_training_example_exits_nonzero_when_target_missed(data_dir, tmp_path, capsys,
+                                                           load_example):
     args = tiny_args(data_dir, tmp_path)
     args[args.index("--target-acc") + 1] = "1.01"  # unreachable
     assert load_example("mnist_mlp").main(args) == 1
@@ -88,3 +89,14 @@ def test_missing_data_set_is_a_clear_exit(tmp_path, monkeypatch, load_example):
     with pytest.raises(SystemExit, match="error: .*train-images"):
         load_example("mnist_mlp").main(["--data-dir", str(tmp_path / "empty"), "--quiet",
                                         "--out", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn", "mnist_resnet", "classify_image",
+                                  "predict_digit", "compare_representations"])
+def test_examples_fuse_their_model_once_visibly(name):
+    """Each example that trains or evaluates a CNN calls minidl.fuse on it once (the runs it
+    fuses are an explicit step, not hidden in Sequential); fashion_mnist_cnn trains through
+    mnist_cnn.train_cnn."""
+    import pathlib
+    source = (pathlib.Path(__file__).parents[2] / "examples" / f"{name}.py").read_text()
+    assert source.count("minidl.fuse(") == 1

@@ -74,6 +74,31 @@ def test_shared_parameters_are_listed_once(xp):
     assert m.num_parameters() == 9 + 3 + 3
 
 
+def test_buffers_are_read_as_attributes_and_assigning_an_array_replaces_them(xp):
+    m = WithBuffer()
+    first = m.running
+    assert m.state_dict()["running"] is first
+    m.running = xp.ones(2, dtype=np.float32)             # still a registered buffer
+    assert list(m.state_dict()) == ["fc.W", "fc.b", "running"]
+    assert host(m.state_dict()["running"]).tolist() == [1.0, 1.0]
+    m.running = None                                      # anything else unregisters it
+    assert "running" not in m.state_dict() and m.running is None
+    with pytest.raises(AttributeError, match="'WithBuffer' object has no attribute 'nope'"):
+        m.nope
+
+
+def test_set_submodule_replaces_a_child_in_its_place(xp):
+    m = MLP()
+    new = Linear(4, 8)
+    m.set_submodule("fc1", new)
+    assert m.fc1 is new
+    assert [n for n, _ in m.named_parameters()] == ["fc1.W", "fc1.b", "fc2.W", "fc2.b"]
+    with pytest.raises(KeyError, match="set_submodule: MLP has no sub-module 'fc3'"):
+        m.set_submodule("fc3", new)
+    with pytest.raises(TypeError, match="set_submodule: module must be a Module, got int"):
+        m.set_submodule("fc1", 3)
+
+
 def test_forgetting_super_init_is_a_clear_error():
     class Bad(Module):
         def __init__(self):
@@ -186,163 +211,6 @@ def test_sequential_gradcheck_through_every_layer(xp, rng):
 
     params = [v for k, v in s.state_dict().items() if k in names]
     gradcheck(fn, [xp.asarray(rng.standard_normal((4, 2, 3)))] + params)
-
-
-def test_relu_before_max_pool_runs_after_it_with_the_same_values_and_gradients(xp, rng):
-    """Sequential runs a ReLU that comes right before a MaxPool2d after it (a quarter of the
-    values to touch).  Values and gradients match relu-then-pool exactly, with windows that
-    are all negative, all zero, tied at their maximum, or hold a NaN; subclasses and
-    summary()'s recording hooks keep the written order."""
-    import minidl.functions as F
-    from minidl.layers import MaxPool2d
-
-    def inputs():
-        x = rng.integers(-3, 3, size=(2, 3, 6, 8)).astype(np.float32)  # many ties, zeros
-        x[0, 0, :2, :2] = -1.0
-        x[0, 1, :2, :2] = 0.0
-        x[1, 2, 2, 3] = np.nan
-        return x
-
-    for pool in (MaxPool2d(2), MaxPool2d(3, stride=2, padding=1)):
-        s = Sequential(ReLU(), pool)
-        x = inputs()
-        gy = xp.asarray(rng.standard_normal((2, 3) + s(Tensor(xp.asarray(x))).shape[2:])
-                        .astype(np.float32))
-        a, b = Tensor(xp.asarray(x), requires_grad=True), Tensor(xp.asarray(x),
-                                                                 requires_grad=True)
-        ya, yb = s(a), F.max_pool2d(F.relu(b), pool.kernel_size, pool.stride, pool.padding)
-        assert type(ya.creator).__name__ == "ReLU"  # the pool ran first
-        ya.backward(gy)
-        yb.backward(gy)
-        np.testing.assert_array_equal(host(ya), host(yb))
-        np.testing.assert_array_equal(host(a.grad), host(b.grad))
-
-    class MyReLU(ReLU):
-        pass
-
-    assert type(Sequential(MyReLU(), MaxPool2d(2))(Tensor(xp.asarray(inputs()))).creator
-                ).__name__ != "ReLU"
-    rows = Sequential(ReLU(), MaxPool2d(2)).summary((2, 3, 6, 8)).splitlines()[1:3]
-    assert "ReLU" in rows[0] and "(2, 3, 6, 8)" in rows[0]
-    assert "MaxPool2d" in rows[1] and "(2, 3, 3, 4)" in rows[1]
-
-
-def _whole_and_layer_by_layer(xp, s, x):
-    """(s(a), the layers of s applied one by one to b, a, b) for two copies a, b of x that
-    require gradients."""
-    a, b = (Tensor(xp.asarray(x), requires_grad=True) for _ in range(2))
-    ya = s(a)
-    yb = b
-    for layer in s:
-        yb = layer(yb)
-    return ya, yb, a, b
-
-
-def test_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng):
-    """On NumPy, Sequential runs BatchNorm2d [-> ReLU] -> MaxPool2d(2) as one batch norm + pool
-    op (the ReLU after it): the same outputs and running statistics as the layers one by one,
-    the batch counted once, gradients to rounding.  Odd sizes, other pools, subclasses,
-    summary()'s hooks and the other backends keep the layers as written."""
-    from minidl.layers import BatchNorm2d, MaxPool2d
-
-    def build(*between):
-        bn = BatchNorm2d(3)
-        bn.gamma.data[...] = xp.asarray(np.array([1.5, -0.5, 0.8], np.float32))
-        return Sequential(bn, *between, MaxPool2d(2))
-
-    x = rng.standard_normal((4, 3, 6, 8)).astype(np.float32)
-    for between in ((ReLU(),), ()):
-        for training in (True, False):
-            s = build(*between)
-            s.train(training)
-            ya, yb, a, b = _whole_and_layer_by_layer(xp, s, x)
-            fused = minidl.get_backend().name == "numpy"   # the ReLU too, when there is one
-            assert (type(ya.creator).__name__ == "BatchNormMaxPool") == fused
-            np.testing.assert_array_equal(host(ya), host(yb))
-            gy = xp.asarray(rng.standard_normal(ya.shape).astype(np.float32))
-            ya.backward(gy)
-            yb.backward(gy)
-            np.testing.assert_allclose(host(a.grad), host(b.grad), rtol=1e-5, atol=1e-5)
-            assert int(host(s[0].num_batches_tracked)) == (2 if training else 0)
-
-    def takes_fused(s, shape=(2, 3, 6, 8)):
-        y = s(Tensor(xp.asarray(rng.standard_normal(shape).astype(np.float32))))
-        return type(y.creator).__name__ == "BatchNormMaxPool"
-
-    numpy = minidl.get_backend().name == "numpy"
-    assert takes_fused(build()) == numpy
-    assert not takes_fused(build(), shape=(2, 3, 7, 8))     # odd height: max pool drops a row
-    assert not takes_fused(Sequential(BatchNorm2d(3), MaxPool2d(3, stride=2)))
-
-    class MyBatchNorm(BatchNorm2d):
-        pass
-
-    assert not takes_fused(Sequential(MyBatchNorm(3), MaxPool2d(2)))
-    rows = build(ReLU()).summary((2, 3, 6, 8)).splitlines()[1:4]
-    assert "BatchNorm2d" in rows[0] and "(2, 3, 6, 8)" in rows[0]
-    assert "MaxPool2d" in rows[2] and "(2, 3, 3, 4)" in rows[2]
-
-
-@pytest.mark.parametrize("path", ["winograd", "per image"])
-def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypatch, path):
-    """On NumPy, Sequential runs a 3x3 stride-1 Conv2d without bias, then BatchNorm2d [->
-    ReLU] -> MaxPool2d(2), as one op where conv2d would take Winograd or one product per image:
-    the same outputs and running statistics as the layers one by one (to rounding: statistics
-    summed in another order), the batch counted once, the same gradients.  A bias, a stride, an
-    odd output, a subclass, summary()'s hooks, a layer on neither path and the other backends
-    keep the layers as written."""
-    from minidl.functions import conv as conv_module
-    from minidl.layers import BatchNorm2d, Conv2d, MaxPool2d
-    winograd = path == "winograd"
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
-    fused_op = "ConvBatchNormMaxPool" if winograd else "ImageConvBatchNormMaxPool"
-
-    def build(*between, conv=None):
-        conv = conv or Conv2d(2, 3, 3, padding=1, bias=False)
-        bn = BatchNorm2d(3)
-        bn.gamma.data[...] = xp.asarray(np.array([1.5, -0.5, 0.8], np.float32))
-        return Sequential(conv, bn, *between, MaxPool2d(2))
-
-    x = rng.standard_normal((4, 2, 6, 8)).astype(np.float32)
-    numpy = minidl.get_backend().name == "numpy"
-    for between in ((ReLU(),), ()):
-        for training in (True, False):
-            s = build(*between)
-            s.train(training)
-            ya, yb, a, b = _whole_and_layer_by_layer(xp, s, x)
-            assert (type(ya.creator).__name__ == fused_op) == numpy
-            np.testing.assert_allclose(host(ya), host(yb), rtol=1e-5, atol=1e-5)
-            gy = xp.asarray(rng.standard_normal(ya.shape).astype(np.float32))
-            grads = []
-            for y, inp in ((ya, a), (yb, b)):
-                s.zero_grad()
-                y.backward(gy)
-                grads.append([host(inp.grad), host(s[0].W.grad), host(s[1].gamma.grad)])
-            for ga, gb in zip(*grads):
-                np.testing.assert_allclose(ga, gb, rtol=1e-4, atol=1e-5 * np.abs(gb).max())
-            assert int(host(s[1].num_batches_tracked)) == (2 if training else 0)
-
-    def takes_fused(s, shape=(2, 2, 6, 8)):
-        y = s(Tensor(xp.asarray(rng.standard_normal(shape).astype(np.float32))))
-        return type(y.creator).__name__ == fused_op
-
-    assert takes_fused(build()) == numpy
-    assert not takes_fused(build(conv=Conv2d(2, 3, 3, padding=1)))              # a bias
-    assert not takes_fused(build(conv=Conv2d(2, 3, 3, padding=0)), (2, 2, 7, 8))  # 5x6 out
-    assert not takes_fused(Sequential(Conv2d(2, 3, 3, stride=2, padding=1, bias=False),
-                                      BatchNorm2d(3), MaxPool2d(2)), (2, 2, 12, 16))
-
-    class MyConv(Conv2d):
-        pass
-
-    assert not takes_fused(build(conv=MyConv(2, 3, 3, padding=1, bias=False)))
-    rows = build(ReLU()).summary((2, 2, 6, 8)).splitlines()[1:5]
-    assert "Conv2d" in rows[0] and "(2, 3, 6, 8)" in rows[0]
-    assert "MaxPool2d" in rows[3] and "(2, 3, 3, 4)" in rows[3]
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", np.inf)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
-    assert not takes_fused(build())          # im2col for the batch: no fused path
 
 
 def test_sequential_rejects_non_modules():

@@ -1,14 +1,17 @@
 """minidl.models and minidl.layers.blocks: published parameter counts, torchvision's names,
-shapes, training (backward) through the blocks, and the fused inference path against the
-generic one under every backend."""
+shapes, training (backward) through the blocks, and the inference path of ``minidl.fuse``
+(batch norm folded into the convolutions) against the layer by layer one under every
+backend."""
 import numpy as np
 import pytest
 
 import minidl
 from minidl import functions as F
 from minidl.autograd import Tensor
-from minidl.layers.blocks import BasicBlock, Bottleneck, InceptionAux, conv_bn
+from minidl.layers.activation import ReLU
+from minidl.layers.blocks import BasicBlock, Bottleneck, InceptionAux
 from minidl.layers.conv import Conv2d
+from minidl.layers.fused import FusedConvBatchNorm2d
 from minidl.layers.normalization import BatchNorm2d
 from minidl.models import (MODELS, SmallResNet, alexnet, get_model, inception_v3, resnet8,
                            resnet18, resnet20, resnet50, resnet152)
@@ -93,8 +96,13 @@ def test_fused_inference_path_equals_the_layer_by_layer_path(xp, make, hw):
     _randomize_bn(model, np.random.default_rng(1))
     x = minidl.tensor(np.random.default_rng(2).standard_normal((3, model.conv1.in_channels,
                                                                  hw, hw)))
+    with minidl.no_grad():
+        unfused = model(x)                 # the layers one by one
+    minidl.fuse(model)
+    assert isinstance(model.conv1, FusedConvBatchNorm2d)
     generic = model(x)                     # graph recorded -> the layer calls
     assert generic.requires_grad
+    np.testing.assert_array_equal(minidl.to_host(generic.data), minidl.to_host(unfused.data))
     with minidl.no_grad():
         fused = model(x)                   # BN folded into the convolutions
     np.testing.assert_allclose(minidl.to_host(fused.data), minidl.to_host(generic.data),
@@ -112,14 +120,16 @@ def test_conv_bn_fused_1x1_strided_and_with_bias(xp):
         for relu in (True, False):
             ref = bn(conv(x))
             ref = F.relu(ref) if relu else ref
+            fused = FusedConvBatchNorm2d(conv, bn, ReLU() if relu else None)
             with minidl.no_grad():
-                got = conv_bn(conv, bn, x, relu)
+                assert fused.takes_folded_path(x)
+                got = fused(x)
             np.testing.assert_allclose(minidl.to_host(got.data), minidl.to_host(ref.data),
                                        rtol=1e-10, atol=1e-12)
 
 
 def test_fused_path_keeps_the_input_checks():
-    model = resnet8().eval()
+    model = minidl.fuse(resnet8().eval())
     with minidl.no_grad(), pytest.raises(ValueError, match=r"expected input with 1 channels"):
         model(minidl.tensor(np.zeros((1, 3, 28, 28))))
 
