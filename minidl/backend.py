@@ -304,11 +304,21 @@ def get_default_dtype() -> numpy.dtype:
 
 
 def set_default_dtype(dtype) -> None:
-    """Set the default floating dtype (float32 or float64; float64 is for gradient checks)."""
+    """Set the default floating dtype: float32 (the default) or float64 (for gradient checks).
+
+    float16 is refused with a ValueError, not supported: training in it would need float32
+    accumulation in several places (dropout's RNG draws no float16, batch-norm statistics and
+    softmax/log-softmax sums lose too much precision), which minidl does not implement.  Other
+    dtypes (integer, bool, complex) raise TypeError.
+    """
     global _default_dtype
     dt = numpy.dtype(dtype)
-    if dt not in (numpy.float16, numpy.float32, numpy.float64):
-        raise TypeError(f"default dtype must be float16, float32 or float64, got {dt}")
+    if dt == numpy.float16:
+        raise ValueError("set_default_dtype: float16 training is not supported (dropout's RNG, "
+                         "batch-norm statistics and softmax would need float32 accumulation); "
+                         "supported dtypes: float32, float64; got float16")
+    if dt not in (numpy.float32, numpy.float64):
+        raise TypeError(f"default dtype must be float32 or float64, got {dt}")
     _default_dtype = dt
 
 

@@ -182,7 +182,9 @@ def clip_grad_norm(params, max_norm: float) -> float:
 
 class _Schedule:
     """Sets ``optimizer.lr`` from a function of the step count; call ``step()`` once per
-    epoch (StepLR, CosineAnnealingLR) or once per batch (OneCycleLR)."""
+    epoch (StepLR, CosineAnnealingLR) or once per batch (OneCycleLR).  Past their end the
+    schedules do what PyTorch's do: the cosine climbs back up, OneCycleLR refuses a step past
+    ``total_steps`` (``_check_step``)."""
 
     def __init__(self, optimizer: Optimizer):
         if not isinstance(optimizer, Optimizer):
@@ -199,7 +201,11 @@ class _Schedule:
     def _apply(self, t: int) -> None:
         self.optimizer.lr = self.lr_at(t)
 
+    def _check_step(self, t: int) -> None:
+        """Raise ValueError if step ``t`` is past the schedule's end (none by default)."""
+
     def step(self) -> float:
+        self._check_step(self.t + 1)  # before counting it: a refused step changes nothing
         self.t += 1
         self._apply(self.t)
         return self.optimizer.lr
@@ -220,7 +226,10 @@ class StepLR(_Schedule):
 
 
 class CosineAnnealingLR(_Schedule):
-    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2, for t <= T_max."""
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2 for every t >= 0.
+
+    Past ``T_max`` the cosine climbs back to base_lr at 2 * T_max and so on, as PyTorch's
+    ``CosineAnnealingLR`` (its closed form; its recursive form agrees to rounding)."""
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
         if not isinstance(T_max, int) or T_max <= 0:
@@ -230,7 +239,6 @@ class CosineAnnealingLR(_Schedule):
         super().__init__(optimizer)
 
     def lr_at(self, t):
-        t = min(t, self.T_max)
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * t
                                                                             / self.T_max)) / 2
 
@@ -243,7 +251,12 @@ class OneCycleLR(_Schedule):
     default, as in PyTorch) the momentum moves the opposite way: from ``max_momentum`` down to
     ``base_momentum`` at the peak rate and back up -- Adam's beta1, or SGD's ``momentum`` (which
     is then set even if the SGD was built without momentum, as PyTorch does).  Call ``step()``
-    after every batch."""
+    after every batch.
+
+    As PyTorch's, ``step()`` may be called ``total_steps`` times: the last call (t =
+    total_steps) extends the final cosine one step past max_lr/(div_factor*final_div_factor),
+    and one more call raises ValueError ("Tried to step N times. The specified number of total
+    steps is M") without changing the rate."""
 
     def __init__(self, optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
                  div_factor: float = 25.0, final_div_factor: float = 1e4,
@@ -278,9 +291,15 @@ class OneCycleLR(_Schedule):
     def _cos(start, end, frac):
         return end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
 
+    def _check_step(self, t):
+        if t > self.total:
+            raise ValueError(f"OneCycleLR: Tried to step {t} times. The specified number of "
+                             f"total steps is {self.total} (as PyTorch; make total_steps at "
+                             f"least the number of step() calls)")
+
     def _phase(self, t):
-        """(warming up?, fraction of the phase done) at step t."""
-        t = min(t, self.total - 1)
+        """(warming up?, fraction of the phase done) at step t (fraction > 1 at t =
+        total_steps, as PyTorch)."""
         if t <= self.peak_step:
             return True, t / self.peak_step
         return False, (t - self.peak_step) / (self.total - 1 - self.peak_step)

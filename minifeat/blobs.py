@@ -28,8 +28,9 @@ import math
 
 import numpy
 
-from minidl.backend import to_host
-from minifeat.edges import (_as_image, _check_positive, _gaussian_blur, _gaussian_derivative,
+from minidl.backend import get_array_module, to_host
+from minifeat.io import as_image
+from minifeat.edges import (_check_positive, _gaussian_blur, _gaussian_derivative,
                             _max_filter)
 
 __all__ = ["blob_log", "blob_dog", "blob_doh", "blob_overlap", "prune_blobs"]
@@ -134,14 +135,24 @@ def prune_blobs(blobs, overlap: float = 0.5):
 
 # --------------------------------------------------------------------------- detectors
 
+def _read_image(image, image_options):
+    """``(xp, image)`` through the input contract; image None when smaller than 3x3 (too small
+    for a blob: the result is empty)."""
+    image = as_image(image, keep_float64=True, **image_options)
+    xp = get_array_module(image)
+    return xp, (None if min(image.shape) < 3 else image)
+
+
 def blob_log(image, min_sigma: float = 1.0, max_sigma: float = 50.0, num_sigma: int = 10,
              threshold: float | None = 0.2, overlap: float = 0.5, log_scale: bool = False,
-             threshold_rel: float | None = None, exclude_border: int = 0):
+             threshold_rel: float | None = None, exclude_border: int = 0, **image_options):
     """Bright blobs by the scale-normalised Laplacian of Gaussian ``-sigma^2 (Lxx + Lyy)``.
 
     Parameters
     ----------
-    image : ndarray of shape (H, W), bright blobs on a dark background (invert for dark ones).
+    image : file path or array (H, W) / (H, W, 3|4), bright blobs on a dark background (invert
+        for dark ones), read by :func:`minifeat.io.as_image` (uint8/uint16 scaled to [0, 1],
+        floats must be in [0, 1], no NaN; its options pass through ``image_options``).
     min_sigma, max_sigma : float > 0, the range of Gaussian sigmas.
     num_sigma : int >= 1, how many sigmas (linear steps, or log steps with ``log_scale``).
     threshold : float or None, minimum response (in image intensity units).
@@ -162,9 +173,11 @@ def blob_log(image, min_sigma: float = 1.0, max_sigma: float = 50.0, num_sigma: 
     >>> b[:, :2].tolist(), round(float(b[0, 2]) * 2 ** 0.5)
     ([[32.0, 30.0]], 10)
     """
-    xp, image = _as_image(image)
+    xp, image = _read_image(image, image_options)
     sigmas = _sigma_list(min_sigma, max_sigma, num_sigma, log_scale)
     threshold = _check_common(threshold, threshold_rel, overlap)
+    if image is None:
+        return xp.zeros((0, 3), dtype=xp.float64)
     cube = xp.stack([-(s * s) * (_gaussian_derivative(xp, image, s, 2, 0, "reflect") +
                                  _gaussian_derivative(xp, image, s, 0, 2, "reflect"))
                      for s in sigmas])
@@ -173,7 +186,7 @@ def blob_log(image, min_sigma: float = 1.0, max_sigma: float = 50.0, num_sigma: 
 
 def blob_dog(image, min_sigma: float = 1.0, max_sigma: float = 50.0, sigma_ratio: float = 1.6,
              threshold: float | None = 0.5, overlap: float = 0.5,
-             threshold_rel: float | None = None, exclude_border: int = 0):
+             threshold_rel: float | None = None, exclude_border: int = 0, **image_options):
     """Bright blobs by the Difference of Gaussians, a fast approximation of :func:`blob_log`.
 
     Sigmas are ``min_sigma * sigma_ratio**i`` for ``i = 0..k`` with
@@ -184,7 +197,7 @@ def blob_dog(image, min_sigma: float = 1.0, max_sigma: float = 50.0, sigma_ratio
     Parameters are those of :func:`blob_log`, with ``sigma_ratio > 1`` in place of
     ``num_sigma``/``log_scale``.  Returns (K, 3) ``(y, x, sigma)``; radius ``sqrt(2) sigma``.
     """
-    xp, image = _as_image(image)
+    xp, image = _read_image(image, image_options)
     min_sigma = _check_positive(min_sigma, "min_sigma")
     max_sigma = _check_positive(max_sigma, "max_sigma")
     if max_sigma < min_sigma:
@@ -193,6 +206,8 @@ def blob_dog(image, min_sigma: float = 1.0, max_sigma: float = 50.0, sigma_ratio
     if sigma_ratio <= 1:
         raise ValueError(f"`sigma_ratio` must be > 1, got {sigma_ratio}")
     threshold = _check_common(threshold, threshold_rel, overlap)
+    if image is None:
+        return xp.zeros((0, 3), dtype=xp.float64)
     k = int(math.log(max_sigma / min_sigma) / math.log(sigma_ratio) + 1)
     sigmas = min_sigma * sigma_ratio ** numpy.arange(k + 1)
     blurred = [_gaussian_blur(xp, image, float(s), mode="reflect") for s in sigmas]
@@ -203,16 +218,18 @@ def blob_dog(image, min_sigma: float = 1.0, max_sigma: float = 50.0, sigma_ratio
 
 def blob_doh(image, min_sigma: float = 1.0, max_sigma: float = 30.0, num_sigma: int = 10,
              threshold: float | None = 0.01, overlap: float = 0.5, log_scale: bool = False,
-             threshold_rel: float | None = None, exclude_border: int = 0):
+             threshold_rel: float | None = None, exclude_border: int = 0, **image_options):
     """Blobs by the scale-normalised determinant of the Hessian ``sigma^4 (Lxx Lyy - Lxy^2)``
     (Bay et al. 2008 approximate it with box filters; here exact Gaussian derivatives).
 
     Finds bright and dark blobs alike.  Parameters and return value as :func:`blob_log`;
     radius ``sqrt(2) sigma``.
     """
-    xp, image = _as_image(image)
+    xp, image = _read_image(image, image_options)
     sigmas = _sigma_list(min_sigma, max_sigma, num_sigma, log_scale)
     threshold = _check_common(threshold, threshold_rel, overlap)
+    if image is None:
+        return xp.zeros((0, 3), dtype=xp.float64)
     layers = []
     for s in sigmas:
         lxx = _gaussian_derivative(xp, image, s, 0, 2, "reflect")

@@ -16,50 +16,58 @@ from __future__ import annotations
 import numpy
 
 from minidl.backend import get_array_module, to_host
-from minifeat.edges import _as_image, _check_positive, _gaussian_blur, _max_filter, gradient_sobel
+from minifeat.edges import _check_positive, _gaussian_blur, _max_filter, gradient_sobel
+from minifeat.io import as_array2d, as_image
 
 __all__ = ["structure_tensor", "corner_harris", "corner_shi_tomasi", "corner_peaks"]
 
 
-def structure_tensor(image, sigma: float = 1.0):
-    """The windowed structure tensor ``(A, B, C) = (w*Ix^2, w*Iy^2, w*IxIy)``, each (H, W).
+def structure_tensor(image, sigma: float = 1.0, **image_options):
+    """The windowed structure tensor ``(A, B, C) = (w*Ix^2, w*Iy^2, w*IxIy)``, each (H, W),
+    float32 (float64 for a float64 image).
 
+    ``image``: a file path or an array read by :func:`minifeat.io.as_image` (its options
+    ``max_value``, ``channel_order``, ``nonfinite`` pass through ``image_options``).
     ``sigma`` (> 0) is the standard deviation of the Gaussian window ``w``.
     """
-    xp, image = _as_image(image)
+    image = as_image(image, keep_float64=True, **image_options)
+    xp = get_array_module(image)
     sigma = _check_positive(sigma, "sigma")
     gx, gy = gradient_sobel(image)
     return (_gaussian_blur(xp, gx * gx, sigma), _gaussian_blur(xp, gy * gy, sigma),
             _gaussian_blur(xp, gx * gy, sigma))
 
 
-def corner_harris(image, k: float = 0.05, sigma: float = 1.0):
+def corner_harris(image, k: float = 0.05, sigma: float = 1.0, **image_options):
     """Harris corner response ``det M - k trace(M)^2`` of shape (H, W).
 
     Parameters
     ----------
-    image : ndarray of shape (H, W)
+    image : file path or array (H, W) / (H, W, 3|4), read by :func:`minifeat.io.as_image`
+        (uint8/uint16 scaled to [0, 1], floats must be in [0, 1], no NaN).
     k : float in [0, 0.25): sensitivity; larger k suppresses edges more (typically 0.04-0.06).
     sigma : float > 0: the Gaussian integration window.
+    **image_options : ``max_value``, ``channel_order``, ``nonfinite`` of ``as_image``.
 
     Returns
     -------
-    response : ndarray of shape (H, W), same float dtype as the (float) image.  Corners are
+    response : ndarray of shape (H, W), float64 for a float64 image, else float32.  Corners are
         large positive, edges negative, flat regions near zero.  Pick corners with
         :func:`corner_peaks`.
     """
     k = _check_positive(k, "k", allow_zero=True)
     if k >= 0.25:
         raise ValueError(f"`k` must be in [0, 0.25), got {k}")
-    a, b, c = structure_tensor(image, sigma)
+    a, b, c = structure_tensor(image, sigma, **image_options)
     tr = a + b
     return a * b - c * c - k * tr * tr
 
 
-def corner_shi_tomasi(image, sigma: float = 1.0):
+def corner_shi_tomasi(image, sigma: float = 1.0, **image_options):
     """Shi-Tomasi ("good features to track") response: the smaller eigenvalue of the
-    structure tensor, shape (H, W), always >= 0 up to rounding."""
-    a, b, c = structure_tensor(image, sigma)
+    structure tensor, shape (H, W) (dtype as :func:`corner_harris`), always >= 0 up to
+    rounding.  ``image`` and ``image_options`` as :func:`corner_harris`."""
+    a, b, c = structure_tensor(image, sigma, **image_options)
     xp = get_array_module(a)
     half_diff = (a - b) * 0.5
     return (a + b) * 0.5 - xp.sqrt(half_diff * half_diff + c * c)
@@ -125,7 +133,7 @@ def corner_peaks(response, min_distance: int = 1, threshold_abs: float | None = 
     coords : int64 ndarray of shape (K, 2), ``(row, col)`` rows, strongest first, on the
         backend of ``response``.
     """
-    xp, response = _as_image(response, "response")
+    xp, response = as_array2d(response, "response")
     if isinstance(min_distance, bool) or not isinstance(min_distance, (int, numpy.integer)) \
             or min_distance < 1:
         raise ValueError(f"`min_distance` must be an int >= 1, got {min_distance!r}")
@@ -143,6 +151,8 @@ def corner_peaks(response, min_distance: int = 1, threshold_abs: float | None = 
     else:
         raise ValueError(f"`exclude_border` must be a bool or an int >= 0, got {exclude_border!r}")
 
+    if min(response.shape) < 3:  # too small for a local maximum with neighbours: none
+        return xp.zeros((0, 2), dtype=xp.int64)
     threshold = float(response.min())
     if threshold_abs is not None:
         threshold = max(threshold, float(threshold_abs))

@@ -33,6 +33,7 @@ from minidl import backend as B
 
 from .descriptors import D, HIST_WIDTH, N_ORI, normalize_descriptors, rootsift
 from .filters import gaussian_kernel1d
+from .io import scale_to_unit
 from .keypoints import Keypoints
 from .scale_space import n_octaves_for, sigma_schedule
 
@@ -138,9 +139,14 @@ class DenseSIFT:
         return len(self.sizes) * len(ys) * len(xs)
 
     # ------------------------------------------------------------------ compute
-    def compute(self, images):
-        """Descriptors of ``images`` (N, H, W) (uint8 -> /255, or float in [0, 1]; any backend)
-        -> float32 array (N, P, 128) on the images' backend, in :meth:`keypoints` order."""
+    def compute(self, images, *, max_value=None, nonfinite: str = "raise"):
+        """Descriptors of ``images`` (N, H, W) -> float32 array (N, P, 128) on the images'
+        backend, in :meth:`keypoints` order.
+
+        The values follow minifeat's input contract (:mod:`minifeat.io`): uint8 / 255,
+        uint16 / 65535 (with a LowBitDepthWarning for 12-bit data), floats in [0, 1] (larger
+        is a ValueError), no NaN/inf; ``max_value`` (the value meaning white) and
+        ``nonfinite="zero"`` as in :func:`minifeat.io.as_image`.  Checked batch by batch."""
         if not B.is_array(images):
             raise TypeError(f"`images` must be an array of shape (N, H, W), "
                             f"got {type(images).__name__}")
@@ -152,17 +158,16 @@ class DenseSIFT:
                              f"got shape {tuple(images.shape)}")
         xp = B.get_array_module(images)
         N, H, W = (int(s) for s in images.shape)
-        parts = [self._batch(images[s:s + self.batch_size], xp)
+        parts = [self._batch(scale_to_unit(images[s:s + self.batch_size],
+                                           f"images[{s}:{min(N, s + self.batch_size)}]",
+                                           max_value=max_value, nonfinite=nonfinite), xp)
                  for s in range(0, N, self.batch_size)]
         if not parts:
             return xp.zeros((0, self.n_descriptors((H, W)), 128), xp.float32)
         return parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=0)
 
-    def _batch(self, images, xp):
-        dt = numpy.dtype(images.dtype)      # integers scale as in minifeat.io.as_gray_float
-        img = images.astype(xp.float32)
-        if dt.kind in "iu":
-            img = img / (65535.0 if dt == numpy.uint16 else 255.0)
+    def _batch(self, img, xp):
+        """Descriptors of a float32 batch (n, H, W) in [0, 1]."""
         n, H, W = img.shape
         levels = self._levels((H, W))
         gauss = self._gaussians(img, xp, {lv for lv in levels})

@@ -5,8 +5,11 @@ shape.  Everything runs unchanged on NumPy, CuPy and the strict CuPy stand-in: f
 only the separable 1-D primitive ``correlate1d`` of ``scipy.ndimage`` / ``cupyx.scipy.ndimage``
 (through :func:`minidl.backend.ndimage`); maxima and hysteresis use plain array ops.
 
-The small private helpers here (``_as_image``, ``_gaussian_blur``, ``_gaussian_derivative``,
-``_max_filter``) are shared by :mod:`minifeat.corners` and :mod:`minifeat.blobs`.
+The small private helpers here (``_gaussian_blur``, ``_gaussian_derivative``, ``_max_filter``)
+are shared by :mod:`minifeat.corners` and :mod:`minifeat.blobs`.  Images are read through the
+input contract of :mod:`minifeat.io` (:func:`~minifeat.io.as_image`: paths, dtype scaling,
+[0, 1] floats, no NaN, ``channel_order``) by :func:`edges_canny`; the gradients are linear
+filters and take any real array (:func:`~minifeat.io.as_array2d`).
 
 Gradient units
 --------------
@@ -21,27 +24,12 @@ import math
 import numpy
 
 from minidl.backend import get_array_module, ndimage
+from minifeat.io import as_array2d, as_image
 
 __all__ = ["gradient_sobel", "gradient_scharr", "gradient_magnitude", "edges_canny"]
 
 
 # --------------------------------------------------------------------------- validation
-
-def _as_image(image, name: str = "image"):
-    """``image`` as a floating 2-D array of its own backend (ints become float32)."""
-    xp = get_array_module(image)
-    if not hasattr(image, "ndim"):
-        raise TypeError(f"`{name}` must be an array of shape (H, W), got {type(image).__name__}")
-    if image.ndim != 2:
-        raise ValueError(f"`{name}` must be 2-D (H, W) grayscale, got shape {tuple(image.shape)}")
-    if image.shape[0] < 3 or image.shape[1] < 3:
-        raise ValueError(f"`{name}` must be at least 3x3, got shape {tuple(image.shape)}")
-    if image.dtype.kind not in "fiub":
-        raise TypeError(f"`{name}` must have a real numeric dtype, got {image.dtype}")
-    if image.dtype.kind != "f":
-        image = image.astype(xp.float32)
-    return xp, image
-
 
 def _check_positive(value, name: str, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, numpy.number)):
@@ -122,7 +110,7 @@ _DIFF = (-0.5, 0.0, 0.5)          # correlation weights of the central differenc
 
 
 def _gradient(image, smooth):
-    xp, image = _as_image(image)
+    xp, image = as_array2d(image)
     gx = _correlate(xp, _correlate(xp, image, smooth, 0), _DIFF, 1)
     gy = _correlate(xp, _correlate(xp, image, smooth, 1), _DIFF, 0)
     return gx, gy
@@ -136,7 +124,8 @@ def gradient_sobel(image):
 
     Parameters
     ----------
-    image : ndarray of shape (H, W), any real dtype (ints are converted to float32)
+    image : ndarray of shape (H, W), any real dtype (ints are converted to float32, not
+        scaled: a linear filter), or a file path (read by :func:`minifeat.io.as_image`)
 
     Returns
     -------
@@ -237,7 +226,8 @@ def _hysteresis(xp, weak, strong, max_iter: int = 10_000):
     return has_strong[lab].reshape(H, W)
 
 
-def edges_canny(image, sigma: float = 1.0, low: float = 0.0125, high: float = 0.025):
+def edges_canny(image, sigma: float = 1.0, low: float = 0.0125, high: float = 0.025,
+                **image_options):
     """Canny edges (Canny 1986): a boolean map of thin, connected edges.
 
     Stages: Gaussian smoothing (``sigma``, edge-replicated border) -> Sobel gradient (true
@@ -248,23 +238,31 @@ def edges_canny(image, sigma: float = 1.0, low: float = 0.0125, high: float = 0.
 
     Parameters
     ----------
-    image : ndarray of shape (H, W), intensities (the default thresholds suit [0, 1]).
+    image : file path or array (H, W) / (H, W, 3|4), read by :func:`minifeat.io.as_image`
+        (uint8/uint16 scaled to [0, 1], floats must be in [0, 1], no NaN).
     sigma : float >= 0, the Gaussian smoothing (0 = none).
     low, high : float, ``0 <= low <= high``, thresholds on the gradient magnitude in
         intensity per pixel.  The defaults equal scikit-image's 0.1 / 0.2 on its unnormalised
         Sobel (8 times the derivative).  A unit step smoothed with ``sigma`` peaks at
         ``1 / (sqrt(2 pi) sigma)``, about 0.4 for ``sigma = 1``.
 
+    **image_options : ``max_value``, ``channel_order``, ``nonfinite`` of
+        :func:`minifeat.io.as_image`.
+
     Returns
     -------
-    edges : bool ndarray of shape (H, W); the one-pixel border is always False.
+    edges : bool ndarray of shape (H, W); the one-pixel border is always False (so an image
+        smaller than 3x3, or a constant one, has no edges).
     """
-    xp, image = _as_image(image)
+    image = as_image(image, keep_float64=True, **image_options)
+    xp = get_array_module(image)
     sigma = _check_positive(sigma, "sigma", allow_zero=True)
     low = _check_positive(low, "low", allow_zero=True)
     high = _check_positive(high, "high", allow_zero=True)
     if low > high:
         raise ValueError(f"`low` must be <= `high`, got low={low} and high={high}")
+    if min(image.shape) < 3:
+        return xp.zeros(image.shape, dtype=bool)
     smoothed = _gaussian_blur(xp, image, sigma)
     gx, gy = gradient_sobel(smoothed)
     mag = xp.sqrt(gx * gx + gy * gy)

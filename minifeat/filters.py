@@ -15,6 +15,8 @@ import numpy
 
 from minidl import backend as B
 
+from .io import as_image, is_path
+
 __all__ = ["gaussian_kernel1d", "gaussian_blur", "blur_gemm", "toeplitz_band",
            "image_gradients", "gradient_polar", "GradientSampler"]
 
@@ -56,7 +58,8 @@ def gaussian_blur(image, sigma: float, truncate: float = 4.0, *, out=None):
 
     Parameters
     ----------
-    image : ndarray of shape (H, W), float
+    image : ndarray of shape (H, W), float (any values: a linear filter, used on intermediate
+        arrays too), or a file path, read by :func:`minifeat.io.as_image` (float32 in [0, 1])
     sigma : float > 0
     truncate : float, kernel radius in standard deviations
     out : ndarray of shape (H, W), optional, written in place and returned
@@ -65,6 +68,8 @@ def gaussian_blur(image, sigma: float, truncate: float = 4.0, *, out=None):
     -------
     ndarray of shape (H, W), same dtype (float32 for float32 input).
     """
+    if is_path(image):
+        image = as_image(image)
     xp = B.get_array_module(image)
     if image.ndim != 2:
         raise ValueError(f"`image` must be 2-D, got shape {tuple(image.shape)}")
@@ -184,8 +189,11 @@ def image_gradients(image):
     ``gy = (I[y+1, x] - I[y-1, x]) / 2``.
 
     Mirror (reflect-101) borders, so both are 0 across the border line.  ``gy`` points down
-    (row index increases).  Returns two arrays of shape (H, W).
+    (row index increases).  ``image``: a float array (H, W) (any values) or a file path, read
+    by :func:`minifeat.io.as_image`.  Returns two arrays of shape (H, W).
     """
+    if is_path(image):
+        image = as_image(image)
     xp = B.get_array_module(image)
     if image.ndim != 2:
         raise ValueError(f"`image` must be 2-D, got shape {tuple(image.shape)}")

@@ -140,10 +140,28 @@ def ransac_homography(src, dst, *, threshold: float = 3.0, max_trials: int = 200
     reprojection error ``|H p - q| < threshold`` (pixels).  Samples are drawn on the host with
     ``numpy.random.default_rng(seed)``, so results repeat across backends.
 
+    ``src``, ``dst`` : float arrays (N, 2) of ``(x, y)`` points, same N, all finite: a point
+    with a NaN or inf coordinate is a ValueError naming the argument and the count (drop such
+    points first, e.g. ``keep = isfinite(src).all(1) & isfinite(dst).all(1)``).
+
     Returns ``(H, inliers)``: H (3, 3) float64, or None when fewer than ``min_inliers`` agree;
     inliers : bool array (N,).
     """
     xp = B.get_array_module(src, dst)
+    for name, pts in (("src", src), ("dst", dst)):
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"ransac_homography: `{name}` must be (N, 2) points, got shape "
+                             f"{tuple(pts.shape)}")
+    if src.shape[0] != dst.shape[0]:
+        raise ValueError(f"ransac_homography: `src` and `dst` must have the same number of "
+                         f"points, got {int(src.shape[0])} and {int(dst.shape[0])}")
+    for name, pts in (("src", src), ("dst", dst)):
+        finite = xp.isfinite(pts).all(axis=1)
+        if not bool(finite.all()):
+            bad = int(pts.shape[0]) - int(finite.sum())
+            raise ValueError(f"ransac_homography: `{name}` has {bad} point(s) with a NaN or inf "
+                             f"coordinate (of {int(pts.shape[0])}); expected finite points: "
+                             "drop them first")
     n = int(src.shape[0])
     if n < 4:
         return None, xp.zeros(n, dtype=bool)

@@ -27,7 +27,7 @@ from .descriptors import (descriptor_window_samples, normalize_descriptors, root
                           sift_descriptors)
 from .extrema import find_extrema, refine_extrema
 from .filters import GradientSampler
-from .io import as_gray_float
+from .io import as_image
 from .keypoints import Keypoints
 from .orientation import (dominant_orientations, orientation_histograms,
                           orientation_window_samples)
@@ -55,6 +55,17 @@ class SIFT:
         as a call needs anyway) and reuse them for the next image of the same size, instead of
         fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
         :meth:`release_buffers` frees them; False never keeps them.
+
+    Images
+    ------
+    ``detect``, ``compute`` and ``detect_and_compute`` take a file path (str or pathlib.Path)
+    or an array (H, W) / (H, W, 3|4) of any backend, read by :func:`minifeat.io.as_image`:
+    uint8 / 255, uint16 / 65535 (a :class:`~minifeat.io.LowBitDepthWarning` when the data uses
+    12 bits or fewer), floats must be in [0, 1] (ValueError otherwise), NaN/inf refused.  Its
+    options pass through as keywords: ``max_value`` (the value meaning white, e.g. 255 for a
+    float image in 0..255, 4095 for 12-bit data), ``channel_order="bgr"`` (arrays from
+    OpenCV), ``nonfinite="zero"``.  An image too small for the pyramid (under 2x2) or a
+    constant one gives 0 keypoints and descriptors of shape (0, 128).
 
     Attributes
     ----------
@@ -95,11 +106,12 @@ class SIFT:
                 f"descriptor_format={self.descriptor_format!r})")
 
     # ------------------------------------------------------------------ public API
-    def detect(self, image) -> Keypoints:
-        """Keypoints of ``image`` (array (H, W) or (H, W, C), any backend)."""
-        return self._run(image, None, describe=False)[0]
+    def detect(self, image, **image_options) -> Keypoints:
+        """Keypoints of ``image`` (a file path, or an array (H, W) or (H, W, C) of any backend;
+        see "Images" above for the contract and ``image_options``)."""
+        return self._run(image, None, False, image_options)[0]
 
-    def compute(self, image, keypoints: Keypoints):
+    def compute(self, image, keypoints: Keypoints, **image_options):
         """Descriptors (N, 128) float32 of given keypoints (e.g. ``Keypoints.from_opencv``).
 
         Each keypoint is described in the Gaussian image of its ``octave`` and ``layer``
@@ -107,23 +119,27 @@ class SIFT:
         if not isinstance(keypoints, Keypoints):
             raise TypeError(f"`keypoints` must be a minifeat Keypoints, got "
                             f"{type(keypoints).__name__}")
-        return self._run(image, keypoints, describe=True)[1]
+        return self._run(image, keypoints, True, image_options)[1]
 
-    def detect_and_compute(self, image):
-        """``(keypoints, descriptors)``; descriptors is float32 (N, 128), OpenCV's order."""
-        return self._run(image, None, describe=True)
+    def detect_and_compute(self, image, **image_options):
+        """``(keypoints, descriptors)``; descriptors is float32 (N, 128), OpenCV's order.
+        ``image`` and ``image_options`` as :meth:`detect`."""
+        return self._run(image, None, True, image_options)
 
     def release_buffers(self) -> None:
         """Free the arrays kept from the last call (see ``keep_buffers``)."""
         self._spares = []
 
     # ------------------------------------------------------------------ stages
-    def _run(self, image, keypoints, describe):
-        img = as_gray_float(image)
-        if img.ndim != 2 or min(img.shape) < 2:
-            raise ValueError(f"`image` must be at least 2x2, got shape {tuple(img.shape)}")
+    def _run(self, image, keypoints, describe, image_options):
+        img = as_image(image, **image_options)
         xp = B.get_array_module(img)
         self.timings = {}
+        if min(img.shape) < 2:  # too small for the pyramid: nothing to find (as OpenCV)
+            if keypoints is None:
+                keypoints = Keypoints.empty(xp)
+            n = len(keypoints)
+            return keypoints, (xp.zeros((n, 128), xp.float32) if describe else None)
         clock = _Clock(xp, self.timings)
         # the big arrays (pyramids, gradient maps) come from the last call's when they fit:
         # fresh memory costs page faults

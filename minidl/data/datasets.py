@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from minidl.data.download import fetch
+from minidl.data.download import DatasetNotFoundError, fetch
 from minidl.data.idx import read_idx
 
 __all__ = ["load_mnist", "load_fashion_mnist", "load_dataset", "MNIST", "FashionMNIST",
@@ -155,19 +155,42 @@ def load_dataset(info: DatasetInfo, split: str = "train", data_dir=None, downloa
     ValueError
         ``split`` is not "train"/"test", or the files are inconsistent.
     minidl.data.download.DatasetNotFoundError
-        The files are nowhere and cannot be downloaded (the message says where it looked).
+        Some files are nowhere and cannot be downloaded: the message names every missing file
+        of the split (``.missing``) and says where it looked.  Once one download has failed,
+        the other files are only looked for locally (the network is not tried again).
     minidl.data.download.ChecksumError
         A local copy is damaged.
     """
     split = _check_split(split)
-    paths = [fetch(name, subdir=info.subdir,
-                   mirrors=info.mirrors if mirrors is None else mirrors,
-                   md5s=info.md5s.get(name), data_dir=data_dir, cache_dir=cache_dir,
-                   download=download, progress=progress, what=info.name)
-             for name in _FILES[split]]
+    paths, errors = [], []
+    for name in _FILES[split]:
+        try:
+            paths.append(fetch(name, subdir=info.subdir,
+                               mirrors=info.mirrors if mirrors is None else mirrors,
+                               md5s=info.md5s.get(name), data_dir=data_dir, cache_dir=cache_dir,
+                               download=download and not errors, progress=progress,
+                               what=info.name))
+        except DatasetNotFoundError as exc:
+            errors.append(exc)
+    if errors:
+        raise _all_missing(info, split, errors, download)
     images, labels = (read_idx(p) for p in paths)
     _validate(images, labels, info, split, paths)
     return images, labels
+
+
+def _all_missing(info: DatasetInfo, split: str, errors: list, download: bool
+                 ) -> DatasetNotFoundError:
+    """One error naming every missing file of the split, with the first one's details."""
+    missing = [e.filename for e in errors]
+    lines = [f"{info.name} {split} split: {len(missing)} of {len(_FILES[split])} files missing: "
+             + ", ".join(repr(m) for m in missing), str(errors[0])]
+    if len(errors) > 1:
+        lines.append("The other missing files were looked for in the same folders"
+                     + (" (not downloaded: the first download had already failed)."
+                        if download else "."))
+    tried = [t for e in errors for t in e.tried]
+    return DatasetNotFoundError("\n".join(lines), missing[0], tried, missing)
 
 
 def load_mnist(split: str = "train", data_dir=None, download: bool = True, **kwargs

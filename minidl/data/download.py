@@ -53,14 +53,16 @@ class DatasetNotFoundError(FileNotFoundError):
 
     Attributes
     ----------
-    filename : str, the file that was looked for.
+    filename : str, the (first) file that was looked for.
     tried : list of (place, reason) pairs: every folder looked in and URL tried, in order.
+    missing : list of str, every missing file when several were needed (else [filename]).
     """
 
-    def __init__(self, message: str, filename: str = "", tried=()):
+    def __init__(self, message: str, filename: str = "", tried=(), missing=()):
         super().__init__(message)
         self.filename = filename
         self.tried = list(tried)
+        self.missing = list(missing) or ([filename] if filename else [])
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -276,13 +278,36 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _remove_if_empty(folders: list[pathlib.Path]) -> None:
+    """rmdir each folder (deepest first) that is still empty; keep any that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another download, another file), or gone
+            return
+
+
 def _download(filename: str, mirrors: Sequence[str], dest_dir: pathlib.Path, md5s,
               timeout: float, progress: bool, stream, tried: list) -> pathlib.Path | None:
+    """Download into ``dest_dir``; the folders this call created are removed again if every
+    mirror fails and they stayed empty (no empty cache folder is left behind offline)."""
+    created = [p for p in (dest_dir, *dest_dir.parents) if not p.exists()]
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         tried.append((str(dest_dir), f"cannot create the cache folder: {exc}"))
         return None
+    try:
+        got = _download_from_mirrors(filename, mirrors, dest_dir, md5s, timeout, progress,
+                                     stream, tried)
+    finally:  # on success the folder holds the file: rmdir fails and keeps it
+        _remove_if_empty(created)
+    return got
+
+
+def _download_from_mirrors(filename: str, mirrors: Sequence[str], dest_dir: pathlib.Path, md5s,
+                           timeout: float, progress: bool, stream, tried: list
+                           ) -> pathlib.Path | None:
     dest = dest_dir / filename
     for mirror in mirrors:
         url = _url(mirror, filename)

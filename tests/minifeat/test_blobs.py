@@ -115,6 +115,6 @@ def test_blob_bad_arguments_name_them(xp):
     with pytest.raises(ValueError, match="`threshold` and `threshold_rel`"):
         blob_log(im, threshold=None)
     with pytest.raises(ValueError, match="`image` must be 2-D"):
-        blob_dog(xp.zeros((16, 16, 3)))
+        blob_dog(xp.zeros((16, 16, 2)))  # colour is (H, W, 3|4)
     with pytest.raises(ValueError, match="`min_sigma`"):
         blob_log(im, min_sigma=0)

@@ -50,8 +50,9 @@ def test_harris_is_negative_on_edges_and_zero_on_flat(xp):
 
 def test_structure_tensor_of_a_ramp(xp):
     yy, xx = np.mgrid[:12, :12]
-    a, b, c = (to_host(t) for t in structure_tensor(xp.asarray(2.0 * xx + 1.0 * yy)))
-    np.testing.assert_allclose([a[6, 6], b[6, 6], c[6, 6]], [4.0, 1.0, 2.0], atol=1e-9)
+    # an image in [0, 1] (minifeat's input contract): slopes 0.02 and 0.01 per pixel
+    a, b, c = (to_host(t) for t in structure_tensor(xp.asarray(0.02 * xx + 0.01 * yy)))
+    np.testing.assert_allclose([a[6, 6], b[6, 6], c[6, 6]], [4e-4, 1e-4, 2e-4], atol=1e-13)
 
 
 def test_corner_peaks_min_distance_thresholds_and_num_peaks(xp):
@@ -111,7 +112,7 @@ def test_corner_bad_arguments_name_them(xp):
     with pytest.raises(ValueError, match="`sigma`"):
         corner_harris(im, sigma=0)
     with pytest.raises(ValueError, match="`image` must be 2-D"):
-        corner_shi_tomasi(xp.zeros((9, 9, 3)))
+        corner_shi_tomasi(xp.zeros((9, 9, 2)))  # colour is (H, W, 3|4)
     with pytest.raises(ValueError, match="`min_distance`"):
         corner_peaks(im, min_distance=0)
     with pytest.raises(ValueError, match="`threshold_rel`"):

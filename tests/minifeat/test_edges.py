@@ -129,7 +129,7 @@ def test_canny_agrees_with_skimage_on_sudoku(xp, images_dir):
 
 def test_canny_bad_arguments_name_them(xp):
     with pytest.raises(ValueError, match="`image` must be 2-D"):
-        edges_canny(xp.zeros((8, 8, 3)))
+        edges_canny(xp.zeros((8, 8, 2)))  # colour is (H, W, 3|4)
     with pytest.raises(ValueError, match="`low` must be <= `high`"):
         edges_canny(xp.zeros((8, 8)), low=0.5, high=0.1)
     with pytest.raises(ValueError, match="`sigma`"):

@@ -173,3 +173,34 @@ def test_mnist_files_are_not_accepted_as_fashion(data_dir):
     from minidl.data import ChecksumError
     with pytest.raises(ChecksumError, match="checksum mismatch"):
         load_fashion_mnist("test", data_dir=data_dir / "mnist", download=False)
+
+
+def test_offline_error_names_every_missing_file_and_leaves_no_cache_folder(tmp_path,
+                                                                           monkeypatch, server):
+    """Issue 21 item 9: offline, the MNIST error named only the first missing file, and an
+    empty cache folder was left behind.  Once the first download fails, the second file is
+    looked for locally only (one network failure is enough)."""
+    monkeypatch.delenv("MINIDL_DATA", raising=False)
+    info = dataclasses.replace(MNIST_INFO, mirrors=(server.url("missing"),))
+    with pytest.raises(DatasetNotFoundError, match=r"(?s)MNIST train split: 2 of 2 files "
+                                                   r"missing: 'train-images-idx3-ubyte.gz', "
+                                                   r"'train-labels-idx1-ubyte.gz'\n"
+                                                   r"could not find the MNIST file 'train-images"
+                                                   r".*not downloaded: the first download had "
+                                                   r"already failed") as err:
+        load_dataset(info, "train", data_dir=tmp_path / "nowhere", progress=False)
+    assert err.value.missing == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert [p for p, _ in err.value.tried].count(server.url("missing")
+                                                 + "train-images-idx3-ubyte.gz") == 1
+    assert not any(p.startswith("http") and "labels" in p for p, _ in err.value.tried)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_only_the_missing_files_are_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINIDL_DATA", raising=False)
+    info, folder = _tiny(tmp_path)
+    (folder / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"Tiny train split: 1 of 2 files missing: "
+                                                   r"'train-images-idx3-ubyte.gz'\n") as err:
+        load_dataset(info, "train", data_dir=folder, download=False)
+    assert err.value.missing == ["train-images-idx3-ubyte.gz"]

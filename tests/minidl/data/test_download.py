@@ -83,7 +83,7 @@ def test_corrupt_download_everywhere_leaves_nothing(server, tmp_path):
                        match=r"(?s)bad/train-labels-idx1-ubyte\.gz: the downloaded file failed "
                              r"the checksum: got file MD5 [0-9a-f]{32}, uncompressed payload MD5"):
         _fetch(cache, [server.url("bad")])
-    assert list((cache / "mnist").iterdir()) == []
+    assert not cache.exists()  # no empty cache folder left behind
 
 
 def test_404_falls_back_to_next_mirror(server, tmp_path):
@@ -109,7 +109,7 @@ def test_connection_dropped_without_fallback(server, tmp_path):
     with pytest.raises(DatasetNotFoundError, match=rf"drop/train-labels-idx1-ubyte\.gz: connection "
                                                    rf"closed early: received {half} of {full}"):
         _fetch(cache, [server.url("drop")])
-    assert list((cache / "mnist").iterdir()) == []
+    assert not cache.exists()  # no empty cache folder left behind
 
 
 def test_all_mirrors_fail_lists_everything_tried(server, tmp_path):
@@ -136,7 +136,7 @@ def test_all_mirrors_fail_lists_everything_tried(server, tmp_path):
     assert info.value.filename == NAME
     assert [place for place, _ in info.value.tried][-4:] == [m + NAME for m in mirrors]
     assert isinstance(info.value, FileNotFoundError)
-    assert list((tmp_path / "cache" / "mnist").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # no empty cache folder left behind
 
 
 def test_offline_message_says_how_to_supply_the_files(tmp_path):
@@ -235,4 +235,19 @@ def test_no_temp_files_left_after_any_failure(server, tmp_path):
     cache = tmp_path / "cache"
     with contextlib.suppress(DatasetNotFoundError):
         _fetch(cache, [server.url("drop"), server.url("bad"), server.url("missing")])
-    assert list(cache.rglob("*")) == [cache / "mnist"]
+    assert not cache.exists()  # no temporary file, no empty cache folder
+
+
+def test_a_failed_download_removes_only_the_folders_it_created(server, tmp_path):
+    """Issue 21 item 9: offline, fetch left an empty cache folder behind.  The folders it
+    creates are removed again when every mirror fails; a folder that existed, or holds other
+    files, stays."""
+    cache = tmp_path / "cache"
+    with pytest.raises(DatasetNotFoundError):
+        _fetch(cache, [server.url("missing")])
+    assert not cache.exists()
+    (cache / "mnist").mkdir(parents=True)
+    (cache / "mnist" / "other.gz").write_bytes(b"x")
+    with pytest.raises(DatasetNotFoundError):
+        _fetch(cache, [server.url("missing")])
+    assert [p.name for p in (cache / "mnist").iterdir()] == ["other.gz"]
