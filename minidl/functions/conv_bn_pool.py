@@ -41,27 +41,20 @@ from minidl.autograd import Function, is_grad_enabled
 from minidl.functions.activation import relu_into
 from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
 from minidl.functions.arguments import as_input as _as_input, output_hw as _output_hw, pair as _pair
-from minidl.functions.conv import (_KEEP_COL_BYTES, _workspace,
-                                   conv2d, takes_per_image, takes_winograd)
-from minidl.functions.im2col import ColumnLayout
+from minidl.functions.conv import conv2d
+from minidl.kernels import kernels as _kernels, tuning
+from minidl.kernels.geometry import ConvGeometry
+from minidl.kernels.host.conv_common import WORKSPACE as _workspace, ColumnPlan
+from minidl.kernels.host.conv_layout import ColumnLayout
 from minidl.functions.normalization import (_by_parts, _channel_dot, _channel_sum,
                                             _checked_args, update_running)
-from minidl.functions.winograd import Winograd3x3
+from minidl.kernels.host.winograd import Winograd3x3
 from minidl.parallel import chunks_side_by_side, even_chunk_size, parallel_for, sum_in_order
 
 __all__ = ["conv2d_batch_norm_max_pool2d"]
 
-# Winograd's chunks in this op (its largest product buffer), larger than conv2d's 3 MB: with
-# no NCHW copies around the products, fewer and longer calls per step pay.  MNIST CNN step, 2
-# threads, interleaved runs: 3 MB 24.9-26.3 ms, 4 MB 25.3-25.5, 6 MB 24.4-25.8, 8 MB 24.9-25.4.
-_WINOGRAD_CHUNK_BYTES = 6 << 20
-# the per-image path takes blocks of images whose conv output is at most about this large, a
-# whole number of blocks per thread: each block goes from its products to its window maxima
-# (and back, in backward) in one call per step.  Its steps run over rows of OH/2*OW/2 values,
-# so small blocks pay NumPy's per-call cost many times: the MNIST CNN's 1 -> 32 layer at
-# 28x28, 2 threads, fwd + bwd: 1 image (100 KB) per block 20 ms, 512 KB 13 ms, 1 MB 7.0 ms,
-# 2 MB 6.4 ms, 4 MB 7.4 ms, 8 MB 8.7 ms; the separate ops 8.2 ms.
-_IMAGE_BLOCK_BYTES = 2 << 20
+# Chunk and block sizes: tuning.FUSED_WINOGRAD_CHUNK_BYTES, FUSED_IMAGE_BLOCK_BYTES (their
+# measurements are in docs/design/conv.md).
 
 
 class _ConvBatchNormPool(Function):
@@ -111,8 +104,8 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
         OC = W.shape[0]
         dt = x.dtype
         self.wino = wino = Winograd3x3(x.shape, W.shape, self.padding, dt, _workspace,
-                                       chunk_bytes=_WINOGRAD_CHUNK_BYTES)
-        th, tw = wino.geom[9:11]
+                                       chunk_bytes=tuning.FUSED_WINOGRAD_CHUNK_BYTES)
+        th, tw = wino.geom.th, wino.geom.tw
         self.quarter = th * tw           # pooled values per image and channel
         self.chunks = wino.chunks
         self.Y = _workspace.take(xp, 4 * OC * N * self.quarter, dt)   # the conv's blocks
@@ -124,7 +117,7 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
         if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
             self.flip = xp.where(gamma < 0, -1, 1).astype(dt)
         self.parts = [None] * len(self.chunks)   # per chunk: (count, mean, centred sum of squares)
-        keep_V = self.keep_for_W and wino.V_bytes() <= _KEEP_COL_BYTES
+        keep_V = self.keep_for_W and wino.V_bytes() <= tuning.CONV_KEEP_COL_BYTES
         wino.forward(xp, x, W, None, keep_V=keep_V, keep_U=self.recorded, blocks=self)
 
         self._normalising_map(xp, self.parts, N * th * tw * 4, gamma, dt)
@@ -156,7 +149,7 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
     def slot(self, k):
         """Where chunk k's output blocks go: its part of the kept Y, 4*OC*R elements."""
         n0, n1 = self.chunks[k]
-        per_image = 4 * self.quarter * self.wino.geom[4]
+        per_image = 4 * self.quarter * self.wino.geom.OC
         return self.Y[per_image * n0:per_image * n1]
 
     def done(self, k, yt):
@@ -175,7 +168,7 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
     def _quarter(self, flat, k):
         """Chunk k's (R, OC) part of a per-window array kept chunk after chunk."""
         n0, n1 = self.chunks[k]
-        OC = self.wino.geom[4]
+        OC = self.wino.geom.OC
         per_image = self.quarter * OC
         return flat[per_image * n0:per_image * n1].reshape(-1, OC)
 
@@ -258,13 +251,15 @@ class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
         OH, OW = H + 2 * ph - 2, Wd + 2 * pw - 2
         th, tw = OH // 2, OW // 2
         R, K = th * tw, C * 9
-        geom = (N, C, H, Wd, OC, C, 3, 3, OH, OW, H + 2 * ph, Wd + 2 * pw, OW, False, N)
-        self.layout = ColumnLayout(geom, (1, 1), self.padding, (1, 1), 1, True, _workspace)
+        g = ConvGeometry(N, C, H, Wd, OC, 3, 3, (1, 1), tuple(self.padding), (1, 1), 1, dt,
+                         B.backend_of(x).name)
+        self.layout = ColumnLayout(ColumnPlan(g, False, OW, N, per_image=True), _workspace)
         self.buf = self.layout.padded(xp, x)
         # (N, K, 4R) per image, the output positions in window order
         self.windows = self.layout.windows(xp, self.buf).reshape(
             C * 9, N, th, 2, tw, 2).transpose(1, 0, 3, 5, 2, 4)
-        per_block = even_chunk_size(N, max(1, _IMAGE_BLOCK_BYTES // (OC * 4 * R * dt.itemsize)))
+        per_block = even_chunk_size(
+            N, max(1, tuning.FUSED_IMAGE_BLOCK_BYTES // (OC * 4 * R * dt.itemsize)))
         self.blocks = [(b0, min(N, b0 + per_block)) for b0 in range(0, N, per_block)]
         self.cols = _workspace.take(xp, (N, K, 4 * R), dt) if self.keep_for_W else None
         self.Y = _workspace.take(xp, (N, OC, 4 * R), dt)
@@ -388,7 +383,8 @@ class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
         """gx (n, C, H, W) from the conv's gradient gyt (n, OC, 4R) in window order: the column
         gradients W^T @ gyt put back in (OH, OW) order, then col2im."""
         n, K = gyt.shape[0], W2t.shape[0]
-        N, C, H, Wd, OC, Cg, KH, KW, OH, OW = self.layout.geom[:10]
+        g = self.layout.g
+        C, KH, KW, OH, OW = g.C, g.KH, g.KW, g.OH, g.OW
         th, tw = OH // 2, OW // 2
         gcol = _workspace.take(xp, (n, K, 4 * th * tw), gyt.dtype)
         xp.matmul(W2t, gyt, out=gcol)
@@ -532,8 +528,10 @@ def fused_path(backend: str, C: int, OC: int, OH: int, OW: int) -> str | None:
     channels with an (OH, OW) output (even): "winograd" (:class:`ConvBatchNormMaxPool`) where
     conv2d would take Winograd, "per image" (:class:`ImageConvBatchNormMaxPool`) where it
     would take one product per image, both on the host; None (the separate ops) otherwise."""
-    if takes_winograd(backend, C, OC, (3, 3), OH, OW):
-        return "winograd"
-    if takes_per_image(backend, C, OC, (3, 3), OH, OW):
+    g = ConvGeometry(1, C, OH, OW, OC, 3, 3, padding=(1, 1), backend=backend)
+    verdicts = {k.name: k.verdict(g)[0] for k in _kernels("conv2d")}
+    if verdicts["per_image"]:   # it excludes Winograd in conv2d (a higher priority)
         return "per image"
+    if verdicts["winograd"]:
+        return "winograd"
     return None

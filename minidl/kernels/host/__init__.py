@@ -1,1 +1,6 @@
 """Kernels for NumPy on the CPU.  Importing this package registers them."""
+from minidl.kernels.host import conv_columns  # noqa: F401
+from minidl.kernels.host import conv_per_image  # noqa: F401
+from minidl.kernels.host import conv_phase_runs  # noqa: F401
+from minidl.kernels.host import winograd  # noqa: F401
+from minidl.kernels.host import winograd_stacked  # noqa: F401

@@ -47,7 +47,8 @@ def test_every_kernel_has_cases_it_applies_to(kernel):
 
 
 def _run(spec, params, arrays, n_grad):
-    tensors = [minidl.tensor(a, requires_grad=i < n_grad) for i, a in enumerate(arrays)]
+    tensors = [minidl.tensor(a, dtype=a.dtype, requires_grad=i < n_grad)
+               for i, a in enumerate(arrays)]
     y = spec.call(params, *tensors)
     gy = B.get_xp().asarray(np.random.default_rng(7).standard_normal(y.shape).astype(y.dtype))
     y.backward(gy)

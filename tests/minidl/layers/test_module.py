@@ -291,11 +291,11 @@ def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypa
     summed in another order), the batch counted once, the same gradients.  A bias, a stride, an
     odd output, a subclass, summary()'s hooks, a layer on neither path and the other backends
     keep the layers as written."""
-    from minidl.functions import conv as conv_module
+    from minidl.kernels import tuning
     from minidl.layers import BatchNorm2d, Conv2d, MaxPool2d
     winograd = path == "winograd"
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
+    monkeypatch.setattr(tuning, "WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
+    monkeypatch.setattr(tuning, "CONV_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
     fused_op = "ConvBatchNormMaxPool" if winograd else "ImageConvBatchNormMaxPool"
 
     def build(*between, conv=None):
@@ -340,8 +340,8 @@ def test_conv_batch_norm_then_max_pool_runs_as_one_op_on_numpy(xp, rng, monkeypa
     rows = build(ReLU()).summary((2, 2, 6, 8)).splitlines()[1:5]
     assert "Conv2d" in rows[0] and "(2, 3, 6, 8)" in rows[0]
     assert "MaxPool2d" in rows[3] and "(2, 3, 3, 4)" in rows[3]
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", np.inf)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
+    monkeypatch.setattr(tuning, "WINOGRAD_MIN_DEPTH", np.inf)
+    monkeypatch.setattr(tuning, "CONV_PER_IMAGE_MAX_MACS", 0)
     assert not takes_fused(build())          # im2col for the batch: no fused path
 
 
