@@ -194,7 +194,7 @@ def test_conv_batch_norm_pool_chunks_side_by_side_give_the_serial_results(thread
             stats = [np.zeros(5, np.float32), np.ones(5, np.float32)]
             running.append(stats)
             y = conv2d_batch_norm_max_pool2d(x, w, *stats, gamma, beta, training=True, relu=True)
-            assert len(y.creator.chunks if winograd else y.creator.blocks) == 7
+            assert len(y.creator.run.chunks if winograd else y.creator.run.blocks) == 7
             return y
 
         threads(1)

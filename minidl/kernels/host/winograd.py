@@ -50,97 +50,116 @@ class Winograd3x3(WinogradTiles):
     ``release`` gives the kept buffers back.  Scratch arrays come from ``workspace``; a chunk's
     largest product buffer takes about ``chunk_bytes`` (None: tuning.WINOGRAD_CHUNK_BYTES).
 
-    ``blocks``, when given to forward and backward, keeps the output in its 2x2 blocks (for an
-    op that works on them, :class:`minidl.functions.conv_bn_pool.ConvBatchNormMaxPool`); it
-    has three methods, each called in chunk k's thread:
-
-    * ``slot(k)``: a flat buffer of 4*OC*T elements for chunk k's output blocks;
-    * ``done(k, yt)``: chunk k's blocks yt (2, 2, th, tw, n, OC) are in that slot;
-    * ``gradient(k, out)``: write chunk k's output gradient, in the same blocks, into out
-      (2, 2, th, tw, n, OC) and return it."""
+    Its steps are public for an op that works on the output's 2x2 blocks itself (the fused
+    conv -> batch norm -> pool kernel): :meth:`filter_transform`, then per chunk
+    :meth:`forward_blocks`; in backward, per chunk :meth:`backward_blocks` from the chunk's
+    gradient in blocks, then :meth:`weight_gradient`."""
 
     def V_bytes(self) -> int:
         """Bytes of the transformed input tiles V of the whole batch (kept for gW)."""
-        N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
-        return 16 * C * N * th * tw * self.itemsize
+        g = self.geom
+        return 16 * g.C * g.N * g.th * g.tw * self.itemsize
 
     def _chunk_V(self, n0, n1):
         """Chunk n0:n1's (16, T, C) slot in the kept V (chunk after chunk in one buffer)."""
-        N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
-        return self.V[16 * C * n0 * th * tw:16 * C * n1 * th * tw].reshape(16, -1, C)
+        C, T = self.geom.C, self.geom.th * self.geom.tw
+        return self.V[16 * C * n0 * T:16 * C * n1 * T].reshape(16, -1, C)
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self, xp, x, W, b, keep_V, keep_U, blocks=None):
-        """y (N, OC, OH, OW) = conv2d(x, W, b, padding); keeps V (for gW) and U (for gx) as
-        asked.  With ``blocks`` (see the class docstring) the output stays in 2x2 blocks: each
-        chunk's go to ``blocks.done`` and forward returns None (b must be None)."""
+    def filter_transform(self, xp, W, keep_V):
+        """U (16, OC, C) = G g G^T for every (filter, channel) of W (OC, C, 3, 3): W's 9 taps
+        as rows.  With ``keep_V`` the buffer of the whole batch's V is taken (for gW)."""
+        OC, C = self.geom.OC, self.geom.C
+        dt = W.dtype
+        if keep_V:
+            self.V = self.ws.take(xp, 16 * C * self.geom.N * self.geom.th * self.geom.tw, dt)
+        return xp.matmul(kron(xp, "filter", dt), W.reshape(OC * C, 9).T).reshape(16, OC, C)
+
+    def forward_blocks(self, xp, x, n0, n1, Ut, yt):
+        """Images n0:n1 of x through the transforms and products into their output blocks,
+        written into the flat ``yt`` (4*OC*T elements) and returned as (2, 2, th, tw, n, OC);
+        V goes to the kept buffer when there is one.  ``Ut`` is U (16, OC, C) transposed."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
         dt, take = x.dtype, self.ws.take
-        # U (16, OC, C) = G g G^T for every (filter, channel): W's 9 taps as rows
-        U = xp.matmul(kron(xp, "filter", dt), W.reshape(OC * C, 9).T).reshape(16, OC, C)
+        n = n1 - n0
+        T = n * th * tw
+        keep_V = self.V is not None
+        scratch_V = None if keep_V else take(xp, 16 * C * T, dt)
+        M_buf = take(xp, 16 * OC * T, dt)
+        V = self._chunk_V(n0, n1) if keep_V else scratch_V.reshape(16, T, C)
+        self._input_transform(xp, x[n0:n1], V)
+        M = products(xp, V, Ut, M_buf.reshape(16, T, OC))
+        xp.matmul(kron(xp, "output", dt), M.reshape(16, T * OC), out=yt.reshape(4, -1))
+        self.ws.give(scratch_V, M_buf)
+        return yt.reshape(2, 2, th, tw, n, OC)
+
+    def forward(self, xp, x, W, b, keep_V, keep_U):
+        """y (N, OC, OH, OW) = conv2d(x, W, b, padding); keeps V (for gW) and U (for gx) as
+        asked."""
+        N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
+        dt = x.dtype
+        U = self.filter_transform(xp, W, keep_V)
         Ut = U.transpose(0, 2, 1)
-        y = None if blocks is not None else xp.empty((N, OC, OH, OW), dtype=dt)
-        if keep_V:
-            self.V = take(xp, 16 * C * N * th * tw, dt)
+        y = xp.empty((N, OC, OH, OW), dtype=dt)
 
         def chunk(k, n0, n1):
-            n = n1 - n0
-            T = n * th * tw
-            scratch_V = None if keep_V else take(xp, 16 * C * T, dt)
-            M_buf = take(xp, 16 * OC * T, dt)
-            yt = take(xp, 4 * OC * T, dt) if blocks is None else blocks.slot(k)
-            V = self._chunk_V(n0, n1) if keep_V else scratch_V.reshape(16, T, C)
-            self._input_transform(xp, x[n0:n1], V)
-            M = products(xp, V, Ut, M_buf.reshape(16, T, OC))
-            xp.matmul(kron(xp, "output", dt), M.reshape(16, T * OC), out=yt.reshape(4, -1))
-            if blocks is None:
-                self._scatter(xp, yt.reshape(2, 2, th, tw, n, OC), y[n0:n1], b)
-                self.ws.give(yt)
-            else:
-                blocks.done(k, yt.reshape(2, 2, th, tw, n, OC))
-            self.ws.give(scratch_V, M_buf)
+            yt = self.ws.take(xp, 4 * OC * (n1 - n0) * th * tw, dt)
+            self._scatter(xp, self.forward_blocks(xp, x, n0, n1, Ut, yt), y[n0:n1], b)
+            self.ws.give(yt)
 
         self._each_chunk(chunk, nbytes=N * OC * OH * OW * self.itemsize, like=x)
         self.U = U if keep_U else None
         return y
 
-
     # -- backward -----------------------------------------------------------------------------
-    def backward(self, xp, gy, x, need_x, need_W, need_b, blocks=None):
+    def backward_blocks(self, xp, x, n0, n1, gyt, need_x, need_W, gx):
+        """Images n0:n1's part of backward from their output gradient ``gyt`` in 2x2 blocks
+        (2, 2, th, tw, n, OC): gx[n0:n1] filled when ``need_x``; returns the chunk's gU
+        (16, OC, C) when ``need_W`` (V made again from x when forward did not keep it)."""
+        N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
+        dt, take = x.dtype, self.ws.take
+        T = (n1 - n0) * th * tw
+        Mg = take(xp, 16 * OC * T, dt).reshape(16, T, OC)
+        xp.matmul(kron(xp, "output_T", dt), gyt.reshape(4, T * OC), out=Mg.reshape(16, T * OC))
+        V_buf = gU = None
+        if need_W:
+            if self.V is None:
+                V_buf = take(xp, 16 * C * T, dt)
+                V = V_buf.reshape(16, T, C)
+                self._input_transform(xp, x[n0:n1], V)
+            else:
+                V = self._chunk_V(n0, n1)
+            gU = products(xp, Mg.transpose(0, 2, 1), V, xp.empty((16, OC, C), dtype=dt))
+        if need_x:
+            gV_buf = take(xp, 16 * C * T, dt)
+            gV = products(xp, Mg, self.U, gV_buf.reshape(16, T, C))
+            self._overlap_add(xp, gV, gx[n0:n1])
+            self.ws.give(gV_buf)
+        self.ws.give(Mg, V_buf)
+        return gU
+
+    def weight_gradient(self, xp, gU_parts, dtype):
+        """gW (OC, C, 3, 3) = G^T gU G from the chunks' gU parts, added in chunk order."""
+        OC, C = self.geom.OC, self.geom.C
+        gU = sum_in_order(gU_parts)
+        gW = xp.matmul(kron(xp, "filter_T", dtype), gU.reshape(16, OC * C))  # (9, OC*C)
+        return xp.ascontiguousarray(gW.T).reshape(OC, C, 3, 3)
+
+    def backward(self, xp, gy, x, need_x, need_W, need_b):
         """(gx, gW, gb) for gy (N, OC, OH, OW), each None when not asked.  gW and gb are
         summed chunk after chunk, in order (the same sums from run to run).  x is
         the forward's input: V is made again from it, chunk by chunk, when forward did not
-        keep it.  With ``blocks`` (see the class docstring) gy is None and each chunk's
-        gradient comes in 2x2 blocks from ``blocks.gradient`` (need_b must be False)."""
+        keep it."""
         N, C, H, Wd, OC, ph, pw, OH, OW, th, tw, Hp, Wp = self.geom
-        dt, take = x.dtype, self.ws.take
+        dt = x.dtype
         gx = xp.empty(self.x_shape, dtype=dt) if need_x else None
         gU_parts = [None] * len(self.chunks)   # each chunk's sum, added in order below
-        redo = need_W and self.V is None
 
         def chunk(k, n0, n1):
-            T = (n1 - n0) * th * tw
-            gyt_buf, Mg = take(xp, 4 * OC * T, dt), take(xp, 16 * OC * T, dt).reshape(16, T, OC)
-            gyt = self._gather(xp, gy[n0:n1], gyt_buf) if blocks is None else \
-                blocks.gradient(k, gyt_buf[:4 * OC * T].reshape(2, 2, th, tw, n1 - n0, OC))
-            xp.matmul(kron(xp, "output_T", dt), gyt.reshape(4, T * OC),
-                      out=Mg.reshape(16, T * OC))
-            V_buf = None
-            if need_W:
-                if redo:
-                    V_buf = take(xp, 16 * C * T, dt)
-                    V = V_buf.reshape(16, T, C)
-                    self._input_transform(xp, x[n0:n1], V)
-                else:
-                    V = self._chunk_V(n0, n1)
-                gU_parts[k] = products(xp, Mg.transpose(0, 2, 1), V,
-                                        xp.empty((16, OC, C), dtype=dt))
-            if need_x:
-                gV_buf = take(xp, 16 * C * T, dt)
-                gV = products(xp, Mg, self.U, gV_buf.reshape(16, T, C))
-                self._overlap_add(xp, gV, gx[n0:n1])
-                self.ws.give(gV_buf)
-            self.ws.give(gyt_buf, Mg, V_buf)
+            gyt_buf = self.ws.take(xp, 4 * OC * (n1 - n0) * th * tw, dt)
+            gyt = self._gather(xp, gy[n0:n1], gyt_buf)
+            gU_parts[k] = self.backward_blocks(xp, x, n0, n1, gyt, need_x, need_W, gx)
+            self.ws.give(gyt_buf)
 
         if need_x or need_W:
             self._each_chunk(chunk, nbytes=N * OC * OH * OW * self.itemsize, like=x)
@@ -149,18 +168,13 @@ class Winograd3x3(WinogradTiles):
             gb = xp.zeros(OC, dtype=dt)
             for n0, n1 in self.chunks:
                 gb += gy[n0:n1].sum(axis=(0, 2, 3))
-        gW = None
-        if need_W:
-            gU = sum_in_order(gU_parts)
-            gW = xp.matmul(kron(xp, "filter_T", dt), gU.reshape(16, OC * C))  # (9, OC*C)
-            gW = xp.ascontiguousarray(gW.T).reshape(OC, C, 3, 3)
+        gW = self.weight_gradient(xp, gU_parts, dt) if need_W else None
         self.release()
         return gx, gW, gb
 
     def release(self) -> None:
         self.ws.give(self.V)
         self.V = self.U = None
-
 
 
 class WinogradConv:

@@ -73,7 +73,7 @@ def _both(xp, rng, path, dtype, training, affine, relu, inputs, padding=1, parts
             assert type(y.creator).__name__ == expected
             if parts is not None and _fused_here():
                 fn = y.creator
-                assert len(fn.chunks if path == "winograd" else fn.blocks) == parts
+                assert len(fn.run.chunks if path == "winograd" else fn.run.blocks) == parts
         else:
             y = F.max_pool2d(F.batch_norm(F.conv2d(ts[0], ts[1], padding=padding), rm, rv, g, b,
                                           training=training), 2)
