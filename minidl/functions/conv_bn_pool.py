@@ -8,8 +8,10 @@ conv -> BN -> ReLU -> pool block of the MNIST CNN, both of its blocks.
 Its two host kernels work on the convolution's output in pooling-window order and never put it
 into NCHW: :mod:`minidl.kernels.host.fused_conv_bn_pool_winograd` (Winograd's 2x2 output
 blocks, where conv2d would take Winograd) and
-:mod:`minidl.kernels.host.fused_conv_bn_pool_per_image` (one product per image with the output positions listed window by window, where conv2d would
-take one product per image).  Each makes the convolution's per-channel statistics (merged as
+:mod:`minidl.kernels.host.fused_conv_bn_pool_per_image` (one product per image with the output
+positions listed window by window, where conv2d would take one product per image), registered
+as the kernels "winograd" and "per_image" of op "conv2d_batch_norm_max_pool2d", whose
+reference is the separate ops.  Each makes the convolution's per-channel statistics (merged as
 Chan et al. do: exact, no cancellation) and the window maxima with their winners; this module
 then applies batch norm's map to the pooled quarter only, as
 :func:`minidl.functions.batch_norm_max_pool2d` does (a channel with gamma < 0 pools the
@@ -28,12 +30,10 @@ from minidl.functions.activation import relu_into
 from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
 from minidl.functions.arguments import as_input as _as_input, output_hw as _output_hw, pair as _pair
 from minidl.functions.conv import conv2d
-from minidl.kernels import kernels as _kernels
+from minidl import kernels
 from minidl.kernels.geometry import ConvGeometry
 from minidl.kernels.host.conv_common import WORKSPACE as _workspace
 from minidl.kernels.host.fused_conv_bn_pool_common import merged_statistics
-from minidl.kernels.host.fused_conv_bn_pool_per_image import ImageBlocksPool
-from minidl.kernels.host.fused_conv_bn_pool_winograd import WinogradBlocksPool
 from minidl.functions.normalization import (_by_parts, _channel_dot, _channel_sum,
                                             _checked_args, update_running)
 from minidl.parallel import chunks_side_by_side, parallel_for, sum_in_order
@@ -91,8 +91,8 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
     def forward(self, x, W, gamma=None, beta=None):
         xp = B.get_array_module(x)
         N, OC, dt = x.shape[0], W.shape[0], x.dtype
-        self.run = run = WinogradBlocksPool(xp, x.shape, W.shape, self.padding, dt,
-                                            self.keep_for_W, self.recorded, self.training)
+        self.run = run = self.impl(xp, x.shape, W.shape, self.padding, dt, self.keep_for_W,
+                                   self.recorded, self.training)
         th, tw = run.th, run.tw
         parts = run.forward(xp, x, W, self._flip(xp, gamma, dt))
         self._normalising_map(xp, parts, N * th * tw * 4, gamma, dt)
@@ -167,8 +167,8 @@ class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
         xp = B.get_array_module(x)
         N, C, H, Wd = x.shape
         OC, dt = W.shape[0], x.dtype
-        self.run = run = ImageBlocksPool(xp, x, W, self.padding, B.backend_of(x).name,
-                                         self.keep_for_W, self.recorded, self.training)
+        self.run = run = self.impl(xp, x, W, self.padding, B.backend_of(x).name,
+                                   self.keep_for_W, self.recorded, self.training)
         th, tw = run.th, run.tw
         R = th * tw
         flip = self._flip(xp, gamma, dt)
@@ -227,9 +227,10 @@ def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamm
                                  relu=False):
     """``max_pool2d(batch_norm(conv2d(x, W, padding=padding), ...), 2)``, with ``relu``
     followed by a ReLU, for a 3x3 kernel W (OC, C, 3, 3), stride 1, no bias, and an even
-    output size.  One op (:class:`ConvBatchNormMaxPool`) where conv2d would take Winograd on
-    the host; the separate ops (:func:`conv2d`, then
-    :func:`minidl.functions.batch_norm_max_pool2d`) elsewhere.
+    output size.  One op where the registry has a kernel for it (op
+    "conv2d_batch_norm_max_pool2d": "winograd" and "per_image" on the host, where conv2d would
+    take those); the separate ops (:func:`conv2d`, then
+    :func:`minidl.functions.batch_norm_max_pool2d`), its reference, elsewhere.
 
     The batch norm arguments are :func:`minidl.functions.batch_norm`'s.  Values, running
     statistics and gradients agree with the separate ops to rounding; a window's gradient goes
@@ -259,28 +260,35 @@ def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamm
     conv_out = xp.broadcast_to(xp.zeros((), dtype=x.dtype), (x.shape[0], OC, OH, OW))
     _, stats, affine = _checked_args(where, conv_out, running_mean, running_var, gamma, beta,
                                      training, momentum, eps)
-    path = fused_path(B.backend_of(x.data).name, x.shape[1], OC, OH, OW)
-    if path is None:
+    N, C, H, Wd = x.shape
+    geometry = ConvGeometry(N, C, H, Wd, OC, 3, 3, (1, 1), padding, (1, 1), 1, x.dtype,
+                            B.backend_of(x.data).name)
+    kernel = kernels.select(OP, geometry)
+    if kernel is None:
         return batch_norm_max_pool2d(conv2d(x, W, padding=padding), running_mean, running_var,
                                      gamma, beta, training=training, momentum=momentum, eps=eps,
                                      relu=relu)
     inputs = [x, W] + ([affine[0], affine[1]] if affine[0] is not None else [])
     recorded = is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in inputs)
-    op = ConvBatchNormMaxPool if path == "winograd" else ImageConvBatchNormMaxPool
-    fn = op(padding, stats[0], stats[1], bool(training), float(momentum), float(eps),
-            bool(relu), recorded, keep_for_W=recorded and W.requires_grad)
+    fn = _FUNCTIONS[kernel.name](padding, stats[0], stats[1], bool(training), float(momentum),
+                                 float(eps), bool(relu), recorded,
+                                 keep_for_W=recorded and W.requires_grad)
+    fn.impl = kernel.impl
     return fn(*inputs)
+
+
+OP = "conv2d_batch_norm_max_pool2d"
+# each kernel of the op and the Function that runs it (batch norm's map around the kernel)
+_FUNCTIONS = {"winograd": ConvBatchNormMaxPool, "per_image": ImageConvBatchNormMaxPool}
 
 
 def fused_path(backend: str, C: int, OC: int, OH: int, OW: int) -> str | None:
     """Which op :func:`conv2d_batch_norm_max_pool2d` runs for a 3x3 stride-1 conv of C -> OC
     channels with an (OH, OW) output (even): "winograd" (:class:`ConvBatchNormMaxPool`) where
     conv2d would take Winograd, "per image" (:class:`ImageConvBatchNormMaxPool`) where it
-    would take one product per image, both on the host; None (the separate ops) otherwise."""
+    would take one product per image, both on the host; None (the separate ops) otherwise.
+    The registry decides (``kernels.explain("conv2d_batch_norm_max_pool2d", ...)``)."""
     g = ConvGeometry(1, C, OH, OW, OC, 3, 3, padding=(1, 1), backend=backend)
-    verdicts = {k.name: k.verdict(g)[0] for k in _kernels("conv2d")}
-    if verdicts["per_image"]:   # it excludes Winograd in conv2d (a higher priority)
-        return "per image"
-    if verdicts["winograd"]:
-        return "winograd"
-    return None
+    kernel = kernels.select(OP, g)
+    return None if kernel is None else {"winograd": "winograd",
+                                        "per_image": "per image"}[kernel.name]

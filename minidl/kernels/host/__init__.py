@@ -4,3 +4,5 @@ from minidl.kernels.host import conv_per_image  # noqa: F401
 from minidl.kernels.host import conv_phase_runs  # noqa: F401
 from minidl.kernels.host import winograd  # noqa: F401
 from minidl.kernels.host import winograd_stacked  # noqa: F401
+from minidl.kernels.host import fused_conv_bn_pool_per_image  # noqa: F401
+from minidl.kernels.host import fused_conv_bn_pool_winograd  # noqa: F401

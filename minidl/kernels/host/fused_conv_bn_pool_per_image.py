@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from minidl.kernels import tuning
 from minidl.kernels.geometry import ConvGeometry
-from minidl.kernels.host.conv_common import WORKSPACE, ColumnPlan
+from minidl.kernels.host.conv_common import WORKSPACE, ColumnPlan, per_image_verdict
 from minidl.kernels.host.conv_layout import ColumnLayout
 from minidl.kernels.host.fused_conv_bn_pool_common import moments, pool_windows, route_to_winners
+from minidl.kernels.registry import register
 from minidl.parallel import even_chunk_size, parallel_for, sum_in_order
 
 __all__ = ["ImageBlocksPool"]
 
 
+@register("conv2d_batch_norm_max_pool2d", "per_image", backends=("numpy",),
+          applies=per_image_verdict, priority=30)
 class ImageBlocksPool:
     """One call's per-image products, statistics and window maxima.  ``keep_for_W``: keep the
     column matrices for gW; ``recorded``: a backward may come (else the padded input goes back

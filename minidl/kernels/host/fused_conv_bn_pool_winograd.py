@@ -13,14 +13,16 @@ Winograd's backward step takes.  The output never goes to NCHW (docs/design/conv
 from __future__ import annotations
 
 from minidl.kernels import tuning
-from minidl.kernels.host.conv_common import WORKSPACE
+from minidl.kernels.host.conv_common import WORKSPACE, winograd_verdict
 from minidl.kernels.host.fused_conv_bn_pool_common import moments, pool_windows, route_to_winners
 from minidl.kernels.host.winograd import Winograd3x3
-from minidl.parallel import chunks_side_by_side
+from minidl.kernels.registry import register
 
 __all__ = ["WinogradBlocksPool"]
 
 
+@register("conv2d_batch_norm_max_pool2d", "winograd", backends=("numpy",),
+          applies=winograd_verdict, priority=20)
 class WinogradBlocksPool:
     """One call's convolution blocks, statistics and window maxima.  ``keep_for_W``: keep
     Winograd's input tiles for gW (up to CONV_KEEP_COL_BYTES); ``recorded``: keep U for gx."""

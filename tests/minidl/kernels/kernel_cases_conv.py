@@ -44,7 +44,7 @@ _TABLE = {
     # deep enough for Winograd under the default tuning (depth C*OC/(C+OC) >= 8)
     "winograd": ((2, 16, 6, 7), (16, 16, 3, 3), 1, 1, 1, 1, True),
     "winograd odd": ((2, 16, 13, 14), (18, 16, 3, 3), 1, 1, 1, 1, False),
-    "stacked 5x5 s2": ((2, 16, 9, 8), (16, 16, 5, 5), 2, 2, 1, 1, True),
+    "stacked 5x5 s2": ((2, 16, 13, 15), (16, 16, 5, 5), 2, 2, 1, 1, True),   # odd 7x8 output
     "stacked 5x5 s2 runs": ((2, 16, 8, 8), (16, 16, 5, 5), 2, 2, 1, 1, False),
     "stacked 5x5 s1": ((2, 40, 7, 6), (40, 40, 5, 5), 1, 2, 1, 1, True),
 }
@@ -66,7 +66,7 @@ def _params(row, chunked=False, redo=False):
 CASES = {cid: _params(row) for cid, row in _TABLE.items()}
 CASES.update({f"{cid} chunks": _params(_TABLE[cid], chunked=True) for cid in _CHUNKED})
 CASES.update({f"{cid} redo": _params(_TABLE[cid], chunked=True, redo=True)
-              for cid in _CHUNKED[::2]})
+              for cid in _CHUNKED[::2] + ["winograd", "stacked 5x5 s1"]})
 
 
 def _inputs(p, rng, dtype):
@@ -89,3 +89,51 @@ def _geometry(p, dtype, backend):
 
 C.add(C.OpCases("conv2d", CASES, _inputs, _call, _geometry,
                 tolerance={"float32": dict(rtol=1e-4, atol=1e-4)}))
+
+
+# -- conv2d_batch_norm_max_pool2d: the fused op against its reference, the separate ops ------
+# id: (x shape, OC, padding, training, relu); deep layers take Winograd, shallow ones one
+# product per image (default tuning); eval cases pass running statistics (not differentiated)
+_FUSED = {
+    "winograd train relu": ((2, 16, 6, 8), 16, 1, True, True),
+    "winograd train": ((3, 16, 8, 6), 18, 1, True, False),
+    "winograd eval relu": ((2, 16, 6, 6), 16, 1, False, True),
+    "winograd pad 0": ((2, 16, 8, 10), 16, 0, True, True),
+    "per image train relu": ((2, 2, 6, 8), 3, 1, True, True),
+    "per image train": ((3, 1, 8, 6), 4, 1, True, False),
+    "per image eval": ((2, 2, 6, 6), 3, 1, False, True),
+}
+FUSED_CASES = {cid: dict(x=xs, OC=oc, padding=p, training=t, relu=r)
+               for cid, (xs, oc, p, t, r) in _FUSED.items()}
+FUSED_CASES.update({f"{cid} chunks": dict(FUSED_CASES[cid], tuning=dict(
+    FUSED_WINOGRAD_CHUNK_BYTES=1, WINOGRAD_MIN_CHUNK_IMAGES=1, FUSED_IMAGE_BLOCK_BYTES=1))
+    for cid in ("winograd train", "per image train")})
+
+
+def _fused_inputs(p, rng, dtype):
+    C, OC = p["x"][1], p["OC"]
+    gamma = rng.uniform(0.5, 2, OC)
+    gamma[1] = -0.7     # a channel whose normalising map reverses the order: pools the minimum
+    arrays = [rng.standard_normal(p["x"]), rng.standard_normal((OC, C, 3, 3)) * 0.3, gamma,
+              rng.standard_normal(OC)]
+    if not p["training"]:
+        arrays += [rng.standard_normal(OC) * 0.1, rng.uniform(0.5, 2, OC)]
+    return [a.astype(dtype) for a in arrays]
+
+
+def _fused_call(p, x, W, gamma, beta, *stats):
+    with tuning.override(**p.get("tuning", {})):
+        return F.conv2d_batch_norm_max_pool2d(
+            x, W, *(stats or (None, None)), gamma, beta, padding=p["padding"],
+            training=p["training"], relu=p["relu"])
+
+
+def _fused_geometry(p, dtype, backend):
+    return ConvGeometry.from_shapes(p["x"], (p["OC"], p["x"][1], 3, 3), padding=p["padding"],
+                                    dtype=dtype, backend=backend)
+
+
+C.add(C.OpCases("conv2d_batch_norm_max_pool2d", FUSED_CASES, _fused_inputs, _fused_call,
+                _fused_geometry, n_grad=4,
+                tolerance={"float64": dict(rtol=1e-9, atol=1e-10),
+                           "float32": dict(rtol=1e-3, atol=1e-4)}))
