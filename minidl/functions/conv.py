@@ -100,7 +100,7 @@ class Conv2d(Function):
             return self.impl.forward(xp, x, W, b)
         y, col = conv2d_reference_forward(xp, x, W, b, self.stride, self.padding,
                                           self.dilation, self.groups)
-        self.col = col if self.recorded else None
+        self.col = col if self.keep_col else None   # only gW needs the columns
         return y
 
     def backward(self, gy):
