@@ -5,10 +5,10 @@ gradient -- input and parameters -- is computed), float32, batch 128 unless stat
 layers (dense, conv) report GFLOP/s counting 3 products (forward, d input, d weight) and the
 percentage of this machine's float32 GEMM peak (benchmarks.bench_gemm, measured in the same run).
 A convolution's flops are those of the direct method (im2col's products); the "numpy path"
-column names the one minidl took, and a layer through Winograd's F(2x2, 3x3) does 4/9 of those
-multiply-adds, so its GFLOP/s is an effective rate.  The "block" rows time the MNIST CNN's
-conv -> batch norm -> ReLU -> 2x2 max pool blocks whole (one op in minidl on NumPy); their
-GFLOP/s counts the convolution's products only.
+column names the conv2d kernel minidl took (``minidl.kernels.explain``), and a layer through
+Winograd's F(2x2, 3x3) does 4/9 of those multiply-adds, so its GFLOP/s is an effective rate.
+The "block" rows time the MNIST CNN's conv -> batch norm -> ReLU -> 2x2 max pool blocks whole
+(one op in minidl on NumPy); their GFLOP/s counts the convolution's products only.
 
     python -m benchmarks.bench_layers [--batch 128] [--threads 2] [--repeat 7] [--page-faults]
 
@@ -92,8 +92,8 @@ def time_minidl(make, shape, backend, repeat):
 
 
 def conv_path(make, shape) -> str:
-    """Which of conv2d's host paths a conv layer takes on NumPy, and whether a conv -> batch
-    norm -> ReLU -> pool block runs as one op ("-" for other layers)."""
+    """Which conv2d kernel a conv layer takes on NumPy (``minidl.kernels.explain``), and whether
+    a conv -> batch norm -> ReLU -> pool block runs as one op ("-" for other layers)."""
     layer = make()
     x = minidl.tensor(numpy.zeros(shape, numpy.float32), requires_grad=True)
     if isinstance(layer, L.Sequential):
@@ -102,15 +102,10 @@ def conv_path(make, shape) -> str:
             type(layer(x).creator).__name__, "separate ops")
     if not isinstance(layer, L.Conv2d):
         return "-"
-    fn = layer(x).creator
-    if fn.winograd:
-        return "winograd 3x3 pieces" if type(fn.wino).__name__ == "StackedWinograd" else \
-            "winograd"
-    if fn.per_image:
-        return "im2col per image"
-    if fn.layout.runs:
-        return "im2col phase runs"
-    return "im2col wide" if fn.geom[13] else "im2col"
+    choice = minidl.kernels.explain("conv2d", shape, layer.W.shape, stride=layer.stride,
+                                    padding=layer.padding, dilation=layer.dilation,
+                                    groups=layer.groups, backend="numpy")
+    return choice.kernel
 
 
 def time_torch(torch, make, shape, repeat):

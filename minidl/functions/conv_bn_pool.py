@@ -5,34 +5,22 @@ conv -> BN -> ReLU -> pool block of the MNIST CNN, both of its blocks.
     ->  y (N, OC, OH/2, OW/2) = max_pool2d(batch_norm(conv2d(x, W, padding=p)), 2)
         (with relu: relu(y))
 
-Winograd's F(2x2, 3x3) (:mod:`minidl.functions.winograd`) makes the convolution's output in
-2x2 blocks: a chunk of n images comes out of its output transform as (2, 2, th, tw, n, OC),
-th = OH/2, tw = OW/2.  Those blocks are exactly the pooling windows, so the four elements of
-every window lie in four contiguous slabs (R, OC), R = th*tw*n, with the channels last.  This
-op never puts the convolution's output into NCHW:
+Its two host kernels work on the convolution's output in pooling-window order and never put it
+into NCHW: :mod:`minidl.kernels.host.fused_conv_bn_pool_winograd` (Winograd's 2x2 output
+blocks, where conv2d would take Winograd) and
+:mod:`minidl.kernels.host.fused_conv_bn_pool_per_image` (one product per image with the output
+positions listed window by window, where conv2d would take one product per image), registered
+as the kernels "winograd" and "per_image" of op "conv2d_batch_norm_max_pool2d", whose
+reference is the separate ops.  Each makes the convolution's per-channel statistics (merged as
+Chan et al. do: exact, no cancellation) and the window maxima with their winners; this module
+then applies batch norm's map to the pooled quarter only, as
+:func:`minidl.functions.batch_norm_max_pool2d` does (a channel with gamma < 0 pools the
+minimum: the map reverses its order), and in backward gives the kernel batch norm's gradient
+as an affine map of the convolution's output plus k * gy at the winners.  Values and gradients
+agree with the separate ops to rounding (the statistics are summed in another order).
 
-* forward, per chunk while its blocks are in cache: the chunk's per-channel mean and centred
-  sum of squares (merged over the chunks as Chan et al. do: exact, no cancellation), and the
-  window maxima -- three elementwise maxima of slabs, with the winners' positions.  Then batch
-  norm's map is applied to the pooled quarter only, as in
-  :func:`minidl.functions.batch_norm_max_pool2d` (a channel with gamma < 0 pools the minimum:
-  the map reverses its order), and that quarter alone goes to NCHW.
-* backward: gy (the pooled quarter) comes back to the chunk layout; batch norm's gradient
-  is an affine map of the convolution's output plus k * gy at the winners, written straight
-  into the 2x2 blocks that Winograd's backward takes (``blocks.gradient``).
-
-What it saves is two NCHW <-> block layout copies of the convolution's output and batch norm
-and pooling's passes over NCHW (strided pairs, a row of 7 at 14x14); their work is done on
-contiguous slabs of a chunk in cache.  Values and gradients agree with the separate ops to
-rounding (the statistics are summed in another order).
-
-Layers too small for Winograd, where conv2d takes one product per image (the 1 -> 32 first
-layer of a grayscale network), take :class:`ImageConvBatchNormMaxPool` instead: im2col lists
-the output positions window by window, so each image's product already has the four slabs
-(OC, 4, R), and the pooled quarter comes out in NCHW.
-
-Host (NumPy) only, like the two conv2d paths it extends; elsewhere, and for layers on
-neither path, :func:`conv2d_batch_norm_max_pool2d` runs the separate ops.
+Elsewhere (other backends, layers on neither path) :func:`conv2d_batch_norm_max_pool2d` runs
+the separate ops.
 """
 from __future__ import annotations
 
@@ -41,28 +29,18 @@ from minidl.autograd import Function, is_grad_enabled
 from minidl.functions.activation import relu_into
 from minidl.functions.batchnorm_pool import batch_norm_max_pool2d
 from minidl.functions.arguments import as_input as _as_input, output_hw as _output_hw, pair as _pair
-from minidl.functions.conv import (_KEEP_COL_BYTES, _workspace,
-                                   conv2d, takes_per_image, takes_winograd)
-from minidl.functions.im2col import ColumnLayout
+from minidl.functions.conv import conv2d
+from minidl import kernels
+from minidl.kernels.geometry import ConvGeometry
+from minidl.kernels.host.conv_common import WORKSPACE as _workspace
+from minidl.kernels.host.fused_conv_bn_pool_common import merged_statistics
 from minidl.functions.normalization import checked_args as _checked_args, update_running
 from minidl.kernels.host.bn_stats import (by_parts as _by_parts, channel_dot as _channel_dot,
                                           channel_sum as _channel_sum)
-from minidl.functions.winograd import Winograd3x3
-from minidl.parallel import chunks_side_by_side, even_chunk_size, parallel_for, sum_in_order
+from minidl.parallel import chunks_side_by_side, parallel_for, sum_in_order
 
 __all__ = ["conv2d_batch_norm_max_pool2d"]
 
-# Winograd's chunks in this op (its largest product buffer), larger than conv2d's 3 MB: with
-# no NCHW copies around the products, fewer and longer calls per step pay.  MNIST CNN step, 2
-# threads, interleaved runs: 3 MB 24.9-26.3 ms, 4 MB 25.3-25.5, 6 MB 24.4-25.8, 8 MB 24.9-25.4.
-_WINOGRAD_CHUNK_BYTES = 6 << 20
-# the per-image path takes blocks of images whose conv output is at most about this large, a
-# whole number of blocks per thread: each block goes from its products to its window maxima
-# (and back, in backward) in one call per step.  Its steps run over rows of OH/2*OW/2 values,
-# so small blocks pay NumPy's per-call cost many times: the MNIST CNN's 1 -> 32 layer at
-# 28x28, 2 threads, fwd + bwd: 1 image (100 KB) per block 20 ms, 512 KB 13 ms, 1 MB 7.0 ms,
-# 2 MB 6.4 ms, 4 MB 7.4 ms, 8 MB 8.7 ms; the separate ops 8.2 ms.
-_IMAGE_BLOCK_BYTES = 2 << 20
 
 
 class _ConvBatchNormPool(Function):
@@ -84,7 +62,7 @@ class _ConvBatchNormPool(Function):
         statistics (training: merged, and the running ones updated with them over ``count``
         values) or from the running ones (evaluation)."""
         if self.training:
-            mean, var = _merged_statistics(parts)
+            mean, var = merged_statistics(parts)
             update_running(self.running_mean, self.running_var, mean, var, count,
                            self.momentum)
         else:
@@ -100,204 +78,107 @@ class _ConvBatchNormPool(Function):
         return c1, -self.scale * sum_gy / count - self.mean * c1
 
 
-class ConvBatchNormMaxPool(_ConvBatchNormPool):
-    """y = max_pool2d(batch_norm(conv2d(x, W, padding)), 2) [relu]; see the module docstring.
-    Its ``slot``, ``done`` and ``gradient`` are the output blocks' side of
-    :class:`minidl.functions.winograd.Winograd3x3` (its ``blocks`` argument)."""
+    def _flip(self, xp, gamma, dt):
+        """(OC,) +-1 where some channel pools the minimum (gamma < 0), else None."""
+        if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
+            return xp.where(gamma < 0, -1, 1).astype(dt)
+        return None
 
-    # -- forward ------------------------------------------------------------------------------
+
+class ConvBatchNormMaxPool(_ConvBatchNormPool):
+    """y = max_pool2d(batch_norm(conv2d(x, W, padding)), 2) [relu] through Winograd's 2x2
+    output blocks (:class:`minidl.kernels.host.fused_conv_bn_pool_winograd.WinogradBlocksPool`)."""
+
     def forward(self, x, W, gamma=None, beta=None):
         xp = B.get_array_module(x)
-        N, C, H, Wd = x.shape
-        OC = W.shape[0]
-        dt = x.dtype
-        self.wino = wino = Winograd3x3(x.shape, W.shape, self.padding, dt, _workspace,
-                                       chunk_bytes=_WINOGRAD_CHUNK_BYTES)
-        th, tw = wino.geom[9:11]
-        self.quarter = th * tw           # pooled values per image and channel
-        self.chunks = wino.chunks
-        self.Y = _workspace.take(xp, 4 * OC * N * self.quarter, dt)   # the conv's blocks
-        self.pooled = xp.empty(N * self.quarter * OC, dtype=dt)
-        # the winners: the right one of the top pair, of the bottom pair; the bottom pair
-        self.right_top, self.right_bottom, self.bottom = (
-            xp.empty(N * self.quarter * OC, dtype=bool) for _ in range(3))
-        self.flip = None   # (OC,) +-1 when some channel pools the minimum (gamma < 0)
-        if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
-            self.flip = xp.where(gamma < 0, -1, 1).astype(dt)
-        self.parts = [None] * len(self.chunks)   # per chunk: (count, mean, centred sum of squares)
-        keep_V = self.keep_for_W and wino.V_bytes() <= _KEEP_COL_BYTES
-        wino.forward(xp, x, W, None, keep_V=keep_V, keep_U=self.recorded, blocks=self)
-
-        self._normalising_map(xp, self.parts, N * th * tw * 4, gamma, dt)
+        N, OC, dt = x.shape[0], W.shape[0], x.dtype
+        self.run = run = self.impl(xp, x.shape, W.shape, self.padding, dt, self.keep_for_W,
+                                   self.recorded, self.training)
+        th, tw = run.th, run.tw
+        parts = run.forward(xp, x, W, self._flip(xp, gamma, dt))
+        self._normalising_map(xp, parts, N * th * tw * 4, gamma, dt)
         mean, scale = self.mean, self.scale
-        self.positive = xp.empty(N * self.quarter * OC, dtype=bool) if self.relu else None
+        self.positive = xp.empty(N * th * tw * OC, dtype=bool) if self.relu else None
         y = xp.empty((N, OC, th, tw), dtype=dt)
 
         def normalise(k):   # the pooled quarter: centred (kept for backward), mapped, to NCHW
-            n0, n1 = self.chunks[k]
-            c = self._quarter(self.pooled, k)
+            n0, n1 = run.chunks[k]
+            c = run.quarter(run.pooled, k)
             c -= mean
             z = _workspace.take(xp, c.shape, dt)
             xp.multiply(c, scale, out=z)
             if beta is not None:
                 z += beta
             if self.relu:
-                xp.greater(z, 0, out=self._quarter(self.positive, k))
+                xp.greater(z, 0, out=run.quarter(self.positive, k))
                 relu_into(z, z)
             xp.copyto(y[n0:n1], z.reshape(th, tw, n1 - n0, OC).transpose(2, 3, 0, 1))
             _workspace.give(z)
 
-        chunks_side_by_side(len(self.chunks), normalise, nbytes=y.nbytes, like=y)
-        self.centred = self.pooled
-        self.pooled = None
+        chunks_side_by_side(len(run.chunks), normalise, nbytes=y.nbytes, like=y)
+        self.centred = run.pooled
         if not self.recorded:
             self._release_buffers()
         return y
 
-    def slot(self, k):
-        """Where chunk k's output blocks go: its part of the kept Y, 4*OC*R elements."""
-        n0, n1 = self.chunks[k]
-        per_image = 4 * self.quarter * self.wino.geom[4]
-        return self.Y[per_image * n0:per_image * n1]
-
-    def done(self, k, yt):
-        """Chunk k's blocks yt (2, 2, th, tw, n, OC), in cache: its statistics and the window
-        maxima (minima where gamma < 0) with their winners."""
-        xp = B.get_array_module(yt)
-        OC = yt.shape[-1]
-        slabs = yt.reshape(4, -1, OC)     # (4, R, OC): the four places of every window
-        R = slabs.shape[1]
-        if self.training:
-            self.parts[k] = _moments(xp, yt.reshape(1, 4 * R, OC), channel_axis=2)
-        _pool_windows(xp, slabs, self.flip, self._quarter(self.pooled, k),
-                      self._quarter(self.right_top, k), self._quarter(self.right_bottom, k),
-                      self._quarter(self.bottom, k))
-
-    def _quarter(self, flat, k):
-        """Chunk k's (R, OC) part of a per-window array kept chunk after chunk."""
-        n0, n1 = self.chunks[k]
-        OC = self.wino.geom[4]
-        per_image = self.quarter * OC
-        return flat[per_image * n0:per_image * n1].reshape(-1, OC)
-
-    # -- backward -----------------------------------------------------------------------------
     def backward(self, gy):
         xp = B.get_array_module(gy)
         N, OC, th, tw = gy.shape
-        dt = gy.dtype
+        dt, run = gy.dtype, self.run
         need_x, need_W = self.inputs[0].requires_grad, self.inputs[1].requires_grad
         # gy in the chunks' (th, tw, n, OC) layout, through the ReLU; per chunk sums
-        self.g = xp.empty(N * self.quarter * OC, dtype=dt)
-        sums = [None] * len(self.chunks)
+        g_all = xp.empty(N * th * tw * OC, dtype=dt)
+        sums = [None] * len(run.chunks)
 
         def gather(k):
-            n0, n1 = self.chunks[k]
-            g = self._quarter(self.g, k)
+            n0, n1 = run.chunks[k]
+            g = run.quarter(g_all, k)
             xp.copyto(g.reshape(th, tw, n1 - n0, OC), gy[n0:n1].transpose(2, 3, 0, 1))
             if self.relu:
-                g *= self._quarter(self.positive, k)
+                g *= run.quarter(self.positive, k)
             ones = xp.ones(g.shape[0], dtype=dt)
             t = _workspace.take(xp, g.shape, dt)
-            xp.multiply(g, self._quarter(self.centred, k), out=t)
+            xp.multiply(g, run.quarter(self.centred, k), out=t)
             sums[k] = (xp.matmul(ones, g), xp.matmul(ones, t))
             _workspace.give(t)
 
-        chunks_side_by_side(len(self.chunks), gather, nbytes=gy.nbytes, like=gy)
+        chunks_side_by_side(len(run.chunks), gather, nbytes=gy.nbytes, like=gy)
         sum_gy = sum_in_order([s[0] for s in sums])
         sum_gy_xhat = sum_in_order([s[1] for s in sums]) * self.inv_std
-        if self.training:
-            self.c1, self.c0 = self._gradient_map(sum_gy, sum_gy_xhat, dt.type(N * th * tw * 4))
-        gx, gW, _ = self.wino.backward(xp, None, self.inputs[0].data, need_x, need_W, False,
-                                       blocks=self)
+        c1c0 = (self._gradient_map(sum_gy, sum_gy_xhat, dt.type(N * th * tw * 4))
+                if self.training else None)
+        gx, gW = run.backward(xp, self.inputs[0].data, g_all, self.scale, c1c0, need_x, need_W)
         self._release_buffers()
         if self.has_affine:
             return gx, gW, sum_gy_xhat, sum_gy
         return gx, gW
 
-    def gradient(self, k, out):
-        """The convolution's gradient for chunk k in 2x2 blocks, written into out (2, 2, th,
-        tw, n, OC): batch norm's affine map of the kept blocks Y (training; 0 in evaluation)
-        plus k * gy routed to each window's winner."""
-        xp = B.get_array_module(out)
-        OC = out.shape[-1]
-        slabs = out.reshape(4, -1, OC)
-        R, dt = slabs.shape[1], out.dtype
-        if self.training:
-            xp.multiply(self.slot(k).reshape(4, R, OC), self.c1, out=slabs)
-            slabs += self.c0
-        else:
-            slabs[...] = 0
-        g = _workspace.take(xp, (R, OC), dt)
-        xp.multiply(self._quarter(self.g, k), self.scale, out=g)
-        _route_to_winners(xp, g, slabs, self._quarter(self.right_top, k),
-                          self._quarter(self.right_bottom, k), self._quarter(self.bottom, k))
-        _workspace.give(g)
-        return out
-
     def _release_buffers(self):
-        _workspace.give(self.Y)
-        self.Y = self.centred = self.g = self.right_top = self.right_bottom = self.bottom = None
-        self.positive = None
-        self.wino.release()
+        self.run.release()
+        self.centred = self.positive = None
 
 
 class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
     """The same op as :class:`ConvBatchNormMaxPool` for layers so small that conv2d takes one
-    product per image (a grayscale network's first conv, 1 -> 32 channels): im2col puts the
-    output positions in pooling-window order -- (a, b, i, j) for output (2i + a, 2j + b) -- so
-    each image's product W (OC, C*9) @ col (C*9, 4*R) comes out as (OC, 4, R), the four places
-    of every window as four runs of R = OH/2 * OW/2 per channel, and the pooled quarter (OC,
-    R) is the output's NCHW image as it stands.  Blocks of a few images run in parallel, each
-    in cache from its product to its window maxima (forward) and from batch norm's gradient
-    to its weight gradient product (backward)."""
+    product per image, through
+    :class:`minidl.kernels.host.fused_conv_bn_pool_per_image.ImageBlocksPool` (the pooled
+    quarter comes out in NCHW)."""
 
     def forward(self, x, W, gamma=None, beta=None):
         xp = B.get_array_module(x)
         N, C, H, Wd = x.shape
         OC, dt = W.shape[0], x.dtype
-        (ph, pw) = self.padding
-        OH, OW = H + 2 * ph - 2, Wd + 2 * pw - 2
-        th, tw = OH // 2, OW // 2
-        R, K = th * tw, C * 9
-        geom = (N, C, H, Wd, OC, C, 3, 3, OH, OW, H + 2 * ph, Wd + 2 * pw, OW, False, N)
-        self.layout = ColumnLayout(geom, (1, 1), self.padding, (1, 1), 1, True, _workspace)
-        self.buf = self.layout.padded(xp, x)
-        # (N, K, 4R) per image, the output positions in window order
-        self.windows = self.layout.windows(xp, self.buf).reshape(
-            C * 9, N, th, 2, tw, 2).transpose(1, 0, 3, 5, 2, 4)
-        per_block = even_chunk_size(N, max(1, _IMAGE_BLOCK_BYTES // (OC * 4 * R * dt.itemsize)))
-        self.blocks = [(b0, min(N, b0 + per_block)) for b0 in range(0, N, per_block)]
-        self.cols = _workspace.take(xp, (N, K, 4 * R), dt) if self.keep_for_W else None
-        self.Y = _workspace.take(xp, (N, OC, 4 * R), dt)
-        pooled = xp.empty((N, OC, R), dtype=dt)
-        self.right_top, self.right_bottom, self.bottom = (
-            xp.empty((N, OC, R), dtype=bool) for _ in range(3))
-        flip = None
-        if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
-            flip = xp.where(gamma < 0, -1, 1).astype(dt)[:, None]
-        W2 = W.reshape(OC, K)
-        parts = [None] * len(self.blocks)
-
-        def block(k):
-            b0, b1 = self.blocks[k]
-            col, scratch = self._col(xp, b0, b1, forward=True)
-            Y3 = self.Y[b0:b1]
-            xp.matmul(W2, col, out=Y3)
-            _workspace.give(scratch)
-            if self.training:
-                parts[k] = _moments(xp, Y3, channel_axis=1)
-            _pool_windows(xp, self._slabs(Y3), flip, pooled[b0:b1], self.right_top[b0:b1],
-                          self.right_bottom[b0:b1], self.bottom[b0:b1])
-
-        self._each_block(block, nbytes=self.Y.nbytes, like=x)
-        if self.cols is not None or not self.recorded:
-            _workspace.give(self.buf)
-            self.buf = self.windows = None
-
-        self._normalising_map(xp, parts, N * OH * OW, gamma, dt)
+        self.run = run = self.impl(xp, x, W, self.padding, B.backend_of(x).name,
+                                   self.keep_for_W, self.recorded, self.training)
+        th, tw = run.th, run.tw
+        R = th * tw
+        flip = self._flip(xp, gamma, dt)
+        parts = run.forward(xp, x, W, None if flip is None else flip[:, None])
+        self._normalising_map(xp, parts, N * 4 * R, gamma, dt)
         mean, scale = self.mean, self.scale
         self.positive = xp.empty((N, OC, R), dtype=bool) if self.relu else None
         y = xp.empty((N, OC, R), dtype=dt)
+        pooled = run.pooled
 
         def normalise(lo, hi):   # the pooled quarter: centred (kept for backward), mapped
             c = pooled[lo:hi]
@@ -315,28 +196,6 @@ class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
             self._release_buffers()
         return y.reshape(N, OC, th, tw)
 
-    def _col(self, xp, b0, b1, forward):
-        """(col (n, K, 4R) of images b0:b1, a scratch buffer to give back or None): in
-        forward, the kept column matrices' slot filled, or a scratch copy; in backward, the
-        slot kept from forward, or a scratch copy made again from the padded input."""
-        if self.cols is not None and not forward:
-            return self.cols[b0:b1], None
-        shape = (b1 - b0, self.windows.shape[1], self.Y.shape[2])
-        scratch = None if self.cols is not None else _workspace.take(xp, shape, self.Y.dtype)
-        col = self.cols[b0:b1] if self.cols is not None else scratch
-        xp.copyto(col.reshape(self.windows[b0:b1].shape), self.windows[b0:b1])
-        return col, scratch
-
-    @staticmethod
-    def _slabs(Y3):
-        """(n, OC, 4R) -> the four places of every window, (4, n, OC, R) (a view)."""
-        n, OC, R4 = Y3.shape
-        return Y3.reshape(n, OC, 4, R4 // 4).transpose(2, 0, 1, 3)
-
-    def _each_block(self, work, nbytes, like):
-        parallel_for(len(self.blocks), lambda lo, hi: [work(k) for k in range(lo, hi)],
-                     nbytes=nbytes, like=like)
-
     def backward(self, gy):
         xp = B.get_array_module(gy)
         N, OC, th, tw = gy.shape
@@ -348,134 +207,20 @@ class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
         sum_gy, sum_gy_xc = _by_parts(xp, g, lambda lo, hi: (
             _channel_sum(xp, g[lo:hi]), _channel_dot(xp, g[lo:hi], c3[lo:hi])))
         sum_gy_xhat = sum_gy_xc * self.inv_std
-        scale = self.scale
+        c1c0 = None
         if self.training:
-            c1, c0 = (c[:, None] for c in self._gradient_map(sum_gy, sum_gy_xhat,
-                                                               dt.type(N * R * 4)))
-        W2t = self.inputs[1].data.reshape(OC, -1).T
-        gx = xp.empty(self.inputs[0].shape, dtype=dt) if need_x else None
-        gW_parts = [None] * len(self.blocks)
-
-        def block(k):
-            b0, b1 = self.blocks[k]
-            n = b1 - b0
-            gyt = _workspace.take(xp, (n, OC, 4 * R), dt)   # the conv's gradient
-            if self.training:
-                xp.multiply(self.Y[b0:b1], c1, out=gyt)
-                gyt += c0
-            else:
-                gyt.fill(0)
-            routed = _workspace.take(xp, (n, OC, R), dt)
-            xp.multiply(g[b0:b1], scale[:, None], out=routed)
-            _route_to_winners(xp, routed, self._slabs(gyt), self.right_top[b0:b1],
-                              self.right_bottom[b0:b1], self.bottom[b0:b1])
-            _workspace.give(routed)
-            if need_W:
-                col, scratch = self._col(xp, b0, b1, forward=False)
-                gW_parts[k] = xp.matmul(gyt, col.transpose(0, 2, 1)).sum(axis=0)
-                _workspace.give(scratch)
-            if need_x:
-                self._input_gradient(xp, W2t, gyt, gx[b0:b1])
-            _workspace.give(gyt)
-
-        self._each_block(block, nbytes=self.Y.nbytes, like=gy)
-        gW = sum_in_order(gW_parts).reshape(self.inputs[1].shape) if need_W else None
+            c1c0 = tuple(c[:, None] for c in self._gradient_map(sum_gy, sum_gy_xhat,
+                                                                 dt.type(N * R * 4)))
+        gx, gW = self.run.backward(xp, self.inputs[0].shape, self.inputs[1].data, g,
+                                   self.scale, c1c0, need_x, need_W)
         self._release_buffers()
         if self.has_affine:
             return gx, gW, sum_gy_xhat, sum_gy
         return gx, gW
 
-    def _input_gradient(self, xp, W2t, gyt, gx):
-        """gx (n, C, H, W) from the conv's gradient gyt (n, OC, 4R) in window order: the column
-        gradients W^T @ gyt put back in (OH, OW) order, then col2im."""
-        n, K = gyt.shape[0], W2t.shape[0]
-        N, C, H, Wd, OC, Cg, KH, KW, OH, OW = self.layout.geom[:10]
-        th, tw = OH // 2, OW // 2
-        gcol = _workspace.take(xp, (n, K, 4 * th * tw), gyt.dtype)
-        xp.matmul(W2t, gyt, out=gcol)
-        ordered = _workspace.take(xp, (n, K, th, 2, tw, 2), gyt.dtype)
-        xp.copyto(ordered, gcol.reshape(n, K, 2, 2, th, tw).transpose(0, 1, 4, 2, 5, 3))
-        gpad = _workspace.take(xp, self.layout.gpad_size(n), gyt.dtype)
-        # (n, C, KH, KW, OH, OW) seen as col2im's (C, KH, KW, n, OH, OW): a view
-        self.layout.col2im(xp, ordered.reshape(n, C, KH, KW, OH, OW).transpose(1, 2, 3, 0, 4, 5),
-                           n, gpad, gx)
-        _workspace.give(gcol, ordered, gpad)
-
     def _release_buffers(self):
-        _workspace.give(self.Y, self.cols, self.buf)
-        self.Y = self.cols = self.buf = self.windows = self.centred = None
-        self.right_top = self.right_bottom = self.bottom = self.positive = None
-
-
-def _moments(xp, a3, channel_axis):
-    """(count, mean, centred sum of squares) per channel of a block a3: (n, C, L) with
-    channel_axis 1, or (n, L, C) with channel_axis 2, summed over the other two axes (matrix-vector
-    products with ones, the centred copy a scratch array)."""
-    dt, L = a3.dtype, a3.shape[2 if channel_axis == 1 else 1]
-    count = a3.shape[0] * L
-    ones = xp.ones(L, dtype=dt)
-
-    def channel_sums(a):
-        per_image = xp.matmul(a, ones) if channel_axis == 1 else xp.matmul(ones, a)
-        return per_image.sum(axis=0)
-
-    mean = channel_sums(a3) / dt.type(count)
-    d = _workspace.take(xp, a3.shape, dt)
-    xp.subtract(a3, mean[:, None] if channel_axis == 1 else mean, out=d)
-    xp.multiply(d, d, out=d)
-    m2 = channel_sums(d)
-    _workspace.give(d)
-    return count, mean, m2
-
-
-def _merged_statistics(parts):
-    """(mean, biased variance) of the whole batch from each block's (count, mean, centred sum
-    of squares), merged in order (Chan, Golub & LeVeque): the blocks' sums of squares about
-    their own means, plus each block's count times its mean's squared distance from the batch
-    mean."""
-    dt = parts[0][1].dtype
-    total = sum(c for c, _, _ in parts)
-    mean = sum_in_order([m * dt.type(c) for c, m, _ in parts]) / dt.type(total)
-    m2 = sum_in_order([s + dt.type(c) * (m - mean) ** 2 for c, m, s in parts])
-    return mean, m2 / dt.type(total)
-
-
-def _pool_windows(xp, slabs, flip, pooled, right_top, right_bottom, bottom):
-    """pooled = each window's maximum over the four slabs (4, ...) -- its places (0, 0), (0, 1),
-    (1, 0), (1, 1) -- or its minimum where flip (broadcast to a slab) is -1, and the first
-    winner in that order: right_top (the right one of the top pair won it), right_bottom,
-    bottom (the bottom pair won).  The outputs are slab-shaped."""
-    flipped = None
-    if flip is not None:
-        flipped = _workspace.take(xp, slabs.shape, slabs.dtype)
-        xp.multiply(slabs, flip, out=flipped)
-        slabs = flipped
-    top = _workspace.take(xp, pooled.shape, pooled.dtype)
-    low = _workspace.take(xp, pooled.shape, pooled.dtype)
-    xp.greater(slabs[1], slabs[0], out=right_top)
-    xp.maximum(slabs[0], slabs[1], out=top)
-    xp.greater(slabs[3], slabs[2], out=right_bottom)
-    xp.maximum(slabs[2], slabs[3], out=low)
-    xp.greater(low, top, out=bottom)
-    xp.maximum(top, low, out=pooled)
-    if flip is not None:
-        pooled *= flip
-    _workspace.give(top, low, flipped)
-
-
-def _route_to_winners(xp, g, slabs, right_top, right_bottom, bottom):
-    """slabs (4, ...) += g (slab-shaped, overwritten) at each window's winner, as
-    :func:`_pool_windows` recorded it."""
-    low = _workspace.take(xp, g.shape, g.dtype)
-    part = _workspace.take(xp, g.shape, g.dtype)
-    xp.multiply(g, bottom, out=low)
-    g -= low                                    # the top pair's: exact, g - g or g - 0
-    for pair, (left, right), won in ((g, (0, 1), right_top), (low, (2, 3), right_bottom)):
-        xp.multiply(pair, won, out=part)
-        slabs[right] += part
-        pair -= part
-        slabs[left] += pair
-    _workspace.give(low, part)
+        self.run.release()
+        self.centred = self.positive = None
 
 
 def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamma=None,
@@ -483,9 +228,10 @@ def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamm
                                  relu=False):
     """``max_pool2d(batch_norm(conv2d(x, W, padding=padding), ...), 2)``, with ``relu``
     followed by a ReLU, for a 3x3 kernel W (OC, C, 3, 3), stride 1, no bias, and an even
-    output size.  One op (:class:`ConvBatchNormMaxPool`) where conv2d would take Winograd on
-    the host; the separate ops (:func:`conv2d`, then
-    :func:`minidl.functions.batch_norm_max_pool2d`) elsewhere.
+    output size.  One op where the registry has a kernel for it (op
+    "conv2d_batch_norm_max_pool2d": "winograd" and "per_image" on the host, where conv2d would
+    take those); the separate ops (:func:`conv2d`, then
+    :func:`minidl.functions.batch_norm_max_pool2d`), its reference, elsewhere.
 
     The batch norm arguments are :func:`minidl.functions.batch_norm`'s.  Values, running
     statistics and gradients agree with the separate ops to rounding; a window's gradient goes
@@ -515,26 +261,35 @@ def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamm
     conv_out = xp.broadcast_to(xp.zeros((), dtype=x.dtype), (x.shape[0], OC, OH, OW))
     _, stats, affine = _checked_args(where, conv_out, running_mean, running_var, gamma, beta,
                                      training, momentum, eps)
-    path = fused_path(B.backend_of(x.data).name, x.shape[1], OC, OH, OW)
-    if path is None:
+    N, C, H, Wd = x.shape
+    geometry = ConvGeometry(N, C, H, Wd, OC, 3, 3, (1, 1), padding, (1, 1), 1, x.dtype,
+                            B.backend_of(x.data).name)
+    kernel = kernels.select(OP, geometry)
+    if kernel is None:
         return batch_norm_max_pool2d(conv2d(x, W, padding=padding), running_mean, running_var,
                                      gamma, beta, training=training, momentum=momentum, eps=eps,
                                      relu=relu)
     inputs = [x, W] + ([affine[0], affine[1]] if affine[0] is not None else [])
     recorded = is_grad_enabled() and any(getattr(t, "requires_grad", False) for t in inputs)
-    op = ConvBatchNormMaxPool if path == "winograd" else ImageConvBatchNormMaxPool
-    fn = op(padding, stats[0], stats[1], bool(training), float(momentum), float(eps),
-            bool(relu), recorded, keep_for_W=recorded and W.requires_grad)
+    fn = _FUNCTIONS[kernel.name](padding, stats[0], stats[1], bool(training), float(momentum),
+                                 float(eps), bool(relu), recorded,
+                                 keep_for_W=recorded and W.requires_grad)
+    fn.impl = kernel.impl
     return fn(*inputs)
+
+
+OP = "conv2d_batch_norm_max_pool2d"
+# each kernel of the op and the Function that runs it (batch norm's map around the kernel)
+_FUNCTIONS = {"winograd": ConvBatchNormMaxPool, "per_image": ImageConvBatchNormMaxPool}
 
 
 def fused_path(backend: str, C: int, OC: int, OH: int, OW: int) -> str | None:
     """Which op :func:`conv2d_batch_norm_max_pool2d` runs for a 3x3 stride-1 conv of C -> OC
     channels with an (OH, OW) output (even): "winograd" (:class:`ConvBatchNormMaxPool`) where
     conv2d would take Winograd, "per image" (:class:`ImageConvBatchNormMaxPool`) where it
-    would take one product per image, both on the host; None (the separate ops) otherwise."""
-    if takes_winograd(backend, C, OC, (3, 3), OH, OW):
-        return "winograd"
-    if takes_per_image(backend, C, OC, (3, 3), OH, OW):
-        return "per image"
-    return None
+    would take one product per image, both on the host; None (the separate ops) otherwise.
+    The registry decides (``kernels.explain("conv2d_batch_norm_max_pool2d", ...)``)."""
+    g = ConvGeometry(1, C, OH, OW, OC, 3, 3, padding=(1, 1), backend=backend)
+    kernel = kernels.select(OP, g)
+    return None if kernel is None else {"winograd": "winograd",
+                                        "per_image": "per image"}[kernel.name]

@@ -69,35 +69,34 @@ def test_conv_chunks_side_by_side_give_the_serial_results(threads, rng, monkeypa
     """conv2d runs whole chunks of images per thread (BLAS on one thread each) and adds their
     weight and bias gradients in chunk order: the same values as one thread, to BLAS's
     rounding, for Winograd (3x3, and 5x5 as stacked 3x3 pieces) and for im2col."""
-    from minidl.functions import conv as conv_module
-    from minidl.functions import winograd as winograd_module
+    from minidl.kernels import tuning
     winograd = path.startswith("winograd")
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf)  # odd sizes
-    monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if "wide" in path else -1)
-    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk
-    monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)
-    stride = 2 if "stride 2" in path else 1
-    k = 5 if "5x5" in path else 3
-    arrays = [rng.standard_normal(s).astype(np.float32)
-              for s in [(7, 6, 9, 8), (5, 6, k, k), (5,)]]
-    g = rng.standard_normal((64,)).astype(np.float32)
+    with tuning.override(
+        WINOGRAD_MIN_DEPTH=0 if winograd else np.inf, CONV_PER_IMAGE_MAX_MACS=0,
+        WINOGRAD_MAX_WASTE=np.inf,  # odd sizes
+        CONV_WIDE_MAX_WASTE=np.inf if "wide" in path else -1,
+        WINOGRAD_CHUNK_BYTES=1, WINOGRAD_MIN_CHUNK_IMAGES=1,  # one image per chunk
+        CONV_CHUNK_BYTES=1, CONV_RUNS_CHUNK_BYTES=1):
+        stride = 2 if "stride 2" in path else 1
+        k = 5 if "5x5" in path else 3
+        arrays = [rng.standard_normal(s).astype(np.float32)
+                  for s in [(7, 6, 9, 8), (5, 6, k, k), (5,)]]
+        g = rng.standard_normal((64,)).astype(np.float32)
 
-    def op(x, w, b):
-        y = conv2d(x, w, b, stride=stride, padding=k // 2)
-        assert y.creator.winograd == winograd
-        chunks = y.creator.wino.chunks if winograd else y.creator.layout.chunks()
-        assert len(chunks) == 7
-        return y
+        def op(x, w, b):
+            y = conv2d(x, w, b, stride=stride, padding=k // 2)
+            assert y.creator.kernel.name.startswith("winograd") == winograd
+            impl = y.creator.impl
+            chunks = impl.tiles.chunks if winograd else impl.layout.chunks()
+            assert len(chunks) == 7
+            return y
 
-    threads(1)
-    serial = _run(op, arrays, lambda shape: np.resize(g, shape))
-    threads(n)
-    split = _run(op, arrays, lambda shape: np.resize(g, shape))
-    for a, b in zip(serial, split):
-        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+        threads(1)
+        serial = _run(op, arrays, lambda shape: np.resize(g, shape))
+        threads(n)
+        split = _run(op, arrays, lambda shape: np.resize(g, shape))
+        for a, b in zip(serial, split):
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
 
 
 def test_parts_cover_the_range_once_and_errors_come_back(threads):
@@ -177,33 +176,30 @@ def test_conv_batch_norm_pool_chunks_side_by_side_give_the_serial_results(thread
     """conv2d_batch_norm_max_pool2d: each chunk's (Winograd) or block's (per image)
     statistics, winners and gradients made in its own thread, the statistics and sums merged
     in order: one thread's values to rounding, the running statistics included."""
-    from minidl.functions import conv as conv_module
-    from minidl.functions import conv_bn_pool
     from minidl.functions import conv2d_batch_norm_max_pool2d
-    from minidl.functions import winograd as winograd_module
+    from minidl.kernels import tuning
     winograd = path == "winograd"
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
-    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)  # one image per chunk or block
-    monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
-    monkeypatch.setattr(conv_bn_pool, "_IMAGE_BLOCK_BYTES", 1)
-    monkeypatch.setattr(conv_bn_pool, "_WINOGRAD_CHUNK_BYTES", 1)
-    arrays = [rng.standard_normal(s).astype(np.float32)
-              for s in [(7, 6, 8, 6), (5, 6, 3, 3), (5,), (5,)]]
-    arrays[2][1] = -0.5       # a channel that pools the minimum
-    g = rng.standard_normal((64,)).astype(np.float32)
-    running = []
+    with tuning.override(
+        WINOGRAD_MIN_DEPTH=0 if winograd else np.inf,
+        CONV_PER_IMAGE_MAX_MACS=0 if winograd else 1 << 18,
+        WINOGRAD_CHUNK_BYTES=1, WINOGRAD_MIN_CHUNK_IMAGES=1,  # one image per chunk or block
+        FUSED_IMAGE_BLOCK_BYTES=1, FUSED_WINOGRAD_CHUNK_BYTES=1):
+        arrays = [rng.standard_normal(s).astype(np.float32)
+                  for s in [(7, 6, 8, 6), (5, 6, 3, 3), (5,), (5,)]]
+        arrays[2][1] = -0.5       # a channel that pools the minimum
+        g = rng.standard_normal((64,)).astype(np.float32)
+        running = []
 
-    def op(x, w, gamma, beta):
-        stats = [np.zeros(5, np.float32), np.ones(5, np.float32)]
-        running.append(stats)
-        y = conv2d_batch_norm_max_pool2d(x, w, *stats, gamma, beta, training=True, relu=True)
-        assert len(y.creator.chunks if winograd else y.creator.blocks) == 7
-        return y
+        def op(x, w, gamma, beta):
+            stats = [np.zeros(5, np.float32), np.ones(5, np.float32)]
+            running.append(stats)
+            y = conv2d_batch_norm_max_pool2d(x, w, *stats, gamma, beta, training=True, relu=True)
+            assert len(y.creator.run.chunks if winograd else y.creator.run.blocks) == 7
+            return y
 
-    threads(1)
-    serial = _run(op, arrays, lambda shape: np.resize(g, shape)) + running.pop()
-    threads(n)
-    split = _run(op, arrays, lambda shape: np.resize(g, shape)) + running.pop()
-    for a, b in zip(serial, split):
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+        threads(1)
+        serial = _run(op, arrays, lambda shape: np.resize(g, shape)) + running.pop()
+        threads(n)
+        split = _run(op, arrays, lambda shape: np.resize(g, shape)) + running.pop()
+        for a, b in zip(serial, split):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())

@@ -6,8 +6,9 @@ import pytest
 import minidl
 from minidl import functions as F
 from minidl.autograd import Tensor
-from minidl.functions import conv as conv_module
-from minidl.functions import winograd as winograd_module
+from minidl import kernels
+from minidl.kernels import tuning
+from minidl.kernels.host import winograd_stacked as stacked_module
 from minidl.testing import gradcheck
 
 
@@ -77,20 +78,22 @@ def _float64():
     minidl.set_default_dtype(np.float64)
 
 
-@pytest.fixture(params=["wide", "exact", "per-image", "winograd"])
-def rows(request, monkeypatch):
+@pytest.fixture(params=["wide", "exact", "per-image", "winograd", "reference"])
+def rows(request):
     """Stride-1 convolutions with wide rows (whatever they waste) or with exact windows, every
-    ungrouped convolution on NumPy with one product per image (exact windows), and every
-    ungrouped 3x3 stride-1 and 5x5 stride-1 or 2 convolution through Winograd's F(2x2, 3x3),
-    on every backend (elsewhere exact windows)."""
-    monkeypatch.setattr(conv_module, "_WIDE_MAX_WASTE", np.inf if request.param == "wide" else -1)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS",
-                        np.inf if request.param == "per-image" else 0)
+    ungrouped convolution on NumPy with one product per image (exact windows), every ungrouped
+    3x3 stride-1 and 5x5 stride-1 or 2 convolution through Winograd's F(2x2, 3x3) on NumPy
+    (elsewhere exact windows: the Winograd kernels are host kernels), and the reference."""
     winograd = request.param == "winograd"
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf)
-    monkeypatch.setattr(conv_module, "_WINOGRAD_BACKENDS", ("numpy", "strict", "cupy"))
-    return request.param
+    with tuning.override(CONV_WIDE_MAX_WASTE=np.inf if request.param == "wide" else -1,
+                         CONV_PER_IMAGE_MAX_MACS=np.inf if request.param == "per-image" else 0,
+                         WINOGRAD_MIN_DEPTH=0 if winograd else np.inf,
+                         WINOGRAD_MAX_WASTE=np.inf):
+        if request.param == "reference":
+            with kernels.force("conv2d", "reference"):
+                yield request.param
+        else:
+            yield request.param
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -108,7 +111,7 @@ def test_forward_matches_loops_and_gradcheck(xp, rng, case, rows):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride, rows):
+def test_batch_chunks_give_the_same_result(xp, rng, stride, rows):
     """The host path splits the batch into cache-sized chunks; a tiny chunk size must not
     change the values or the gradients (uneven last chunk included)."""
     x, W, b = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), \
@@ -121,14 +124,12 @@ def test_batch_chunks_give_the_same_result(xp, rng, monkeypatch, stride, rows):
         return [host(y)] + [host(t.grad) for t in ts]
 
     whole = run()
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 1)   # one image per chunk
-    monkeypatch.setattr(conv_module, "_RUNS_CHUNK_BYTES", 1)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_CHUNK_BYTES", 1)
-    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1)
-    monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
-    chunked = run()
-    monkeypatch.setattr(conv_module, "_KEEP_COL_BYTES", 0)  # backward redoes im2col
-    redone = run()
+    one_image = dict(CONV_CHUNK_BYTES=1, CONV_RUNS_CHUNK_BYTES=1, CONV_PER_IMAGE_CHUNK_BYTES=1,
+                     WINOGRAD_CHUNK_BYTES=1, WINOGRAD_MIN_CHUNK_IMAGES=1)  # one image per chunk
+    with tuning.override(**one_image):
+        chunked = run()
+    with tuning.override(**one_image, CONV_KEEP_COL_BYTES=0):  # backward redoes im2col
+        redone = run()
     for a, c, r in zip(whole, chunked, redone):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(r, a, rtol=1e-12, atol=1e-12)
@@ -138,15 +139,15 @@ def test_kept_column_buffers_are_reused_only_after_release(rng):
     x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
     W = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     y1, y2 = F.conv2d(x, W, padding=1), F.conv2d(x, W, padding=1)   # two live graphs
-    c1, c2 = y1.creator.cols, y2.creator.cols
+    c1, c2 = y1.creator.impl.cols, y2.creator.impl.cols
     assert c1 is not c2
     before = host(y1)
     y1.sum().backward()                                              # releases y1's graph
     y3 = F.conv2d(x, W, padding=1)
-    assert y3.creator.cols is c1                                     # its buffer, reused
+    assert y3.creator.impl.cols is c1                                     # its buffer, reused
     np.testing.assert_array_equal(host(y3), before)
     y2.sum().backward(retain_graph=True)                             # kept for a 2nd backward
-    assert F.conv2d(x, W, padding=1).creator.cols is not c2
+    assert F.conv2d(x, W, padding=1).creator.impl.cols is not c2
     y2.sum().backward()                 # its buffers still there: the same gradient again
     x0 = Tensor(x.data, requires_grad=True)
     F.conv2d(x0, W, padding=1).sum().backward()
@@ -156,10 +157,10 @@ def test_kept_column_buffers_are_reused_only_after_release(rng):
 def test_column_matrix_is_kept_only_when_W_needs_a_gradient(xp, rng):
     x = Tensor(dev(xp, rng.standard_normal((2, 3, 6, 6))), requires_grad=True)
     W = Tensor(dev(xp, rng.standard_normal((4, 3, 3, 3))), requires_grad=True)
-    assert F.conv2d(x, W, padding=1).creator.cols is not None
+    assert F.conv2d(x, W, padding=1).creator.impl.cols is not None
     W.requires_grad = False
     y = F.conv2d(x, W, padding=1)
-    assert y.creator.cols is None
+    assert y.creator.impl.cols is None
     y.sum().backward()
     assert x.grad.shape == x.shape
 
@@ -247,19 +248,19 @@ def test_matches_torch(rng, k, s, p, d, g, rows):
         assert rel_err(mine.grad, theirs.grad.numpy()) <= 1e-6
 
 
-def test_wide_rows_only_where_they_waste_little(rng, monkeypatch):
+def test_wide_rows_only_where_they_waste_little(rng):
     """Stride 1 on a 56-wide image: 2 extra columns in 56 (wide rows); on a 14-wide one with a
     5x5 kernel: 4 in 14 (exact windows); stride 2: always exact."""
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
-    def geometry(width, k, stride):
+    def plan(width, k, stride):
         x = Tensor(rng.standard_normal((1, 2, 8, width)), requires_grad=True)
         W = Tensor(rng.standard_normal((3, 2, k, k)), requires_grad=True)
-        return F.conv2d(x, W, stride=stride, padding=k // 2).creator.geom
-    g = geometry(56, 3, 1)
-    assert g[13] and g[12] == 58  # wide, OW' = Wp
-    g = geometry(14, 5, 1)
-    assert not g[13] and g[12] == 14
-    assert not geometry(56, 3, 2)[13]
+        with kernels.force("conv2d", "columns"):
+            return F.conv2d(x, W, stride=stride, padding=k // 2).creator.impl.plan
+    p = plan(56, 3, 1)
+    assert p.wide and p.ow_cols == 58  # wide, OW' = Wp
+    p = plan(14, 5, 1)
+    assert not p.wide and p.ow_cols == 14
+    assert not plan(56, 3, 2).wide
 
 
 def test_one_product_per_image_only_for_tiny_column_matrices_on_numpy(xp, rng):
@@ -269,24 +270,29 @@ def test_one_product_per_image_only_for_tiny_column_matrices_on_numpy(xp, rng):
     def per_image(c, oc, size):
         x = Tensor(dev(xp, rng.standard_normal((2, c, size, size))), requires_grad=True)
         W = Tensor(dev(xp, rng.standard_normal((oc, c, 3, 3))), requires_grad=True)
-        return F.conv2d(x, W, padding=1).creator.per_image
+        return F.conv2d(x, W, padding=1).creator.kernel.name == "per_image"
     assert per_image(1, 32, 28) == (minidl.get_backend().name == "numpy")
     assert not per_image(32, 64, 14)
+    assert kernels.explain("conv2d", (2, 1, 28, 28), (32, 1, 3, 3), padding=1,
+                           backend="numpy").kernel == "per_image"
+    with kernels.disable("conv2d", "per_image"):
+        assert kernels.explain("conv2d", (2, 1, 28, 28), (32, 1, 3, 3), padding=1,
+                               backend="numpy").kernel == "columns"
 
 
 # --------------------------------------------------------------------------- Winograd F(2x2, 3x3)
 
-def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng, monkeypatch):
+def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng):
     """The MNIST CNN's second conv (32->64, 3x3 at 14x14: C*OC/(C+OC) = 21) goes through
     Winograd on NumPy; a 7x7 output (tiles overhang it by 31%), too few channels (32->32: 16,
     16->256: 15), stride 2, dilation, 5x5 kernels, groups and the other backends keep im2col
     (with the minimum depth of AVX2 BLAS kernels, 20)."""
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 20)
     def winograd(c=32, oc=64, size=14, k=3, **kw):
         x = Tensor(dev(xp, rng.standard_normal((2, c, size, size)), np.float32))
         W = Tensor(dev(xp, rng.standard_normal((oc, c // kw.get("groups", 1), k, k)),
                        np.float32), requires_grad=True)
-        return F.conv2d(x, W, padding=k // 2, **kw).creator.winograd
+        with tuning.override(WINOGRAD_MIN_DEPTH=20):
+            return F.conv2d(x, W, padding=k // 2, **kw).creator.kernel.name.startswith("wino")
     assert winograd() == (minidl.get_backend().name == "numpy")
     assert winograd(c=64, oc=32) == (minidl.get_backend().name == "numpy")
     assert not winograd(size=7)
@@ -298,16 +304,16 @@ def test_winograd_only_for_wide_enough_3x3_stride_1_layers_on_numpy(xp, rng, mon
     assert not winograd(groups=2)
 
 
-def test_stacked_winograd_for_deep_enough_5x5_layers(xp, rng, monkeypatch):
+def test_stacked_winograd_for_deep_enough_5x5_layers(xp, rng):
     """5x5 kernels go through Winograd as a stack of 3x3 pieces when deep enough: stride 2 at
     the 3x3 minimum depth, stride 1 at 2.5 times it; not rectangular kernels or strides, nor
     7x7 kernels."""
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 6)
     def path(c=32, oc=64, size=14, k=(5, 5), **kw):
         x = Tensor(dev(xp, rng.standard_normal((2, c, size, size)), np.float32))
         W = Tensor(dev(xp, rng.standard_normal((oc, c, *k)), np.float32), requires_grad=True)
-        fn = F.conv2d(x, W, padding=(k[0] // 2, k[1] // 2), **kw).creator
-        return type(fn.wino).__name__ if fn.winograd else "im2col"
+        with tuning.override(WINOGRAD_MIN_DEPTH=6):
+            fn = F.conv2d(x, W, padding=(k[0] // 2, k[1] // 2), **kw).creator
+        return {"winograd_stacked": "StackedWinograd"}.get(fn.kernel.name, "im2col")
     numpy = minidl.get_backend().name == "numpy"
     assert path() == ("StackedWinograd" if numpy else "im2col")
     assert path(stride=2, size=28) == ("StackedWinograd" if numpy else "im2col")
@@ -321,23 +327,22 @@ def test_stacked_winograd_for_deep_enough_5x5_layers(xp, rng, monkeypatch):
 
 
 @pytest.mark.parametrize("size, pad", [((14, 14), 1), ((9, 12), 0), ((7, 10), 2)])
-def test_winograd_float32_matches_im2col(rng, monkeypatch, size, pad):
+def test_winograd_float32_matches_im2col(rng, size, pad):
     """float32 through F(2x2, 3x3) (odd sizes: tiles overhanging the output) against im2col:
     the transforms' +-1 and 1/2 entries cost about 1e-6 relative; several chunks of images."""
-    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1 << 16)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
     x = rng.standard_normal((9, 16, *size)).astype(np.float32)
     W = (rng.standard_normal((24, 16, 3, 3)) / 12).astype(np.float32)
     b = rng.standard_normal(24).astype(np.float32)
     gy = rng.uniform(0.5, 1.5, 9 * 24 * 14 * 14).astype(np.float32)
 
     def run(winograd):
-        monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf if winograd else -1)
         ts = [Tensor(a, requires_grad=True) for a in (x, W, b)]
-        y = F.conv2d(*ts, padding=pad)
-        assert y.creator.winograd == winograd
-        assert not winograd or len(y.creator.wino.chunks) > 1
+        with tuning.override(WINOGRAD_CHUNK_BYTES=1 << 16, CONV_PER_IMAGE_MAX_MACS=0,
+                             WINOGRAD_MIN_DEPTH=0,
+                             WINOGRAD_MAX_WASTE=np.inf if winograd else -1):
+            y = F.conv2d(*ts, padding=pad)
+        assert (y.creator.kernel.name == "winograd") == winograd
+        assert not winograd or len(y.creator.impl.tiles.chunks) > 1
         y.backward(gy[:y.size].reshape(y.shape))  # positive: gb's sums don't cancel
         return [host(y)] + [host(t.grad) for t in ts]
 
@@ -348,25 +353,23 @@ def test_winograd_float32_matches_im2col(rng, monkeypatch, size, pad):
 
 @pytest.mark.parametrize("size, k, stride, pad", [((14, 14), 5, 1, 2), ((11, 13), 5, 1, 1),
                                                   ((28, 28), 5, 2, 2), ((15, 12), 5, 2, 1)])
-def test_stacked_winograd_float32_matches_im2col(rng, monkeypatch, size, k, stride, pad):
+def test_stacked_winograd_float32_matches_im2col(rng, size, k, stride, pad):
     """float32 5x5 convolutions through stacked 3x3 Winograd pieces (odd sizes, padding that
     leaves the pieces partly outside x) against im2col, over several chunks of images."""
-    monkeypatch.setattr(winograd_module, "_CHUNK_BYTES", 1 << 16)
-    monkeypatch.setattr(winograd_module, "_MIN_CHUNK_IMAGES", 1)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
     x = rng.standard_normal((9, 8, *size)).astype(np.float32)
     W = (rng.standard_normal((12, 8, k, k)) / 20).astype(np.float32)
     b = rng.standard_normal(12).astype(np.float32)
     gy = rng.uniform(0.5, 1.5, 9 * 12 * 28 * 28).astype(np.float32)
 
     def run(winograd):
-        monkeypatch.setattr(conv_module, "_WINOGRAD_MAX_WASTE", np.inf if winograd else -1)
         ts = [Tensor(a, requires_grad=True) for a in (x, W, b)]
-        y = F.conv2d(*ts, stride=stride, padding=pad)
-        assert y.creator.winograd == winograd
-        assert not winograd or (isinstance(y.creator.wino, winograd_module.StackedWinograd)
-                                and len(y.creator.wino.chunks) > 1)
+        with tuning.override(WINOGRAD_CHUNK_BYTES=1 << 16, WINOGRAD_MIN_CHUNK_IMAGES=1,
+                             CONV_PER_IMAGE_MAX_MACS=0, WINOGRAD_MIN_DEPTH=0,
+                             WINOGRAD_MAX_WASTE=np.inf if winograd else -1):
+            y = F.conv2d(*ts, stride=stride, padding=pad)
+        assert (y.creator.kernel.name == "winograd_stacked") == winograd
+        assert not winograd or (isinstance(y.creator.impl.tiles, stacked_module.StackedWinograd)
+                                and len(y.creator.impl.tiles.chunks) > 1)
         y.backward(gy[:y.size].reshape(y.shape))
         return [host(y)] + [host(t.grad) for t in ts]
 
@@ -390,7 +393,7 @@ def test_stacked_winograd_splits_against_the_loops(rng, hw, k, stride, pad):
     y = F.conv2d(*ts, stride=stride, padding=pad)
     gy = rng.standard_normal(y.shape)
     y.backward(gy)
-    wino = winograd_module.StackedWinograd(x.shape, W.shape, (stride, stride), (pad, pad),
+    wino = stacked_module.StackedWinograd(x.shape, W.shape, (stride, stride), (pad, pad),
                                            np.float64, Workspace())
     yw = wino.forward(np, x, W, b, keep_V=True, keep_U=True)
     np.testing.assert_allclose(yw, naive_conv2d(x, W, b, (stride,) * 2, (pad,) * 2),
@@ -404,37 +407,38 @@ def test_stacked_winograd_refuses_kernels_it_cannot_split(k, stride):
     """Even kernels at stride 1 (pieces 2 taps apart would not share one transform), more
     than 3 taps per phase, strides above 2: no split, and a clear error if asked."""
     from minidl.workspace import Workspace
-    assert winograd_module.stacked_groups(k, stride) is None
+    assert stacked_module.stacked_groups(k, stride) is None
     with pytest.raises(ValueError, match=f"a {k}x{k} kernel with stride"):
-        winograd_module.StackedWinograd((2, 2, 16, 16), (3, 2, k, k), (stride, stride),
+        stacked_module.StackedWinograd((2, 2, 16, 16), (3, 2, k, k), (stride, stride),
                                         (1, 1), np.float32, Workspace())
-    assert [winograd_module.stacked_groups(*ks) for ks in [(5, 1), (7, 1), (5, 2), (6, 2)]] \
+    assert [stacked_module.stacked_groups(*ks) for ks in [(5, 1), (7, 1), (5, 2), (6, 2)]] \
         == [2, 3, 2, 2]
 
 
-def test_winograd_gives_its_kept_tiles_back(rng, monkeypatch):
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0)
+def test_winograd_gives_its_kept_tiles_back(rng):
     x = Tensor(rng.standard_normal((4, 32, 8, 8)).astype(np.float32), requires_grad=True)
     W = Tensor(rng.standard_normal((64, 32, 3, 3)).astype(np.float32), requires_grad=True)
-    y = F.conv2d(x, W, padding=1)
-    wino = y.creator.wino
+    with kernels.force("conv2d", "winograd"):
+        y = F.conv2d(x, W, padding=1)
+    wino = y.creator.impl.tiles
     assert wino.V is not None and wino.U is not None
     y.sum().backward()
     assert wino.V is None and wino.U is None
     assert x.grad.shape == x.shape and W.grad.shape == W.shape
     W.requires_grad = False  # no gW: V is not kept
-    assert F.conv2d(x, W, padding=1).creator.wino.V is None
+    with kernels.force("conv2d", "winograd"):
+        assert F.conv2d(x, W, padding=1).creator.impl.tiles.V is None
 
 
-@pytest.mark.parametrize("kernels, depth", [(["Haswell"], 6), (["SkylakeX"], 8),
-                                            (["Zen", "COOPERLAKE"], 8), ([], 6)])
-def test_winograd_needs_deeper_layers_under_avx512_blas(monkeypatch, kernels, depth):
+@pytest.mark.parametrize("names, depth", [(["Haswell"], 6), (["SkylakeX"], 8),
+                                          (["Zen", "COOPERLAKE"], 8), ([], 6)])
+def test_winograd_needs_deeper_layers_under_avx512_blas(monkeypatch, names, depth):
     """With OpenBLAS's AVX-512 kernels (GEMM 1.8x faster) im2col stays faster down to deeper
     layers, so Winograd's minimum depth C*OC/(C+OC) is 8 there, 6 otherwise."""
-    monkeypatch.setattr(conv_module._openblas, "kernel_names", lambda: kernels)
-    conv_module._auto_min_depth.cache_clear()
+    monkeypatch.setattr(tuning._openblas, "kernel_names", lambda: names)
+    tuning._auto_min_depth.cache_clear()
     try:
-        assert conv_module._winograd_min_depth() == depth
+        assert tuning.winograd_min_depth() == depth
     finally:
-        conv_module._auto_min_depth.cache_clear()
+        tuning._auto_min_depth.cache_clear()
 

@@ -9,8 +9,7 @@ import pytest
 import minidl
 from minidl import functions as F
 from minidl.autograd import Tensor
-from minidl.functions import conv as conv_module
-from minidl.functions import conv_bn_pool, winograd
+from minidl.kernels import tuning
 from minidl.testing import gradcheck
 
 
@@ -26,21 +25,21 @@ PATHS = {"winograd": "ConvBatchNormMaxPool", "per image": "ImageConvBatchNormMax
 
 
 @pytest.fixture(params=list(PATHS))
-def path(request, monkeypatch):
+def path(request):
     """The fused op's two host paths, for the tests' small sizes: Winograd for every 3x3
     stride-1 conv however shallow, or never Winograd (one product per image)."""
     winograd = request.param == "winograd"
-    monkeypatch.setattr(conv_module, "_WINOGRAD_MIN_DEPTH", 0 if winograd else np.inf)
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0 if winograd else 1 << 18)
-    return request.param
+    with tuning.override(WINOGRAD_MIN_DEPTH=0 if winograd else np.inf,
+                         CONV_PER_IMAGE_MAX_MACS=0 if winograd else 1 << 18):
+        yield request.param
 
 
 @pytest.fixture
-def one_image_blocks(monkeypatch):
+def one_image_blocks():
     """Every chunk (Winograd) or block (per image) of the fused op holds one image."""
-    monkeypatch.setattr(conv_bn_pool, "_WINOGRAD_CHUNK_BYTES", 1)
-    monkeypatch.setattr(winograd, "_MIN_CHUNK_IMAGES", 1)
-    monkeypatch.setattr(conv_bn_pool, "_IMAGE_BLOCK_BYTES", 1)
+    with tuning.override(FUSED_WINOGRAD_CHUNK_BYTES=1, WINOGRAD_MIN_CHUNK_IMAGES=1,
+                         FUSED_IMAGE_BLOCK_BYTES=1):
+        yield
 
 
 def _fused_here():
@@ -74,7 +73,7 @@ def _both(xp, rng, path, dtype, training, affine, relu, inputs, padding=1, parts
             assert type(y.creator).__name__ == expected
             if parts is not None and _fused_here():
                 fn = y.creator
-                assert len(fn.chunks if path == "winograd" else fn.blocks) == parts
+                assert len(fn.run.chunks if path == "winograd" else fn.run.blocks) == parts
         else:
             y = F.max_pool2d(F.batch_norm(F.conv2d(ts[0], ts[1], padding=padding), rm, rv, g, b,
                                           training=training), 2)
@@ -137,13 +136,14 @@ def test_gradcheck(xp, rng, path, training, relu):
                                         dev(xp, beta)])
 
 
-def test_other_layers_run_the_separate_ops(xp, rng, monkeypatch):
+def test_other_layers_run_the_separate_ops(xp, rng):
     """Where conv2d would take neither Winograd nor one product per image, the separate ops
     run."""
-    monkeypatch.setattr(conv_module, "_PER_IMAGE_MAX_MACS", 0)
     x, W, gamma, beta = _inputs(rng, C=2, OC=3)
     x = Tensor(dev(xp, x, np.float32), requires_grad=True)
-    y = F.conv2d_batch_norm_max_pool2d(x, dev(xp, W, np.float32), None, None, training=True)
+    with tuning.override(CONV_PER_IMAGE_MAX_MACS=0):
+        y = F.conv2d_batch_norm_max_pool2d(x, dev(xp, W, np.float32), None, None,
+                                           training=True)
     assert type(y.creator).__name__ == "BatchNormMaxPool"
     assert y.shape == (5, 3, 3, 4)
 
