@@ -160,4 +160,5 @@ def _always(g):
 
 # the host's fallback, and what CuPy runs: the whole batch as one chunk off the host
 register("conv2d", "columns", backends=("numpy", "strict", "cupy"), applies=_always,
-         priority=10)(ColumnsConv)
+         priority=10, summary="im2col + one GEMM per chunk: wide rows, exact windows or "
+                                      "phased col2im")(ColumnsConv)

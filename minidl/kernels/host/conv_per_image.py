@@ -14,7 +14,8 @@ from minidl.parallel import parallel_for
 __all__ = ["PerImageConv"]
 
 
-@register("conv2d", "per_image", backends=("numpy",), applies=per_image_verdict, priority=40)
+@register("conv2d", "per_image", backends=("numpy",), applies=per_image_verdict, priority=40,
+          summary="one small product per image, split over host threads (memory-bound)")
 class PerImageConv(ColumnsConv):
     """One conv2d call with one product per image (see the module docstring)."""
 

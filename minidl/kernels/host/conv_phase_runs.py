@@ -120,7 +120,8 @@ def _runs_verdict(g):
     return True, f"stride {g.stride}, output = input / stride"
 
 
-@register("conv2d", "phase_runs", backends=("numpy",), applies=_runs_verdict, priority=20)
+@register("conv2d", "phase_runs", backends=("numpy",), applies=_runs_verdict, priority=20,
+          summary="strided im2col from x's stride phases, copied in long runs")
 class PhaseRunsConv(ColumnsConv):
     """One strided conv2d call through phase runs (see the module docstring)."""
 

@@ -23,7 +23,8 @@ __all__ = ["ImageBlocksPool"]
 
 
 @register("conv2d_batch_norm_max_pool2d", "per_image", backends=("numpy",),
-          applies=per_image_verdict, priority=30)
+          applies=per_image_verdict, priority=30,
+          summary="per-image products, statistics and window maxima in image blocks")
 class ImageBlocksPool:
     """One call's per-image products, statistics and window maxima.  ``keep_for_W``: keep the
     column matrices for gW; ``recorded``: a backward may come (else the padded input goes back

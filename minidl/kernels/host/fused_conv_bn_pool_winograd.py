@@ -22,7 +22,8 @@ __all__ = ["WinogradBlocksPool"]
 
 
 @register("conv2d_batch_norm_max_pool2d", "winograd", backends=("numpy",),
-          applies=winograd_verdict, priority=20)
+          applies=winograd_verdict, priority=20,
+          summary="Winograd's output blocks straight into statistics and window maxima")
 class WinogradBlocksPool:
     """One call's convolution blocks, statistics and window maxima.  ``keep_for_W``: keep
     Winograd's input tiles for gW (up to CONV_KEEP_COL_BYTES); ``recorded``: keep U for gx."""

@@ -227,4 +227,5 @@ class StackedWinogradConv(WinogradConv):
 
 
 register("conv2d", "winograd_stacked", backends=("numpy",), applies=stacked_verdict,
-         priority=30)(StackedWinogradConv)
+         priority=30, summary="a 5x5 kernel as one 3x3 Winograd over 4 stacked pieces "
+                                      "of x")(StackedWinogradConv)
