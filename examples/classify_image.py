@@ -16,6 +16,7 @@ Without ``--weights`` the network is random (useful only to check the plumbing).
 from __future__ import annotations
 
 import pathlib
+import pickle
 import sys
 import time
 
@@ -63,9 +64,12 @@ def main(argv=None) -> int:
     if args.weights:
         try:
             load_weights(model, args.weights)
-        except (ValueError, FileNotFoundError, ImportError) as exc:
+        except (ValueError, OSError, ImportError, EOFError, RuntimeError,
+                pickle.UnpicklingError) as exc:
+            why = ("torch.load(weights_only=True) refused it: not a plain state_dict"
+                   if isinstance(exc, pickle.UnpicklingError) else " ".join(str(exc).split()))
             raise ValueError(f"cannot load --weights {args.weights!r} into {args.model}: "
-                             f"{' '.join(str(exc).split())}") from exc
+                             f"{why}") from exc
     else:
         print("warning: no --weights given; the network is random", file=sys.stderr)
     model = minidl.fuse(model.eval())  # conv+BN pairs folded into one convolution each
