@@ -30,7 +30,7 @@ from minidl.models import MODELS, get_model
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from _cli import Parser, add_backend, positive_int, run  # noqa: E402
+from _cli import Parser, add_backend, error_line, positive_int, run  # noqa: E402
 
 IMAGENET_MODELS = sorted(n for n in MODELS if n not in ("resnet8", "resnet20"))
 
@@ -67,9 +67,8 @@ def main(argv=None) -> int:
         except (ValueError, OSError, ImportError, EOFError, RuntimeError,
                 pickle.UnpicklingError) as exc:
             why = ("torch.load(weights_only=True) refused it: not a plain state_dict"
-                   if isinstance(exc, pickle.UnpicklingError) else " ".join(str(exc).split()))
-            raise ValueError(f"cannot load --weights {args.weights!r} into {args.model}: "
-                             f"{why}") from exc
+                   if isinstance(exc, pickle.UnpicklingError) else error_line(exc))
+            sys.exit(f"error: {why} (--weights {args.weights!r}, --model {args.model})")
     else:
         print("warning: no --weights given; the network is random", file=sys.stderr)
     model = minidl.fuse(model.eval())  # conv+BN pairs folded into one convolution each
