@@ -8,19 +8,38 @@
 """
 import argparse
 import importlib
+import os
 import sys
 
 from benchmarks import bench_gemm, bench_layers, bench_train, chart, profile_train
 from benchmarks._common import rerun_with_steady_malloc
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--time-to-accuracy", action="store_true")
+    p = argparse.ArgumentParser(prog="python -m benchmarks",
+                                description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--threads", type=_positive_int, default=2,
+                   help="BLAS and minidl threads of every benchmark")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repeats and steps (a rough table in a few minutes)")
+    p.add_argument("--time-to-accuracy", action="store_true",
+                   help="also race the CNN to 99%% MNIST test accuracy (slow)")
     p.add_argument("--page-faults", action="store_true",
                    help="time with glibc's default malloc (fresh memory on every call)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback on Ctrl-C (or set MINIDL_DEBUG=1)")
+    p.error = lambda message: p.exit(2, f"error: {message} (see {p.prog} --help)\n")
     args = p.parse_args(argv)
     bench_gemm.run(threads=args.threads)
     bench_layers.run(threads=args.threads, repeat=3 if args.quick else 7)
@@ -38,4 +57,10 @@ def main(argv=None):
 
 if __name__ == "__main__":
     rerun_with_steady_malloc("benchmarks", sys.argv[1:])
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        if "--debug" in sys.argv or os.environ.get("MINIDL_DEBUG", "") not in ("", "0"):
+            raise
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

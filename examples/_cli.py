@@ -1,30 +1,137 @@
-"""Command-line plumbing shared by the MNIST examples (the tutorials themselves are the other
-files in this folder)."""
+"""Command-line plumbing shared by the examples (the tutorials themselves are the other files in
+this folder): the argument parser, the one-line error reporting, image reading, and the MNIST
+training flags.
+
+Every example ends with ``run(main)``: an ordinary mistake (a missing or unreadable file, a file
+that is not an image or not the right model, a diverging training run) prints one line
+``error: ...`` on stderr and exits with status 1; a bad option value exits with status 2 (as
+argparse does), Ctrl-C prints one line and exits with 130.  ``--debug`` (or the environment
+variable ``MINIDL_DEBUG=1``) shows the full traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 import sys
 
 import minidl
+
+DEBUG_ENV = "MINIDL_DEBUG"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` except where there is nothing to show (None, an off switch)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that shows every default in ``--help``, takes ``--debug``, and
+    reports a usage error in one line (``error: ...``, status 2) instead of the whole usage."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true",
+                          help=f"show the full traceback of an error (or set {DEBUG_ENV}=1)")
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, test, words):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {words}")
+        return value
+    parse.__name__ = words.replace(" ", "_")
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "a positive number")
+fraction = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def debug_requested(argv=None) -> bool:
+    """``--debug`` on the command line or ``MINIDL_DEBUG`` set to anything but "" / "0"."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _user_errors() -> tuple:
+    from PIL import UnidentifiedImageError
+    return (OSError, ValueError, TypeError, ImportError, FloatingPointError, EOFError,
+            pickle.UnpicklingError, UnidentifiedImageError, minidl.BackendUnavailableError)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line that names the problem: the exception's message, whitespace collapsed,
+    cut at 400 characters."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.strerror}: {str(exc.filename)!r}"
+    else:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def run(main, argv=None):
+    """Call ``main(argv)`` and exit with its status; turn the user's mistakes into one line on
+    stderr (status 1), Ctrl-C into "interrupted" (status 130).  With ``--debug`` or
+    ``MINIDL_DEBUG=1`` the traceback is shown as Python would."""
+    debug = debug_requested(argv)
+    if not debug:   # a diverging run's overflow warnings would bury the one-line verdict
+        import warnings
+        warnings.filterwarnings("ignore", r"(overflow|invalid value) encountered",
+                                RuntimeWarning)
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except _user_errors() as exc:
+        if debug:
+            raise
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(status)
+
+
+def read_gray(path):
+    """An image file as float32 grey levels in [0, 1] on the host, read by
+    ``minifeat.load_image`` (8/16-bit grey and RGB(A), palette, CMYK, EXIF orientation)."""
+    import numpy
+
+    from minifeat import load_image
+    return load_image(path, xp=numpy)
 
 
 def base_parser(description: str, epochs: int, batch_size: int, target: float,
                 lr: float) -> argparse.ArgumentParser:
     """The flags every training example takes."""
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy",
-                   help="array backend: numpy (CPU) or cupy (GPU); strict is the test stand-in")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr, help="peak learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the IDX .gz files (default: $MINIDL_DATA, the cache, "
-                        "or download)")
+    p = Parser(description=description)
+    add_backend(p)
+    p.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the data")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help="training images per step")
+    p.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, the shuffling and the augmentation")
+    add_data_dir(p)
     p.add_argument("--target-acc", type=float, default=target,
                    help="exit with status 1 when the final test accuracy is below this")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N training and N test images (smoke tests)")
     p.add_argument("--out", default="runs/" + description.split(":")[0].strip().lower()
                    .replace(" ", "_"), help="folder for the best model and the PNG plots")
@@ -32,12 +139,23 @@ def base_parser(description: str, epochs: int, batch_size: int, target: float,
     return p
 
 
+def add_backend(p) -> None:
+    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy",
+                   help="array backend: numpy (CPU) or cupy (GPU); strict is the test stand-in")
+
+
+def add_data_dir(p) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the IDX .gz files (none given: $MINIDL_DATA, the cache, "
+                        "or download)")
+
+
 def setup(args) -> None:
     """Select the backend and seed everything."""
     try:
         minidl.use_backend(args.backend)
     except minidl.BackendUnavailableError as exc:
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {error_line(exc)}")
     minidl.seed(args.seed)
 
 
@@ -49,7 +167,7 @@ def load_splits(load, args):
     try:
         train, test = (load(split, data_dir=args.data_dir) for split in ("train", "test"))
     except (DatasetNotFoundError, ChecksumError) as exc:
-        sys.exit(f"error: {exc}")
+        sys.exit(f"error: {error_line(exc)}")
     if args.limit:
         train, test = [(x[:args.limit], y[:args.limit]) for x, y in (train, test)]
     return train, test

@@ -15,7 +15,8 @@ Without ``--weights`` the network is random (useful only to check the plumbing).
 """
 from __future__ import annotations
 
-import argparse
+import pathlib
+import pickle
 import sys
 import time
 
@@ -26,6 +27,10 @@ from minidl import functions as F
 from minidl.convert import load_weights
 from minidl.data.imagenet import PRESETS, imagenet_classes, preprocess
 from minidl.models import MODELS, get_model
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from _cli import Parser, add_backend, error_line, positive_int, run  # noqa: E402
 
 IMAGENET_MODELS = sorted(n for n in MODELS if n not in ("resnet8", "resnet20"))
 
@@ -40,15 +45,15 @@ def classify(model, image_array, k: int = 5):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Top-5 ImageNet classes of an image",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description="Top-5 ImageNet classes of an image")
     p.add_argument("image", help="a JPEG/PNG file")
-    p.add_argument("--model", choices=IMAGENET_MODELS, default="resnet50")
+    p.add_argument("--model", choices=IMAGENET_MODELS, default="resnet50",
+                   help="the architecture (its weights come from --weights)")
     p.add_argument("--weights", default=None,
                    help=".npz / .safetensors from `python -m minidl.convert` (or a .pth, "
                         "with torch installed); random weights when omitted")
-    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy")
-    p.add_argument("--top", type=int, default=5)
+    add_backend(p)
+    p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
     args = p.parse_args(argv)
     try:
         minidl.use_backend(args.backend)
@@ -59,8 +64,11 @@ def main(argv=None) -> int:
     if args.weights:
         try:
             load_weights(model, args.weights)
-        except (ValueError, FileNotFoundError, ImportError) as exc:
-            sys.exit(f"error: {exc}")
+        except (ValueError, OSError, ImportError, EOFError, RuntimeError,
+                pickle.UnpicklingError) as exc:
+            why = ("torch.load(weights_only=True) refused it: not a plain state_dict"
+                   if isinstance(exc, pickle.UnpicklingError) else error_line(exc))
+            sys.exit(f"error: {why} (--weights {args.weights!r}, --model {args.model})")
     else:
         print("warning: no --weights given; the network is random", file=sys.stderr)
     model = minidl.fuse(model.eval())  # conv+BN pairs folded into one convolution each
@@ -68,7 +76,7 @@ def main(argv=None) -> int:
     try:
         x = preprocess(args.image, resize, crop)
     except (OSError, ValueError) as exc:
-        sys.exit(f"error: cannot read {args.image!r}: {exc}")
+        raise ValueError(f"cannot read {args.image!r} as an image: {exc}") from exc
     start = time.perf_counter()
     top = classify(model, x, args.top)
     minidl.backend.synchronize()
@@ -81,4 +89,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

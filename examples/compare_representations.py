@@ -37,7 +37,6 @@ includes the features of the test set.  Exit status 1 when the CNN is not the mo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -56,7 +55,9 @@ from minidl.train import evaluate, fit  # noqa: E402
 from minifeat.bovw import BagOfWords  # noqa: E402
 from minifeat.dense_sift import DenseSIFT  # noqa: E402
 
-from _cli import load_splits, setup  # noqa: E402
+import _cli  # noqa: E402
+from _cli import (load_splits, nonnegative_int, positive_float, positive_int,  # noqa: E402
+                  setup)
 from mnist_cnn import build_cnn  # noqa: E402
 from mnist_mlp import build_mlp  # noqa: E402
 
@@ -64,32 +65,32 @@ LOADERS = {"fashion": load_fashion_mnist, "mnist": load_mnist}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=sorted(LOADERS), default="fashion")
-    p.add_argument("--limit", type=int, default=20000,
+    p = _cli.Parser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=sorted(LOADERS), default="fashion",
+                   help="which data set: Fashion-MNIST or MNIST")
+    p.add_argument("--limit", type=nonnegative_int, default=20000,
                    help="first N training and N test images (0 = all 60000 / 10000)")
-    p.add_argument("--epochs", type=int, default=6, help="epochs of every classifier")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--vocab-size", type=int, default=1024, help="visual words K")
-    p.add_argument("--step", type=float, default=3.0, help="dense SIFT grid step (pixels)")
-    p.add_argument("--sizes", type=float, nargs="+", default=[2.0, 2.67],
+    p.add_argument("--epochs", type=positive_int, default=6, help="epochs of every classifier")
+    p.add_argument("--batch-size", type=positive_int, default=128,
+                   help="training images per step")
+    p.add_argument("--vocab-size", type=positive_int, default=1024, help="visual words K")
+    p.add_argument("--step", type=positive_float, default=3.0, help="dense SIFT grid step (pixels)")
+    p.add_argument("--sizes", type=positive_float, nargs="+", default=[2.0, 2.67],
                    help="dense SIFT keypoint sizes (pixels; a descriptor spans 6 x size)")
-    p.add_argument("--pyramid", type=int, nargs="+", default=[1, 2],
+    p.add_argument("--pyramid", type=positive_int, nargs="+", default=[1, 2],
                    help="spatial pyramid grid sizes")
-    p.add_argument("--assignment", choices=["hard", "soft"], default="hard")
+    p.add_argument("--assignment", choices=["hard", "soft"], default="hard",
+                   help="each descriptor to its nearest word, or soft-weighted to several")
     p.add_argument("--augment", action="store_true",
                    help="train the CNN with random shifts of up to 2 pixels (off by default: "
                         "every model then sees the same training images)")
-    p.add_argument("--vocab-images", type=int, default=3000,
+    p.add_argument("--vocab-images", type=positive_int, default=3000,
                    help="training images whose descriptors fit the vocabulary")
-    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the IDX .gz files (default: $MINIDL_DATA, the cache, "
-                        "or download)")
+    _cli.add_backend(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of every model and the sampling")
+    _cli.add_data_dir(p)
     p.add_argument("--json", default=None,
-                   help="where to write the table (default runs/compare_<dataset>.json)")
+                   help="where to write the table (none given: runs/compare_<dataset>.json)")
     p.add_argument("--only", nargs="+", default=None,
                    choices=["linear", "mlp", "bovw", "cnn"], help="run only these families")
     p.add_argument("--no-verdict", action="store_true",
@@ -250,4 +251,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _cli.run(main)

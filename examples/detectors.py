@@ -27,7 +27,6 @@ status 1 when a detector finds nothing (so a broken pipeline cannot pass silentl
 """
 from __future__ import annotations
 
-import argparse
 import math
 import pathlib
 import sys
@@ -36,22 +35,37 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
-import minidl
-from minidl.backend import to_host
-from minifeat.blobs import blob_dog, blob_log
-from minifeat.corners import corner_harris, corner_peaks, corner_shi_tomasi
-from minifeat.edges import edges_canny
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import minidl  # noqa: E402
+from minidl.backend import to_host  # noqa: E402
+from minifeat.blobs import blob_dog, blob_log  # noqa: E402
+from minifeat.corners import corner_harris, corner_peaks, corner_shi_tomasi  # noqa: E402
+from minifeat.edges import edges_canny  # noqa: E402
+
+from _cli import Parser, add_backend, positive_float, positive_int, read_gray, run  # noqa: E402
 
 
 def load_gray(path, max_size: int) -> tuple[Image.Image, np.ndarray]:
-    """The image (RGB, shrunk so its longer side is at most ``max_size``) and its gray levels
-    as float64 in [0, 1] (ITU-R 601 luma, Pillow's "L")."""
-    im = Image.open(path).convert("RGB")
-    scale = max_size / max(im.size)
+    """The image shrunk so its longer side is at most ``max_size``: an RGB picture to draw on
+    and its gray levels as float64 in [0, 1] (Rec. 601 luma).  The gray levels come from
+    ``minifeat.load_image``, which scales 8- and 16-bit files alike; the picture is Pillow's RGB
+    for 8-bit colour files and the gray levels otherwise (Pillow clips 16-bit values)."""
+    gray = read_gray(path)
+    with Image.open(path) as im:
+        colour = im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV")
+        rgb = Image.fromarray(np.round(gray * 255).astype(np.uint8)).convert("RGB")
+        if colour:
+            from PIL import ImageOps
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+    h, w = gray.shape
+    scale = max_size / max(h, w)
     if scale < 1:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                       Image.BILINEAR)
-    return im, np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = rgb.resize(size, Image.BILINEAR)
+        gray = np.asarray(Image.fromarray(gray.astype(np.float32), mode="F")
+                          .resize(size, Image.BILINEAR))
+    return rgb, np.clip(gray.astype(np.float64), 0.0, 1.0)
 
 
 def draw_edges(rgb: Image.Image, edges: np.ndarray) -> Image.Image:
@@ -83,16 +97,18 @@ def draw_blobs(rgb: Image.Image, sets) -> Image.Image:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Detect edges, corners and blobs in an image.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("image", help="path of an image file (any format Pillow reads)")
+    p = Parser(description="Detect edges, corners and blobs in an image.")
+    p.add_argument("image", help="path of an image file (8/16-bit grey or colour, any format "
+                                 "Pillow reads)")
     p.add_argument("-o", "--out", default="runs/detectors", help="folder for the PNGs")
-    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy")
-    p.add_argument("--max-size", type=int, default=800, help="shrink the longer side to this")
-    p.add_argument("--sigma", type=float, default=2.0, help="Canny smoothing")
-    p.add_argument("--min-distance", type=int, default=5, help="between corners, in pixels")
-    p.add_argument("--max-sigma", type=float, default=30.0, help="largest blob scale")
-    p.add_argument("--blob-threshold", type=float, default=0.2,
+    add_backend(p)
+    p.add_argument("--max-size", type=positive_int, default=800,
+                   help="shrink the longer side to this")
+    p.add_argument("--sigma", type=positive_float, default=2.0, help="Canny smoothing")
+    p.add_argument("--min-distance", type=positive_int, default=5,
+                   help="between corners, in pixels")
+    p.add_argument("--max-sigma", type=positive_float, default=30.0, help="largest blob scale")
+    p.add_argument("--blob-threshold", type=positive_float, default=0.2,
                    help="minimum scale-normalised response (gray levels) of a blob")
     p.add_argument("--dark-blobs", action="store_true", help="look for dark blobs on light")
     args = p.parse_args(argv)
@@ -144,4 +160,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

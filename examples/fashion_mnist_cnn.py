@@ -17,7 +17,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from minidl.data import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
 
-from _cli import base_parser  # noqa: E402
+from _cli import base_parser, run  # noqa: E402
 from mnist_cnn import train_cnn  # noqa: E402
 
 
@@ -29,4 +29,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

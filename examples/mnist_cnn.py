@@ -32,7 +32,7 @@ from minidl.data import DataLoader, RandomShift, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, load_splits, report, setup, summarize  # noqa: E402
+from _cli import base_parser, load_splits, report, run, setup, summarize  # noqa: E402
 
 
 def build_cnn(num_classes: int = 10, width: int = 32, init: str = "torch") -> L.Module:
@@ -87,4 +87,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

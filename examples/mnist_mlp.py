@@ -22,7 +22,7 @@ from minidl.data import DataLoader, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, load_splits, report, setup  # noqa: E402
+from _cli import base_parser, load_splits, report, run, setup  # noqa: E402
 
 
 def build_mlp(hidden=(512, 256), dropout=0.2) -> L.Module:
@@ -60,4 +60,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -36,15 +36,17 @@ from minidl.models import SmallResNet  # noqa: E402
 from minidl.optim import SGD, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, load_splits, report, setup, summarize  # noqa: E402
+from _cli import (base_parser, load_splits, positive_int, report, run, setup,  # noqa: E402
+                  summarize)
 
 
 def main(argv=None) -> int:
     p = base_parser("MNIST ResNet: a residual network on MNIST", epochs=8, batch_size=128,
                     target=0.995, lr=0.2)
-    p.add_argument("--depth", type=int, default=8, help="6n + 2: 8, 14, 20, 32, ...")
-    p.add_argument("--width", type=int, default=16, help="channels of the first stage")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--depth", type=positive_int, default=8, help="6n + 2: 8, 14, 20, 32, ...")
+    p.add_argument("--width", type=positive_int, default=16, help="channels of the first stage")
+    p.add_argument("--weight-decay", type=float, default=5e-4,
+                   help="L2 penalty of SGD")
     args = p.parse_args(argv)
     setup(args)
     (x_train, y_train), (x_test, y_test) = load_splits(load_mnist, args)
@@ -71,4 +73,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -13,28 +13,27 @@ MNIST digits are white on black, 20x20 pixels of ink centred by their centre of 
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import minidl  # noqa: E402
 from minidl.functions import softmax  # noqa: E402
 
+from _cli import Parser, add_backend, read_gray, run  # noqa: E402
 from mnist_cnn import build_cnn  # noqa: E402
 
 
 def prepare_digit(path) -> np.ndarray:
-    """Load an image file and return a float32 (28, 28) array prepared like MNIST."""
-    try:
-        with Image.open(path) as im:
-            gray = np.asarray(ImageOps.exif_transpose(im).convert("L"), dtype=np.float32) / 255
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: cannot read image {str(path)!r}: {exc}")
+    """Load an image file and return a float32 (28, 28) array prepared like MNIST.
+
+    The file is read by ``minifeat.load_image`` (8/16-bit grey or colour, EXIF orientation);
+    FileNotFoundError / ValueError when it is missing or not an image."""
+    gray = read_gray(path)
     if gray.mean() > 0.5:  # light background: dark ink on paper
         gray = 1.0 - gray
     ink = gray > 0.25 * gray.max() if gray.max() > 0 else gray > 0
@@ -58,17 +57,23 @@ def prepare_digit(path) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("image", help="PNG/JPG of one handwritten digit")
     p.add_argument("--model", default="runs/mnist_cnn/best.npz",
                    help="weights saved by examples/mnist_cnn.py")
-    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy")
+    add_backend(p)
     args = p.parse_args(argv)
     minidl.use_backend(args.backend)
     if not pathlib.Path(args.model).is_file():
         raise SystemExit(f"error: no model at {args.model!r}; train one with "
                          "`python examples/mnist_cnn.py` or pass --model")
-    model = build_cnn().load(args.model).eval()
+    try:
+        model = build_cnn().load(args.model).eval()
+    except (ValueError, OSError, EOFError) as exc:
+        first = " ".join(str(exc).split())
+        first = first if len(first) <= 160 else first[:157] + "..."
+        raise ValueError(f"{args.model!r} is not a checkpoint of the CNN that "
+                         f"examples/mnist_cnn.py trains ({first})") from exc
     model = minidl.fuse(model)  # each conv-BN-ReLU-pool block runs as one op (same values)
     digit = prepare_digit(args.image)
     with minidl.no_grad():
@@ -81,4 +86,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -14,23 +14,28 @@ Exit status 1 when fewer than ``--min-keypoints`` are found.
 """
 from __future__ import annotations
 
-import argparse
+import pathlib
 import sys
 
-import minidl
-from minifeat import SIFT, load_image
-from minifeat.draw import draw_keypoints
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import minidl  # noqa: E402
+from minifeat import SIFT, load_image  # noqa: E402
+from minifeat.draw import draw_keypoints  # noqa: E402
+
+from _cli import Parser, add_backend, nonnegative_int, run  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__.split("\n")[0])
     p.add_argument("image", help="an image file (any format Pillow reads)")
     p.add_argument("-o", "--out", default="keypoints.jpg", help="picture to write")
-    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy")
-    p.add_argument("--n-features", type=int, default=0, help="keep the N strongest (0: all)")
-    p.add_argument("--draw", type=int, default=500, help="draw at most this many")
-    p.add_argument("--min-keypoints", type=int, default=1)
+    add_backend(p)
+    p.add_argument("--n-features", type=nonnegative_int, default=0,
+                   help="keep the N strongest (0: all)")
+    p.add_argument("--draw", type=nonnegative_int, default=500, help="draw at most this many")
+    p.add_argument("--min-keypoints", type=nonnegative_int, default=1,
+                   help="exit with status 1 when fewer keypoints are found")
     args = p.parse_args(argv)
     try:
         minidl.use_backend(args.backend)
@@ -50,4 +55,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

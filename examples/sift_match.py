@@ -14,26 +14,32 @@ Exit status 1 when fewer than ``--min-inliers`` matches agree with the homograph
 """
 from __future__ import annotations
 
-import argparse
+import pathlib
 import sys
 
-import minidl
-from minifeat import SIFT, load_image
-from minifeat.draw import draw_matches, draw_outline
-from minifeat.matching import match_descriptors, ransac_homography
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import minidl  # noqa: E402
+from minifeat import SIFT, load_image  # noqa: E402
+from minifeat.draw import draw_matches, draw_outline  # noqa: E402
+from minifeat.matching import match_descriptors, ransac_homography  # noqa: E402
+
+from _cli import Parser, add_backend, fraction, nonnegative_int, positive_float, run  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__.split("\n")[0])
     p.add_argument("object", help="image of the object (e.g. box.png)")
     p.add_argument("scene", help="image of the scene (e.g. box_in_scene.png)")
-    p.add_argument("-o", "--out", default="matches.jpg")
-    p.add_argument("--backend", choices=["numpy", "cupy", "strict"], default="numpy")
-    p.add_argument("--ratio", type=float, default=0.75, help="Lowe's ratio test")
-    p.add_argument("--threshold", type=float, default=3.0, help="RANSAC inlier distance (px)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-inliers", type=int, default=10)
+    p.add_argument("-o", "--out", default="matches.jpg",
+                   help="picture of the matches and the object's outline to write")
+    add_backend(p)
+    p.add_argument("--ratio", type=fraction, default=0.75, help="Lowe's ratio test")
+    p.add_argument("--threshold", type=positive_float, default=3.0,
+                   help="RANSAC inlier distance (px)")
+    p.add_argument("--seed", type=int, default=0, help="seed of RANSAC's random samples")
+    p.add_argument("--min-inliers", type=nonnegative_int, default=10,
+                   help="exit with status 1 when fewer matches agree with the homography")
     args = p.parse_args(argv)
     try:
         minidl.use_backend(args.backend)
@@ -63,4 +69,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

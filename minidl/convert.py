@@ -22,8 +22,10 @@ and every other read, is pickle-free.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
+import warnings
 from collections import OrderedDict
 
 import numpy
@@ -203,6 +205,19 @@ def convert_file(src, dst, source: str = "torchvision", model: str | None = None
             "checked_against": name}
 
 
+def _error_line(exc: BaseException, path) -> str:
+    """One line naming what went wrong with ``path`` (torch's refusals span ten lines)."""
+    import pickle
+    if isinstance(exc, pickle.UnpicklingError) or type(exc).__module__.startswith("torch"):
+        return (f"{str(path)!r} is not a plain PyTorch state_dict: torch.load(weights_only=True) "
+                f"refused it ({type(exc).__name__}); a file from an untrusted source may "
+                "contain code -- do not load it with weights_only=False")
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {str(exc.filename)!r}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidl.convert", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,11 +226,25 @@ def main(argv=None) -> int:
     p.add_argument("output", help="the .npz or .safetensors file to write")
     p.add_argument("--model", default=None, help="architecture to check keys and shapes "
                    "against (default: guessed from the input file name)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an error (or set MINIDL_DEBUG=1)")
+    p.error = lambda message: p.exit(2, f"error: {message} (see {p.prog} --help)\n")
     args = p.parse_args(argv)
+    debug = args.debug or os.environ.get("MINIDL_DEBUG", "") not in ("", "0")
     try:
-        info = convert_file(args.input, args.output, args.source, args.model)
-    except (ValueError, ImportError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with warnings.catch_warnings():
+            if not debug:   # torch's notes on pickle protocols: not the user's business
+                warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+            info = convert_file(args.input, args.output, args.source, args.model)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 -- one line for the user; --debug for the rest
+        if debug:
+            raise
+        print(f"error: {_error_line(exc, args.input)}", file=sys.stderr)
         return 1
     checked = f", checked against {info['checked_against']}" if info["checked_against"] \
         else " (no architecture check: pass --model)"
