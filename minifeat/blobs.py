@@ -30,8 +30,7 @@ import numpy
 
 from minidl.backend import get_array_module, to_host
 from minifeat.io import as_image
-from minifeat.edges import (_check_positive, _gaussian_blur, _gaussian_derivative,
-                            _max_filter)
+from minifeat.separable import check_positive, gaussian_derivative, gaussian_smooth, max_filter
 
 __all__ = ["blob_log", "blob_dog", "blob_doh", "blob_overlap", "prune_blobs"]
 
@@ -39,8 +38,8 @@ __all__ = ["blob_log", "blob_dog", "blob_doh", "blob_overlap", "prune_blobs"]
 # --------------------------------------------------------------------------- scales
 
 def _sigma_list(min_sigma, max_sigma, num_sigma, log_scale) -> numpy.ndarray:
-    min_sigma = _check_positive(min_sigma, "min_sigma")
-    max_sigma = _check_positive(max_sigma, "max_sigma")
+    min_sigma = check_positive(min_sigma, "min_sigma")
+    max_sigma = check_positive(max_sigma, "max_sigma")
     if max_sigma < min_sigma:
         raise ValueError(f"`max_sigma` must be >= `min_sigma`, got {max_sigma} < {min_sigma}")
     if isinstance(num_sigma, bool) or not isinstance(num_sigma, (int, numpy.integer)) \
@@ -70,7 +69,7 @@ def _scale_space_peaks(xp, cube, sigmas, threshold, threshold_rel, exclude_borde
     t = -math.inf if threshold is None else threshold
     if threshold_rel is not None:
         t = max(t, float(threshold_rel) * float(cube.max()))
-    peaks = (cube == _max_filter(xp, cube, (1, 1, 1))) & (cube > t)
+    peaks = (cube == max_filter(xp, cube, (1, 1, 1))) & (cube > t)
     b = int(exclude_border)
     if b > 0:
         S, H, W = cube.shape
@@ -178,8 +177,8 @@ def blob_log(image, min_sigma: float = 1.0, max_sigma: float = 50.0, num_sigma: 
     threshold = _check_common(threshold, threshold_rel, overlap)
     if image is None:
         return xp.zeros((0, 3), dtype=xp.float64)
-    cube = xp.stack([-(s * s) * (_gaussian_derivative(xp, image, s, 2, 0, "reflect") +
-                                 _gaussian_derivative(xp, image, s, 0, 2, "reflect"))
+    cube = xp.stack([-(s * s) * (gaussian_derivative(xp, image, s, 2, 0, "reflect") +
+                                 gaussian_derivative(xp, image, s, 0, 2, "reflect"))
                      for s in sigmas])
     return _scale_space_peaks(xp, cube, sigmas, threshold, threshold_rel, exclude_border, overlap)
 
@@ -198,11 +197,11 @@ def blob_dog(image, min_sigma: float = 1.0, max_sigma: float = 50.0, sigma_ratio
     ``num_sigma``/``log_scale``.  Returns (K, 3) ``(y, x, sigma)``; radius ``sqrt(2) sigma``.
     """
     xp, image = _read_image(image, image_options)
-    min_sigma = _check_positive(min_sigma, "min_sigma")
-    max_sigma = _check_positive(max_sigma, "max_sigma")
+    min_sigma = check_positive(min_sigma, "min_sigma")
+    max_sigma = check_positive(max_sigma, "max_sigma")
     if max_sigma < min_sigma:
         raise ValueError(f"`max_sigma` must be >= `min_sigma`, got {max_sigma} < {min_sigma}")
-    sigma_ratio = _check_positive(sigma_ratio, "sigma_ratio")
+    sigma_ratio = check_positive(sigma_ratio, "sigma_ratio")
     if sigma_ratio <= 1:
         raise ValueError(f"`sigma_ratio` must be > 1, got {sigma_ratio}")
     threshold = _check_common(threshold, threshold_rel, overlap)
@@ -210,7 +209,7 @@ def blob_dog(image, min_sigma: float = 1.0, max_sigma: float = 50.0, sigma_ratio
         return xp.zeros((0, 3), dtype=xp.float64)
     k = int(math.log(max_sigma / min_sigma) / math.log(sigma_ratio) + 1)
     sigmas = min_sigma * sigma_ratio ** numpy.arange(k + 1)
-    blurred = [_gaussian_blur(xp, image, float(s), mode="reflect") for s in sigmas]
+    blurred = [gaussian_smooth(xp, image, float(s), mode="reflect") for s in sigmas]
     cube = xp.stack([(blurred[i] - blurred[i + 1]) for i in range(k)]) / (sigma_ratio - 1)
     return _scale_space_peaks(xp, cube, sigmas[:k], threshold, threshold_rel, exclude_border,
                               overlap)
@@ -232,9 +231,9 @@ def blob_doh(image, min_sigma: float = 1.0, max_sigma: float = 30.0, num_sigma: 
         return xp.zeros((0, 3), dtype=xp.float64)
     layers = []
     for s in sigmas:
-        lxx = _gaussian_derivative(xp, image, s, 0, 2, "reflect")
-        lyy = _gaussian_derivative(xp, image, s, 2, 0, "reflect")
-        lxy = _gaussian_derivative(xp, image, s, 1, 1, "reflect")
+        lxx = gaussian_derivative(xp, image, s, 0, 2, "reflect")
+        lyy = gaussian_derivative(xp, image, s, 2, 0, "reflect")
+        lxy = gaussian_derivative(xp, image, s, 1, 1, "reflect")
         layers.append(s**4 * (lxx * lyy - lxy * lxy))
     cube = xp.stack(layers)
     return _scale_space_peaks(xp, cube, sigmas, threshold, threshold_rel, exclude_border, overlap)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy
 
 from minidl.backend import get_array_module, to_host
-from minifeat.edges import _check_positive, _gaussian_blur, _max_filter, gradient_sobel
+from minifeat.edges import gradient_sobel
+from minifeat.separable import check_positive, gaussian_smooth, max_filter
 from minifeat.io import as_array2d, as_image
 
 __all__ = ["structure_tensor", "corner_harris", "corner_shi_tomasi", "corner_peaks"]
@@ -32,10 +33,10 @@ def structure_tensor(image, sigma: float = 1.0, **image_options):
     """
     image = as_image(image, keep_float64=True, **image_options)
     xp = get_array_module(image)
-    sigma = _check_positive(sigma, "sigma")
+    sigma = check_positive(sigma, "sigma")
     gx, gy = gradient_sobel(image)
-    return (_gaussian_blur(xp, gx * gx, sigma), _gaussian_blur(xp, gy * gy, sigma),
-            _gaussian_blur(xp, gx * gy, sigma))
+    return (gaussian_smooth(xp, gx * gx, sigma), gaussian_smooth(xp, gy * gy, sigma),
+            gaussian_smooth(xp, gx * gy, sigma))
 
 
 def corner_harris(image, k: float = 0.05, sigma: float = 1.0, **image_options):
@@ -55,7 +56,7 @@ def corner_harris(image, k: float = 0.05, sigma: float = 1.0, **image_options):
         large positive, edges negative, flat regions near zero.  Pick corners with
         :func:`corner_peaks`.
     """
-    k = _check_positive(k, "k", allow_zero=True)
+    k = check_positive(k, "k", allow_zero=True)
     if k >= 0.25:
         raise ValueError(f"`k` must be in [0, 0.25), got {k}")
     a, b, c = structure_tensor(image, sigma, **image_options)
@@ -77,7 +78,7 @@ def _local_maxima(xp, response, min_distance: int, threshold: float, border: int
     """Boolean map of pixels equal to the maximum of their (2d+1)^2 box, above ``threshold``,
     at least ``border`` pixels inside the image."""
     H, W = response.shape
-    peaks = (response == _max_filter(xp, response, (min_distance, min_distance))) & \
+    peaks = (response == max_filter(xp, response, (min_distance, min_distance))) & \
         (response > threshold)
     if border > 0:
         inner = xp.zeros((H, W), dtype=bool)

@@ -5,7 +5,7 @@ shape.  Everything runs unchanged on NumPy, CuPy and the strict CuPy stand-in: f
 only the separable 1-D primitive ``correlate1d`` of ``scipy.ndimage`` / ``cupyx.scipy.ndimage``
 (through :func:`minidl.backend.ndimage`); maxima and hysteresis use plain array ops.
 
-The small private helpers here (``_gaussian_blur``, ``_gaussian_derivative``, ``_max_filter``)
+The small private helpers here (``gaussian_smooth``, ``gaussian_derivative``, ``max_filter``)
 are shared by :mod:`minifeat.corners` and :mod:`minifeat.blobs`.  Images are read through the
 input contract of :mod:`minifeat.io` (:func:`~minifeat.io.as_image`: paths, dtype scaling,
 [0, 1] floats, no NaN, ``channel_order``) by :func:`edges_canny`; the gradients are linear
@@ -21,88 +21,14 @@ from __future__ import annotations
 
 import math
 
-import numpy
-
-from minidl.backend import get_array_module, ndimage
+from minidl.backend import get_array_module
 from minifeat.io import as_array2d, as_image
+from minifeat.separable import check_positive, correlate1d, gaussian_smooth, max_filter
 
 __all__ = ["gradient_sobel", "gradient_scharr", "gradient_magnitude", "edges_canny"]
 
 
 # --------------------------------------------------------------------------- validation
-
-def _check_positive(value, name: str, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, numpy.number)):
-        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}")
-    return float(value)
-
-
-# --------------------------------------------------------------------------- separable filters
-
-def _correlate(xp, image, weights, axis: int, mode: str = "nearest"):
-    w = xp.asarray(numpy.asarray(weights, dtype=numpy.float64).astype(image.dtype))
-    return ndimage(xp).correlate1d(image, w, axis=axis, mode=mode)
-
-
-def _gaussian_kernel(sigma: float, order: int = 0, truncate: float = 4.0) -> numpy.ndarray:
-    """Sampled Gaussian (order 0) or its 1st/2nd derivative, as *correlation* weights.
-
-    ``g(t) = exp(-t^2 / 2 sigma^2) / Z`` with ``sum g = 1``; ``g'(t) = -t/sigma^2 g(t)``;
-    ``g''(t) = (t^2/sigma^4 - 1/sigma^2) g(t)``.  Correlation flips the kernel, so the odd
-    first derivative changes sign.  The second derivative is shifted to zero sum so a flat
-    image has exactly zero Laplacian.
-    """
-    radius = max(1, int(truncate * sigma + 0.5))
-    t = numpy.arange(-radius, radius + 1, dtype=numpy.float64)
-    g = numpy.exp(-0.5 * (t / sigma) ** 2)
-    g /= g.sum()
-    if order == 0:
-        return g
-    if order == 1:
-        return t / sigma**2 * g   # = -g'(t): correlation weights of d/dt
-    d2 = (t**2 / sigma**4 - 1.0 / sigma**2) * g
-    return d2 - d2.mean()
-
-
-def _gaussian_blur(xp, image, sigma: float, mode: str = "nearest"):
-    """Separable Gaussian smoothing (two 1-D correlations).  ``sigma == 0`` is the identity."""
-    if sigma <= 0:
-        return image
-    k = _gaussian_kernel(sigma)
-    return _correlate(xp, _correlate(xp, image, k, 0, mode), k, 1, mode)
-
-
-def _gaussian_derivative(xp, image, sigma: float, order_y: int, order_x: int,
-                         mode: str = "nearest"):
-    """``d^(oy+ox) / dy^oy dx^ox`` of the Gaussian-smoothed image (separable)."""
-    out = _correlate(xp, image, _gaussian_kernel(sigma, order_y), 0, mode)
-    return _correlate(xp, out, _gaussian_kernel(sigma, order_x), 1, mode)
-
-
-def _max_filter(xp, a, radius):
-    """Maximum over a box of half-width ``radius[i]`` along each axis (edge-replicated border).
-
-    Separable: per axis, pad by ``r`` with the edge value and take the elementwise maximum of the
-    ``2r + 1`` shifted slices.  O(r) array ops per axis, no per-pixel loop.
-    """
-    for axis, r in enumerate(radius):
-        if r <= 0:
-            continue
-        pad = [(0, 0)] * a.ndim
-        pad[axis] = (r, r)
-        p = xp.pad(a, pad, mode="edge")
-        n = a.shape[axis]
-        out = None
-        for k in range(2 * r + 1):
-            sl = [slice(None)] * a.ndim
-            sl[axis] = slice(k, k + n)
-            out = p[tuple(sl)] if out is None else xp.maximum(out, p[tuple(sl)])
-        a = out
-    return a
-
 
 # --------------------------------------------------------------------------- gradients
 
@@ -111,8 +37,8 @@ _DIFF = (-0.5, 0.0, 0.5)          # correlation weights of the central differenc
 
 def _gradient(image, smooth):
     xp, image = as_array2d(image)
-    gx = _correlate(xp, _correlate(xp, image, smooth, 0), _DIFF, 1)
-    gy = _correlate(xp, _correlate(xp, image, smooth, 1), _DIFF, 0)
+    gx = correlate1d(xp, correlate1d(xp, image, smooth, 0), _DIFF, 1)
+    gy = correlate1d(xp, correlate1d(xp, image, smooth, 1), _DIFF, 0)
     return gx, gy
 
 
@@ -212,7 +138,7 @@ def _hysteresis(xp, weak, strong, max_iter: int = 10_000):
     itype = xp.int32 if n < 2**31 - 1 else xp.uint64
     lab = xp.where(flat_weak, xp.arange(1, n + 1, dtype=itype), 0).astype(itype)
     for _ in range(max_iter):
-        new = xp.where(weak, _max_filter(xp, lab.reshape(H, W), (1, 1)), 0).reshape(-1)
+        new = xp.where(weak, max_filter(xp, lab.reshape(H, W), (1, 1)), 0).reshape(-1)
         grew = new > lab
         xp.maximum.at(new, lab[grew] - 1, new[grew])
         for _jump in range(2):
@@ -256,14 +182,14 @@ def edges_canny(image, sigma: float = 1.0, low: float = 0.0125, high: float = 0.
     """
     image = as_image(image, keep_float64=True, **image_options)
     xp = get_array_module(image)
-    sigma = _check_positive(sigma, "sigma", allow_zero=True)
-    low = _check_positive(low, "low", allow_zero=True)
-    high = _check_positive(high, "high", allow_zero=True)
+    sigma = check_positive(sigma, "sigma", allow_zero=True)
+    low = check_positive(low, "low", allow_zero=True)
+    high = check_positive(high, "high", allow_zero=True)
     if low > high:
         raise ValueError(f"`low` must be <= `high`, got low={low} and high={high}")
     if min(image.shape) < 3:
         return xp.zeros(image.shape, dtype=bool)
-    smoothed = _gaussian_blur(xp, image, sigma)
+    smoothed = gaussian_smooth(xp, image, sigma)
     gx, gy = gradient_sobel(smoothed)
     mag = xp.sqrt(gx * gx + gy * gy)
     nms = _non_maximum_suppression(xp, gx, gy, mag)
