@@ -119,7 +119,7 @@ def _read_keras3(root, path) -> OrderedDict:
             name = _text(v.attrs.get("name", group.name.rpartition("/")[2]))
             layers[name] = OrderedDict(zip(_keras3_leaves(arrays), arrays))
         for key in group:
-            if key != "vars" and isinstance(group[key], type(root)):
+            if key != "vars" and hasattr(group[key], "keys"):     # a sub-group
                 visit(group[key])
 
     visit(root["layers"])
