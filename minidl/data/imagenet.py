@@ -17,8 +17,10 @@ The last step depends on the weights (``mode``, :func:`preset` picks it):
 
 For Keras's weights minidl crops as for torchvision's (shorter side 256 -> 224 centre, 342 ->
 299 for Inception-v3: TF-slim's 87.5 % central crop); Keras's own example instead resizes the
-whole photo to 224x224 (299x299), which distorts its aspect ratio.  Class names are in torchvision's index order (the sorted WordNet ids
-n01440764 "tench" ... n15075141 "toilet tissue"), one per line in ``imagenet_classes.txt``.
+whole photo to 224x224 (299x299), which distorts its aspect ratio.
+
+Class names are in torchvision's index order (the sorted WordNet ids n01440764 "tench" ...
+n15075141 "toilet tissue"; Keras's files use the same order), one per line in ``imagenet_classes.txt``.
 """
 from __future__ import annotations
 
