@@ -20,7 +20,8 @@ For Keras's weights minidl crops as for torchvision's (shorter side 256 -> 224 c
 whole photo to 224x224 (299x299), which distorts its aspect ratio.
 
 Class names are in torchvision's index order (the sorted WordNet ids n01440764 "tench" ...
-n15075141 "toilet tissue"; Keras's files use the same order), one per line in ``imagenet_classes.txt``.
+n15075141 "toilet tissue"; Keras's files use the same order), one per line in
+``imagenet_classes.txt``.
 """
 from __future__ import annotations
 
