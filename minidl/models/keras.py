@@ -109,7 +109,7 @@ def _keras3_leaves(arrays) -> list[str]:
     return [f"var{i}" for i in range(len(arrays))]
 
 
-def _read_keras3(root, path) -> OrderedDict:
+def _read_keras3(root) -> OrderedDict:
     layers = OrderedDict()
 
     def visit(group):
@@ -149,7 +149,7 @@ def read_keras_h5(path) -> "OrderedDict[str, OrderedDict[str, numpy.ndarray]]":
         if names is not None:
             return _read_legacy(root, names, path)
         if "layers" in f and isinstance(f["layers"], h5py.Group):
-            return _read_keras3(f, path)
+            return _read_keras3(f)
     raise KerasWeightsError(f"{path!r} is HDF5 but not a Keras weights file: no 'layer_names' "
                             "attribute (Keras 2 layout) and no 'layers' group (Keras 3 layout)")
 
