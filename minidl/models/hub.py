@@ -112,8 +112,10 @@ def build(arch: str, source: str = "torchvision"):
             raise ValueError(f"no Keras architecture {arch!r}; Keras weights exist for "
                              f"{', '.join(sorted(builders))}")
         return builders[arch]()
-    # torchvision's Inception-v3 weights expect ImageNet-normalised input re-mapped inside
-    return get_model(arch, **({"transform_input": True} if arch == "inception_v3" else {}))
+    # torchvision's Inception-v3 and GoogLeNet weights (ported from TensorFlow) expect the
+    # ImageNet-normalised input re-mapped inside the model, as torchvision sets it for them
+    transform = arch in ("inception_v3", "googlenet")
+    return get_model(arch, **({"transform_input": True} if transform else {}))
 
 
 def preprocessing(arch: str, source: str = "torchvision") -> dict:
