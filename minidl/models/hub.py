@@ -30,7 +30,7 @@ import os
 import pathlib
 from dataclasses import dataclass
 
-from minidl.data.download import SHA256, fetch
+from minidl.data.download import SHA256, default_cache_dir, fetch
 from minidl.models import get_model
 
 __all__ = ["WeightFile", "WEIGHTS", "SOURCES", "weights_file", "pretrained", "build",
@@ -150,15 +150,16 @@ def weights_file(arch: str, source: str = "torchvision", *, data_dir=None, cache
     :class:`~minidl.data.download.ChecksumError` (a local copy with the wrong digest).
     """
     entry = _entry(arch, source)
-    cache = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else None
+    cache = pathlib.Path(cache_dir).expanduser() if cache_dir is not None \
+        else default_cache_dir()
     hint = [f"To use the file offline, get {entry.url} (e.g. on a machine with internet) and "
             "either",
             "  * pass its path: pretrained(..., weights=FILE) (classify_image.py --weights "
             "FILE),",
             "  * pass its folder: data_dir=FOLDER, or set MINIDL_DATA=ROOT with it in "
             "ROOT/models/, or",
-            "  * copy it into the cache folder <cache>/models/ (MINIDL_CACHE, default "
-            "~/.cache/minidl)."]
+            f"  * copy it into the cache folder {cache / 'models'}/ (set MINIDL_CACHE to use "
+            "another cache)."]
     return fetch(entry.filename, subdir="models", mirrors=[url or entry.url],
                  md5s=entry.checksum(), data_dir=data_dir, cache_dir=cache, download=download,
                  progress=progress, timeout=timeout, what=f"{arch} ({source}) weights",
