@@ -15,6 +15,7 @@ setup(
     install_requires=["numpy>=1.26", "scipy>=1.11", "pillow>=10"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
+        "keras": ["h5py>=3"],
         "test": ["pytest>=8"],
         "dev": ["pytest>=8", "pytest-benchmark", "pyinstrument", "py-spy", "ruff"],
     },

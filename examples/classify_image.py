@@ -1,17 +1,24 @@
-"""Classify a photo with an ImageNet network: ResNet, AlexNet or Inception-v3 on NumPy or CuPy.
+"""Classify a photo with an ImageNet network: ResNet, AlexNet or Inception-v3 on NumPy or CuPy,
+with torchvision's or Keras's pre-trained weights.
 
-The network is built here in minidl and gets its weights from a file converted once from
-torchvision's (no pickle involved when reading it)::
+The network is built here in minidl; its weights are downloaded once (verified, cached under
+``~/.cache/minidl/models``: :mod:`minidl.models.hub`) or read from ``--weights FILE``::
 
-    python -m minidl.convert torchvision resnet50-0676ba61.pth resnet50.npz   # needs torch
-    python examples/classify_image.py cat.jpg --model resnet50 --weights resnet50.npz
-    python examples/classify_image.py cat.jpg --model inception_v3 --weights iv3.safetensors \
+    python examples/classify_image.py cat.jpg --model resnet50             # torchvision's
+    python examples/classify_image.py cat.jpg --model resnet50 --source keras
+    python examples/classify_image.py cat.jpg --model inception_v3 --weights \
+        inception_v3_weights_tf_dim_ordering_tf_kernels.h5                 # offline, Keras's
+    python examples/classify_image.py cat.jpg --model resnet50 --weights resnet50.npz \
         --backend cupy
 
-The image is resized so its shorter side is 256 (342 for Inception-v3), centre-cropped to
-224x224 (299x299), normalised with ImageNet's channel mean and std, and passed through the
-network in eval mode; the softmax of the logits gives the five most likely of the 1000 classes.
-Without ``--weights`` the network is random (useful only to check the plumbing).
+``--source`` (torchvision or keras) picks the architecture variant and the preprocessing the
+weights were trained with; with ``--weights`` it defaults to what the file says (``.h5``: Keras).
+The image is resized so its shorter side is 256 (342 for Inception-v3) and centre-cropped to
+224x224 (299x299); then torchvision's weights get ImageNet's mean/std normalisation, Keras's
+ResNet50 its "caffe" input (BGR, mean subtracted) and Keras's InceptionV3 [-1, 1]
+(:func:`minidl.data.imagenet.preset`).  The network runs in eval mode; the softmax of the
+logits gives the five most likely of the 1000 classes.  ``--random`` skips the weights (a
+random network: only to check the plumbing).
 """
 from __future__ import annotations
 
@@ -24,9 +31,9 @@ import numpy
 
 import minidl
 from minidl import functions as F
-from minidl.convert import load_weights
-from minidl.data.imagenet import PRESETS, imagenet_classes, preprocess
-from minidl.models import MODELS, get_model
+from minidl.data.download import ChecksumError, DatasetNotFoundError
+from minidl.data.imagenet import imagenet_classes, preprocess
+from minidl.models import MODELS, hub
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
@@ -48,10 +55,16 @@ def main(argv=None) -> int:
     p = Parser(description="Top-5 ImageNet classes of an image")
     p.add_argument("image", help="a JPEG/PNG file")
     p.add_argument("--model", choices=IMAGENET_MODELS, default="resnet50",
-                   help="the architecture (its weights come from --weights)")
+                   help="the architecture")
     p.add_argument("--weights", default=None,
-                   help=".npz / .safetensors from `python -m minidl.convert` (or a .pth, "
-                        "with torch installed); random weights when omitted")
+                   help="a local weight file: Keras .h5, torchvision .pth, or .npz / "
+                        ".safetensors from `python -m minidl.convert`; downloaded (and "
+                        "cached) when omitted")
+    p.add_argument("--source", choices=hub.SOURCES, default=None,
+                   help="whose weights: torchvision's or Keras's (default: what --weights "
+                        "says, .h5 = keras; else torchvision)")
+    p.add_argument("--random", action="store_true",
+                   help="no weights: a random network, to check the plumbing offline")
     add_backend(p)
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print")
     args = p.parse_args(argv)
@@ -59,30 +72,43 @@ def main(argv=None) -> int:
         minidl.use_backend(args.backend)
     except minidl.BackendUnavailableError as exc:
         sys.exit(f"error: {exc}")
-    kwargs = {"transform_input": True} if args.model == "inception_v3" and args.weights else {}
-    model = get_model(args.model, **kwargs)
-    if args.weights:
-        try:
-            load_weights(model, args.weights)
-        except (ValueError, OSError, ImportError, EOFError, RuntimeError,
-                pickle.UnpicklingError) as exc:
-            why = ("torch.load(weights_only=True) refused it: not a plain state_dict"
-                   if isinstance(exc, pickle.UnpicklingError) else error_line(exc))
-            sys.exit(f"error: {why} (--weights {args.weights!r}, --model {args.model})")
-    else:
-        print("warning: no --weights given; the network is random", file=sys.stderr)
-    model = minidl.fuse(model.eval())  # conv+BN pairs folded into one convolution each
-    resize, crop = PRESETS.get(args.model, PRESETS["default"])
-    try:
-        x = preprocess(args.image, resize, crop)
+    if args.random and args.weights:
+        p.error("--random and --weights exclude each other")
+    source = args.source or (hub.source_of(args.weights) if args.weights else "torchvision")
+    if source == "keras" and args.model not in ("resnet50", "inception_v3"):
+        p.error(f"--source keras: Keras's weights exist for resnet50 and inception_v3, "
+                f"not {args.model}")
+    prep = hub.preprocessing(args.model, source)
+    try:   # the image first: a typo in its name should not wait for a download
+        x = preprocess(args.image, **prep)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {args.image!r} as an image: {exc}") from exc
+    model = hub.build(args.model, source)
+    if args.random:
+        print("warning: --random: the network has random weights", file=sys.stderr)
+    else:
+        weights = args.weights
+        try:
+            if weights is None:
+                weights = hub.weights_file(args.model, source)
+            hub.load(model, weights, source)
+        except DatasetNotFoundError as exc:   # offline: every place tried, on several lines
+            sys.exit(f"error: {exc}")
+        except (ValueError, OSError, ImportError, EOFError, RuntimeError,
+                pickle.UnpicklingError, ChecksumError) as exc:
+            why = ("torch.load(weights_only=True) refused it: not a plain state_dict"
+                   if isinstance(exc, pickle.UnpicklingError) else error_line(exc))
+            sys.exit(f"error: {why} (--weights {str(weights)!r}, --model {args.model}, "
+                     f"--source {source})")
+    model = minidl.fuse(model.eval())  # conv+BN pairs folded into one convolution each
+    crop = prep["crop"]
     start = time.perf_counter()
     top = classify(model, x, args.top)
     minidl.backend.synchronize()
     seconds = time.perf_counter() - start
     names = imagenet_classes()
-    print(f"{args.model} on {args.backend}, {crop}x{crop}, {seconds * 1000:.0f} ms")
+    print(f"{args.model} on {args.backend}, {crop}x{crop}, {seconds * 1000:.0f} ms "
+          f"({source} weights, {prep['mode']} preprocessing)")
     for rank, (i, prob) in enumerate(top, 1):
         print(f"{rank}. {prob:7.2%}  {i:4d}  {names[i]}")
     return 0

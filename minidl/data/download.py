@@ -14,7 +14,9 @@ leaves a file that looks valid.
 
 Checksums are MD5s (the ones data sets publish).  A file is accepted when the MD5 of the file
 itself, or -- for a gzip file -- the MD5 of its uncompressed payload, is in the accepted set; so
-re-compressed copies and uncompressed copies of the same data are accepted too.  A local file
+re-compressed copies and uncompressed copies of the same data are accepted too.  Other files
+(model weights, :mod:`minidl.models.hub`) pass a :class:`SHA256` instead (``checksum=``): the full
+digest, or the hex prefix a publisher put in the file name.  A local file
 that fails the check is an error (:class:`ChecksumError`), never used.  When nothing is found and
 every mirror fails, one :class:`DatasetNotFoundError` lists every place tried and why it failed.
 
@@ -38,8 +40,9 @@ from collections.abc import Iterable, Sequence
 from minidl.data.idx import is_gzip
 from minidl.progress import ProgressBar
 
-__all__ = ["fetch", "verify_file", "file_md5", "payload_md5", "default_cache_dir",
-           "DatasetNotFoundError", "ChecksumError", "DATA_ENV_VAR", "CACHE_ENV_VAR"]
+__all__ = ["fetch", "verify_file", "file_md5", "file_sha256", "payload_md5", "SHA256",
+           "default_cache_dir", "DatasetNotFoundError", "ChecksumError", "DATA_ENV_VAR",
+           "CACHE_ENV_VAR"]
 
 DATA_ENV_VAR = "MINIDL_DATA"
 CACHE_ENV_VAR = "MINIDL_CACHE"
@@ -94,6 +97,39 @@ def file_md5(path) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path) -> str:
+    """The hex SHA-256 of the bytes of the file at ``path``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class SHA256:
+    """An expected SHA-256: the full 64 hex digits, or a prefix of at least 8 (what torchvision
+    puts in its file names, ``resnet50-0676ba61.pth``), which only checks that many digits.
+
+    ``mismatch(path)`` is None when the file's digest matches, else what was found."""
+
+    def __init__(self, digest: str):
+        digest = str(digest).lower()
+        if not 8 <= len(digest) <= 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"SHA256: expected 8 to 64 hex digits, got {digest!r}")
+        self.digest = digest
+        self.full = len(digest) == 64
+
+    def mismatch(self, path) -> str | None:
+        found = file_sha256(path)
+        return None if found.startswith(self.digest) else f"SHA-256 {found}"
+
+    def expected(self) -> str:
+        return f"SHA-256 {self.digest}" + ("" if self.full else "... (a prefix)")
+
+    def __repr__(self):
+        return f"SHA256({self.digest!r})"
+
+
 def payload_md5(path) -> str | None:
     """The hex MD5 of the uncompressed content of a gzip file; None if ``path`` is not gzip.
 
@@ -135,9 +171,9 @@ def verify_file(path, md5s: Iterable[str] | None) -> None:
     Parameters
     ----------
     path : str or os.PathLike
-    md5s : iterable of hex str, or None
-        Accepted digests, of the file or of its uncompressed payload.  None or empty accepts
-        any file.
+    md5s : iterable of hex str, :class:`SHA256`, or None
+        Accepted MD5s, of the file or of its uncompressed payload (None or empty accepts any
+        file); or one expected SHA-256.
 
     Raises
     ------
@@ -145,6 +181,12 @@ def verify_file(path, md5s: Iterable[str] | None) -> None:
         Neither digest is accepted (or the gzip stream is damaged); the message names the file,
         the digests found and the ones expected.
     """
+    if isinstance(md5s, SHA256):
+        found = md5s.mismatch(path)
+        if found is not None:
+            raise ChecksumError(f"{path}: checksum mismatch: got {found}; expected "
+                                f"{md5s.expected()}")
+        return
     accepted = {m.lower() for m in (md5s or ())}
     if not accepted:
         return
@@ -254,11 +296,15 @@ def _download_one(url: str, dest: pathlib.Path, md5s, timeout: float, progress: 
         if total is not None and written != total:
             raise _IncompleteDownload(f"connection closed early: received {written} of {total} "
                                       "bytes")
-        accepted = {m.lower() for m in (md5s or ())}
-        found = _mismatch(tmp, accepted) if accepted else None
+        if isinstance(md5s, SHA256):
+            found, expected = md5s.mismatch(tmp), md5s.expected()
+        else:
+            accepted = {m.lower() for m in (md5s or ())}
+            found = _mismatch(tmp, accepted) if accepted else None
+            expected = f"MD5 one of {sorted(accepted)}"
         if found is not None:
             raise ChecksumError(f"the downloaded file failed the checksum: got {found}; "
-                                f"expected MD5 one of {sorted(accepted)}")
+                                f"expected {expected}")
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -327,13 +373,15 @@ def _download_from_mirrors(filename: str, mirrors: Sequence[str], dest_dir: path
 # --------------------------------------------------------------------------- fetch
 
 def _not_found_message(filename: str, subdir: str, what: str, tried, cache: pathlib.Path,
-                       download: bool) -> str:
+                       download: bool, hint=None) -> str:
     name = f"the {what} file {filename!r}" if what else repr(filename)
     lines = [f"could not find {name} locally"
              + (", and downloading it failed from every mirror." if download
                 else ", and downloading is disabled (download=False)."),
              "Tried, in order:"]
     lines += [f"  - {place}: {reason}" for place, reason in tried]
+    if hint:
+        return "\n".join(lines + list(hint))
     lines += [
         "To supply the files yourself, get them (e.g. on a machine with internet) and either",
         "  * pass their folder: data_dir=FOLDER (examples: --data-dir FOLDER),",
@@ -346,7 +394,8 @@ def _not_found_message(filename: str, subdir: str, what: str, tried, cache: path
 
 def fetch(filename: str, *, subdir: str, mirrors: Sequence[str], md5s: Iterable[str] | None,
           data_dir=None, cache_dir=None, download: bool = True, progress: bool = True,
-          timeout: float = DEFAULT_TIMEOUT, what: str = "", stream=None) -> pathlib.Path:
+          timeout: float = DEFAULT_TIMEOUT, what: str = "", stream=None,
+          hint: Sequence[str] | None = None) -> pathlib.Path:
     """The path of a verified local copy of ``filename``, downloading it if needed.
 
     Parameters
@@ -358,8 +407,9 @@ def fetch(filename: str, *, subdir: str, mirrors: Sequence[str], md5s: Iterable[
         The data set's folder name under ``$MINIDL_DATA`` and the cache, e.g. ``"mnist"``.
     mirrors : sequence of str
         Base URLs tried in order (``mirror + "/" + filename``); empty means no download.
-    md5s : iterable of hex str, or None
-        Accepted MD5s, of the file or of its uncompressed payload (None: no verification).
+    md5s : iterable of hex str, :class:`SHA256`, or None
+        Accepted MD5s, of the file or of its uncompressed payload, or one expected SHA-256
+        (None: no verification).
     data_dir : str, os.PathLike or None
         A folder looked in first: the file directly in it, or in ``data_dir/<subdir>/``.
     cache_dir : str, os.PathLike or None
@@ -375,6 +425,9 @@ def fetch(filename: str, *, subdir: str, mirrors: Sequence[str], md5s: Iterable[
         A name for the data set in messages (e.g. ``"MNIST"``).
     stream : text file or None
         Where progress goes (default ``sys.stderr``).
+    hint : sequence of str or None
+        The lines that end the not-found message, saying how to supply the file (default: the
+        data sets' ``data_dir`` / ``$MINIDL_DATA`` / cache advice).
 
     Returns
     -------
@@ -408,4 +461,5 @@ def fetch(filename: str, *, subdir: str, mirrors: Sequence[str], md5s: Iterable[
     elif download:
         tried.append(("download", "no mirrors given"))
     raise DatasetNotFoundError(
-        _not_found_message(filename, subdir, what, tried, cache, download), filename, tried)
+        _not_found_message(filename, subdir, what, tried, cache, download, hint), filename,
+        tried)

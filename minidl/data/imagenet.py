@@ -1,13 +1,27 @@
-"""ImageNet-1k inference helpers: the 1000 class names and torchvision's evaluation
-preprocessing.
+"""ImageNet-1k inference helpers: the 1000 class names and the evaluation preprocessing that
+torchvision's and Keras's weights expect.
 
     image -> RGB -> resize so the SHORTER side is ``resize`` (bilinear, PIL) -> centre crop
     ``crop`` x ``crop`` -> float32 in [0, 1] -> (x - mean) / std per channel -> (3, crop, crop)
 
 ResNet and AlexNet use resize 256 / crop 224; Inception-v3 uses 342 / 299
 (:data:`PRESETS`).  Mean and std are ImageNet's channel statistics (0.485, 0.456, 0.406) /
-(0.229, 0.224, 0.225).  Class names are in torchvision's index order (the sorted WordNet ids
-n01440764 "tench" ... n15075141 "toilet tissue"), one per line in ``imagenet_classes.txt``.
+(0.229, 0.224, 0.225).
+
+The last step depends on the weights (``mode``, :func:`preset` picks it):
+
+    "torch"  torchvision:      x / 255, then (x - mean) / std, RGB
+    "caffe"  Keras ResNet50:   RGB -> BGR, x - (103.939, 116.779, 123.68) (BGR means), 0..255
+                               (the original Caffe model's input; ``imagenet_utils`` "caffe")
+    "tf"     Keras InceptionV3: x / 127.5 - 1, RGB, in [-1, 1] (``imagenet_utils`` "tf")
+
+For Keras's weights minidl crops as for torchvision's (shorter side 256 -> 224 centre, 342 ->
+299 for Inception-v3: TF-slim's 87.5 % central crop); Keras's own example instead resizes the
+whole photo to 224x224 (299x299), which distorts its aspect ratio.
+
+Class names are in torchvision's index order (the sorted WordNet ids n01440764 "tench" ...
+n15075141 "toilet tissue"; Keras's files use the same order), one per line in
+``imagenet_classes.txt``.
 """
 from __future__ import annotations
 
@@ -16,12 +30,24 @@ from importlib import resources
 
 import numpy
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PRESETS", "imagenet_classes", "preprocess",
-           "resize_shorter", "center_crop"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CAFFE_BGR_MEAN", "PRESETS", "MODES",
+           "imagenet_classes", "preprocess", "preset", "resize_shorter", "center_crop"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRESETS = {"default": (256, 224), "inception_v3": (342, 299)}
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)   # keras.applications.imagenet_utils, mode "caffe"
+MODES = ("torch", "caffe", "tf")
+
+
+def preset(arch: str, source: str = "torchvision") -> dict:
+    """``preprocess`` keywords (resize, crop, mode) for ``arch``'s weights from ``source``
+    ("torchvision" or "keras"): Keras's ResNet50 wants "caffe", its InceptionV3 "tf"."""
+    if source not in ("torchvision", "keras"):
+        raise ValueError(f"preset: source must be 'torchvision' or 'keras', got {source!r}")
+    resize, crop = PRESETS.get(arch, PRESETS["default"])
+    mode = "torch" if source == "torchvision" else ("tf" if arch == "inception_v3" else "caffe")
+    return {"resize": resize, "crop": crop, "mode": mode}
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,12 +84,14 @@ def center_crop(image, size: int):
 
 
 def preprocess(image, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN,
-               std=IMAGENET_STD) -> numpy.ndarray:
+               std=IMAGENET_STD, mode: str = "torch") -> numpy.ndarray:
     """An image (path, PIL image, or uint8 array (H, W) / (H, W, 3)) as a normalised float32
-    array of shape (3, crop, crop) on the host; stack a batch with ``numpy.stack``.
+    array of shape (3, crop, crop) on the host; stack a batch with ``numpy.stack``.  ``mode``
+    (module doc): "torch" uses ``mean`` / ``std``; "caffe" (channels BGR) and "tf" ignore them.
 
     >>> x = preprocess("cat.jpg")                       # ResNet / AlexNet: (3, 224, 224)
     >>> x = preprocess("cat.jpg", *PRESETS["inception_v3"])   # (3, 299, 299)
+    >>> x = preprocess("cat.jpg", **preset("resnet50", "keras"))   # BGR, mean-subtracted
     """
     from PIL import Image
     if isinstance(image, numpy.ndarray):
@@ -73,9 +101,17 @@ def preprocess(image, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN,
         image = Image.fromarray(image)
     elif not isinstance(image, Image.Image):
         image = Image.open(image)
+    if mode not in MODES:
+        raise ValueError(f"preprocess: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if crop > resize:
         raise ValueError(f"preprocess: crop ({crop}) must not exceed resize ({resize})")
     image = center_crop(resize_shorter(image.convert("RGB"), resize), crop)
-    x = numpy.asarray(image, dtype=numpy.float32) / 255.0
-    x = (x - numpy.asarray(mean, numpy.float32)) / numpy.asarray(std, numpy.float32)
+    x = numpy.asarray(image, dtype=numpy.float32)
+    if mode == "caffe":
+        x = x[..., ::-1] - numpy.asarray(CAFFE_BGR_MEAN, numpy.float32)
+    elif mode == "tf":
+        x = x / numpy.float32(127.5) - numpy.float32(1.0)
+    else:
+        x = x / numpy.float32(255.0)
+        x = (x - numpy.asarray(mean, numpy.float32)) / numpy.asarray(std, numpy.float32)
     return numpy.ascontiguousarray(x.transpose(2, 0, 1))

@@ -21,6 +21,7 @@ LAYERS = [
     ("minidl.layers", 4), ("minidl.optim", 4),
     ("minidl.fusion", 5), ("minidl.models", 5),
     ("minidl.train", 6), ("minidl.convert", 6),
+    ("minidl.models.hub", 6),   # loads .pth files through minidl.convert
     ("minidl.testing", 7),
 ]
 # array-level kernels know nothing of the autograd or the ops that call them
