@@ -78,6 +78,18 @@ class _ConvBatchNormPool(Function):
         return c1, -self.scale * sum_gy / count - self.mean * c1
 
 
+    def _release_buffers(self):
+        if getattr(self, "run", None) is not None:
+            self.run.release()
+        self.run = self.centred = self.positive = None
+
+    def release(self) -> None:
+        """The kernel's kept blocks go back to the workspace when autograd frees the graph
+        (right after backward unless ``retain_graph``), not inside backward: a second
+        backward reads them again."""
+        self._release_buffers()
+        super().release()
+
     def _flip(self, xp, gamma, dt):
         """(OC,) +-1 where some channel pools the minimum (gamma < 0), else None."""
         if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
@@ -148,15 +160,9 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
         c1c0 = (self._gradient_map(sum_gy, sum_gy_xhat, dt.type(N * th * tw * 4))
                 if self.training else None)
         gx, gW = run.backward(xp, self.inputs[0].data, g_all, self.scale, c1c0, need_x, need_W)
-        self._release_buffers()
         if self.has_affine:
             return gx, gW, sum_gy_xhat, sum_gy
         return gx, gW
-
-    def _release_buffers(self):
-        self.run.release()
-        self.centred = self.positive = None
-
 
 class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
     """The same op as :class:`ConvBatchNormMaxPool` for layers so small that conv2d takes one
@@ -213,15 +219,9 @@ class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
                                                                  dt.type(N * R * 4)))
         gx, gW = self.run.backward(xp, self.inputs[0].shape, self.inputs[1].data, g,
                                    self.scale, c1c0, need_x, need_W)
-        self._release_buffers()
         if self.has_affine:
             return gx, gW, sum_gy_xhat, sum_gy
         return gx, gW
-
-    def _release_buffers(self):
-        self.run.release()
-        self.centred = self.positive = None
-
 
 def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamma=None,
                                  beta=None, padding=1, training=False, momentum=0.1, eps=1e-5,
