@@ -15,7 +15,8 @@ reference is the separate ops.  Each makes the convolution's per-channel statist
 Chan et al. do: exact, no cancellation) and the window maxima with their winners; this module
 then applies batch norm's map to the pooled quarter only, as
 :func:`minidl.functions.batch_norm_max_pool2d` does (a channel with gamma < 0 pools the
-minimum: the map reverses its order), and in backward gives the kernel batch norm's gradient
+minimum: the map reverses its order; one with gamma == 0 takes each window's first element:
+the map makes the window's four values equal, and max pooling takes the first of equals), and in backward gives the kernel batch norm's gradient
 as an affine map of the convolution's output plus k * gy at the winners.  Values and gradients
 agree with the separate ops to rounding (the statistics are summed in another order).
 
@@ -91,9 +92,12 @@ class _ConvBatchNormPool(Function):
         super().release()
 
     def _flip(self, xp, gamma, dt):
-        """(OC,) +-1 where some channel pools the minimum (gamma < 0), else None."""
-        if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
-            return xp.where(gamma < 0, -1, 1).astype(dt)
+        """(OC,) sign of gamma where some channel has gamma <= 0, else None (all positive: the
+        common case pools as it is).  -1 pools the minimum (the map reverses the order); 0
+        (the map sends the window to four equal values) takes each window's first element,
+        as max pooling does with ties."""
+        if gamma is not None and bool(B.to_host(xp.any(gamma <= 0))):
+            return xp.sign(gamma).astype(dt)
         return None
 
 
