@@ -16,8 +16,9 @@ Chan et al. do: exact, no cancellation) and the window maxima with their winners
 then applies batch norm's map to the pooled quarter only, as
 :func:`minidl.functions.batch_norm_max_pool2d` does (a channel with gamma < 0 pools the
 minimum: the map reverses its order; one with gamma == 0 takes each window's first element:
-the map makes the window's four values equal, and max pooling takes the first of equals), and in backward gives the kernel batch norm's gradient
-as an affine map of the convolution's output plus k * gy at the winners.  Values and gradients
+the map makes the window's four values equal, and max pooling takes the first of equals),
+and in backward gives the kernel batch norm's gradient as an affine map of the convolution's
+output plus k * gy at the winners.  Values and gradients
 agree with the separate ops to rounding (the statistics are summed in another order).
 
 Elsewhere (other backends, layers on neither path) :func:`conv2d_batch_norm_max_pool2d` runs

@@ -47,8 +47,9 @@ __all__ = ["Winograd3x3", "WinogradConv"]
 
 class Winograd3x3(WinogradTiles):
     """One conv2d call through F(2x2, 3x3): ``forward``, then ``backward`` (again, as often as
-    asked, until ``release`` gives the kept buffers back).  Scratch arrays come from ``workspace``; a chunk's
-    largest product buffer takes about ``chunk_bytes`` (None: tuning.WINOGRAD_CHUNK_BYTES).
+    asked, until ``release`` gives the kept buffers back).  Scratch arrays come from
+    ``workspace``; a chunk's largest product buffer takes about ``chunk_bytes`` (None:
+    tuning.WINOGRAD_CHUNK_BYTES).
 
     Its steps are public for an op that works on the output's 2x2 blocks itself (the fused
     conv -> batch norm -> pool kernel): :meth:`filter_transform`, then per chunk
