@@ -1,12 +1,10 @@
 """Classify your own picture of a handwritten digit with a trained MNIST CNN.
 
 MNIST digits are white on black, 20x20 pixels of ink centred by their centre of mass in a
-28x28 frame.  A photo or scan is prepared the same way before it reaches the network:
-
-1. convert to grayscale in [0, 1]; invert when the background is light (dark ink on paper);
-2. crop to the bounding box of the ink;
-3. scale the longer side to 20 pixels, keeping the aspect ratio;
-4. paste into a 28x28 black frame so that the ink's centre of mass is at the centre.
+28x28 frame.  A photo (grey paper, uneven light, noise, the digit anywhere) is prepared the same
+way before it reaches the network (``_digit_prep.py``): the paper's shading is fitted and
+taken away, the ink thresholded (Otsu), its largest component kept, fitted in 20x20 and
+centred by mass in 28x28.
 
     python examples/mnist_cnn.py                    # trains and saves runs/mnist_cnn/best.npz
     python examples/predict_digit.py my_digit.png   # prints the top-3 classes
@@ -17,7 +15,6 @@ import pathlib
 import sys
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
@@ -25,35 +22,21 @@ import minidl  # noqa: E402
 from minidl.functions import softmax  # noqa: E402
 
 from _cli import Parser, add_backend, read_gray, run  # noqa: E402
+from _digit_prep import NoDigitFound, prepare_gray  # noqa: E402
 from mnist_cnn import build_cnn  # noqa: E402
 
 
 def prepare_digit(path) -> np.ndarray:
-    """Load an image file and return a float32 (28, 28) array prepared like MNIST.
+    """Load an image file and return a float32 (28, 28) array prepared like MNIST (see
+    ``_digit_prep.prepare_gray``).
 
-    The file is read by ``minifeat.load_image`` (8/16-bit grey or colour, EXIF orientation);
-    FileNotFoundError / ValueError when it is missing or not an image."""
-    gray = read_gray(path)
-    if gray.mean() > 0.5:  # light background: dark ink on paper
-        gray = 1.0 - gray
-    ink = gray > 0.25 * gray.max() if gray.max() > 0 else gray > 0
-    if not ink.any():
-        raise SystemExit(f"error: no digit found in {str(path)!r} (the image is blank)")
-    rows, cols = np.nonzero(ink)
-    crop = gray[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    scale = 20.0 / max(crop.shape)
-    h, w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
-    small = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize(
-        (w, h), Image.Resampling.LANCZOS), dtype=np.float32) / 255
-    frame = np.zeros((28, 28), np.float32)
-    top, left = (28 - h) // 2, (28 - w) // 2
-    frame[top:top + h, left:left + w] = small
-    # shift so that the centre of mass sits at the frame's centre (14, 14)
-    total = frame.sum()
-    cy = (frame.sum(axis=1) * np.arange(28)).sum() / total
-    cx = (frame.sum(axis=0) * np.arange(28)).sum() / total
-    dy, dx = int(round(13.5 - cy)), int(round(13.5 - cx))
-    return np.roll(np.roll(frame, dy, axis=0), dx, axis=1)
+    The file is read by ``minifeat.load_image`` (8/16-bit grey or colour, palette, CMYK, EXIF
+    orientation); FileNotFoundError / ValueError when it is missing or not an image,
+    SystemExit with one line when it holds no digit."""
+    try:
+        return prepare_gray(read_gray(path))
+    except NoDigitFound as exc:
+        raise SystemExit(f"error: no digit found in {str(path)!r} ({exc})") from None
 
 
 def main(argv=None) -> int:

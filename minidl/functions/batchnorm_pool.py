@@ -12,7 +12,9 @@ values is the normalised maximum of x, at the same element:
     max_pool(batch_norm(x)) = batch_norm's map applied to max_pool(x)
 
 bit for bit (rounding keeps the order too).  A channel with k < 0 reverses the order; it pools
--x instead (max of the map = the map of the minimum).  So forward reads x for the statistics
+-x instead (max of the map = the map of the minimum).  A channel with k == 0 (gamma == 0) maps
+every window to four equal values, of which max pooling takes the first: it takes each
+window's first element (its x-hat is what d gamma sums).  So forward reads x for the statistics
 and the pooling, and normalises only the pooled quarter: no normalised x is written.
 
 Backward gets gy for the pooled values.  Batch norm's gradient, written for the routed gradient
@@ -58,10 +60,16 @@ class BatchNormMaxPool(Function):
         mean, inv_std, scale, _ = normalising_map(self, self.passes, xp, as3(x), gamma,
                                                   keep_centred=False)
         per_channel = (slice(None), None, None)
-        if bool(B.to_host(xp.any(scale < 0))):  # those channels pool -x: the map's maximum
-            sign = xp.where(scale < 0, -1, 1).astype(x.dtype)[per_channel]
+        if bool(B.to_host(xp.any(scale <= 0))):
+            # scale < 0: those channels pool -x (the map's maximum); scale == 0: x * 0 ties
+            # everywhere, so each window's first element wins, as max pooling picks among the
+            # map's four equal values, and its x is the one batch norm's gradient reads
+            sign = xp.sign(scale).astype(x.dtype)[per_channel]
             pooled, self.winners = halving_max(xp, x * sign)
             pooled *= sign
+            if bool(B.to_host(xp.any(scale == 0))):
+                xp.copyto(pooled, x[:, :, ::2, ::2],
+                          where=xp.broadcast_to(sign == 0, pooled.shape))
         else:
             pooled, self.winners = halving_max(xp, x)
         centred = pooled - mean[per_channel]   # (N, C, H/2, W/2): the winners' x - mean

@@ -15,8 +15,10 @@ reference is the separate ops.  Each makes the convolution's per-channel statist
 Chan et al. do: exact, no cancellation) and the window maxima with their winners; this module
 then applies batch norm's map to the pooled quarter only, as
 :func:`minidl.functions.batch_norm_max_pool2d` does (a channel with gamma < 0 pools the
-minimum: the map reverses its order), and in backward gives the kernel batch norm's gradient
-as an affine map of the convolution's output plus k * gy at the winners.  Values and gradients
+minimum: the map reverses its order; one with gamma == 0 takes each window's first element:
+the map makes the window's four values equal, and max pooling takes the first of equals),
+and in backward gives the kernel batch norm's gradient as an affine map of the convolution's
+output plus k * gy at the winners.  Values and gradients
 agree with the separate ops to rounding (the statistics are summed in another order).
 
 Elsewhere (other backends, layers on neither path) :func:`conv2d_batch_norm_max_pool2d` runs
@@ -78,10 +80,25 @@ class _ConvBatchNormPool(Function):
         return c1, -self.scale * sum_gy / count - self.mean * c1
 
 
+    def _release_buffers(self):
+        if getattr(self, "run", None) is not None:
+            self.run.release()
+        self.run = self.centred = self.positive = None
+
+    def release(self) -> None:
+        """The kernel's kept blocks go back to the workspace when autograd frees the graph
+        (right after backward unless ``retain_graph``), not inside backward: a second
+        backward reads them again."""
+        self._release_buffers()
+        super().release()
+
     def _flip(self, xp, gamma, dt):
-        """(OC,) +-1 where some channel pools the minimum (gamma < 0), else None."""
-        if gamma is not None and bool(B.to_host(xp.any(gamma < 0))):
-            return xp.where(gamma < 0, -1, 1).astype(dt)
+        """(OC,) sign of gamma where some channel has gamma <= 0, else None (all positive: the
+        common case pools as it is).  -1 pools the minimum (the map reverses the order); 0
+        (the map sends the window to four equal values) takes each window's first element,
+        as max pooling does with ties."""
+        if gamma is not None and bool(B.to_host(xp.any(gamma <= 0))):
+            return xp.sign(gamma).astype(dt)
         return None
 
 
@@ -148,15 +165,9 @@ class ConvBatchNormMaxPool(_ConvBatchNormPool):
         c1c0 = (self._gradient_map(sum_gy, sum_gy_xhat, dt.type(N * th * tw * 4))
                 if self.training else None)
         gx, gW = run.backward(xp, self.inputs[0].data, g_all, self.scale, c1c0, need_x, need_W)
-        self._release_buffers()
         if self.has_affine:
             return gx, gW, sum_gy_xhat, sum_gy
         return gx, gW
-
-    def _release_buffers(self):
-        self.run.release()
-        self.centred = self.positive = None
-
 
 class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
     """The same op as :class:`ConvBatchNormMaxPool` for layers so small that conv2d takes one
@@ -213,15 +224,9 @@ class ImageConvBatchNormMaxPool(_ConvBatchNormPool):
                                                                  dt.type(N * R * 4)))
         gx, gW = self.run.backward(xp, self.inputs[0].shape, self.inputs[1].data, g,
                                    self.scale, c1c0, need_x, need_W)
-        self._release_buffers()
         if self.has_affine:
             return gx, gW, sum_gy_xhat, sum_gy
         return gx, gW
-
-    def _release_buffers(self):
-        self.run.release()
-        self.centred = self.positive = None
-
 
 def conv2d_batch_norm_max_pool2d(x, W, running_mean=None, running_var=None, gamma=None,
                                  beta=None, padding=1, training=False, momentum=0.1, eps=1e-5,

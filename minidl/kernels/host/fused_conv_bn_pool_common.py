@@ -46,9 +46,13 @@ def pool_windows(xp, slabs, flip, pooled, right_top, right_bottom, bottom):
     """pooled = each window's maximum over the four slabs (4, ...) -- its places (0, 0), (0, 1),
     (1, 0), (1, 1) -- or its minimum where flip (broadcast to a slab) is -1, and the first
     winner in that order: right_top (the right one of the top pair won it), right_bottom,
-    bottom (the bottom pair won).  The outputs are slab-shaped."""
-    flipped = None
+    bottom (the bottom pair won).  Where flip is 0 (gamma == 0: batch norm maps the window to
+    four equal values, and max pooling takes the first) the winner is place (0, 0) and pooled
+    its value.  The outputs are slab-shaped."""
+    flipped = first = None
     if flip is not None:
+        if bool((flip == 0).any()):
+            first = slabs[0]
         flipped = WORKSPACE.take(xp, slabs.shape, slabs.dtype)
         xp.multiply(slabs, flip, out=flipped)
         slabs = flipped
@@ -62,6 +66,8 @@ def pool_windows(xp, slabs, flip, pooled, right_top, right_bottom, bottom):
     xp.maximum(top, low, out=pooled)
     if flip is not None:
         pooled *= flip
+    if first is not None:   # the flipped slabs are all 0 there: every place ties, (0, 0) won
+        xp.copyto(pooled, first, where=xp.broadcast_to(flip == 0, pooled.shape))
     WORKSPACE.give(top, low, flipped)
 
 

@@ -102,8 +102,7 @@ class WinogradBlocksPool:
             wino._each_chunk(chunk, nbytes=x.shape[0] * OC * 4 * self.th * self.tw *
                              wino.itemsize, like=x)
         gW = wino.weight_gradient(xp, gU_parts, dt) if need_W else None
-        wino.release()
-        return gx, gW
+        return gx, gW   # the kept blocks stay for another backward until release()
 
     def gradient_blocks(self, xp, k, out, g, scale, c1c0):
         """The convolution's gradient for chunk k in 2x2 blocks, written into out (2, 2, th,

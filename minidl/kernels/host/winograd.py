@@ -46,9 +46,10 @@ __all__ = ["Winograd3x3", "WinogradConv"]
 
 
 class Winograd3x3(WinogradTiles):
-    """One conv2d call through F(2x2, 3x3): ``forward``, then at most one ``backward``;
-    ``release`` gives the kept buffers back.  Scratch arrays come from ``workspace``; a chunk's
-    largest product buffer takes about ``chunk_bytes`` (None: tuning.WINOGRAD_CHUNK_BYTES).
+    """One conv2d call through F(2x2, 3x3): ``forward``, then ``backward`` (again, as often as
+    asked, until ``release`` gives the kept buffers back).  Scratch arrays come from
+    ``workspace``; a chunk's largest product buffer takes about ``chunk_bytes`` (None:
+    tuning.WINOGRAD_CHUNK_BYTES).
 
     Its steps are public for an op that works on the output's 2x2 blocks itself (the fused
     conv -> batch norm -> pool kernel): :meth:`filter_transform`, then per chunk
@@ -169,10 +170,12 @@ class Winograd3x3(WinogradTiles):
             for n0, n1 in self.chunks:
                 gb += gy[n0:n1].sum(axis=(0, 2, 3))
         gW = self.weight_gradient(xp, gU_parts, dt) if need_W else None
-        self.release()
+        # V and U stay for another backward (retain_graph); release() gives them back, which
+        # autograd calls right after this backward when the graph is freed
         return gx, gW, gb
 
     def release(self) -> None:
+        """Gives the kept V back to the workspace and drops U (after the last backward)."""
         self.ws.give(self.V)
         self.V = self.U = None
 
