@@ -374,7 +374,7 @@ def _materialise_one(obj, depth, done):
         base, item = obj.storage.array, obj.storage.array.itemsize
         view = numpy.lib.stride_tricks.as_strided(
             base[obj.offset:], obj.size, [s * item for s in obj.stride], writeable=False)
-        return numpy.array(view)
+        return numpy.array(view, order="C")
     if isinstance(obj, dict):
         for k in obj:
             obj[k] = _materialise(obj[k], depth + 1, done)
