@@ -180,7 +180,7 @@ class _Machine:
 
     def persistent(self, pid):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
-                and isinstance(pid[1], str) and isinstance(pid[2], str)
+                and pid[1] in _STORAGES.values() and isinstance(pid[2], str)
                 and type(pid[4]) is int and pid[4] >= 0):
             raise TorchFileError(f"unexpected persistent id {pid!r:.200}")
         code, key, numel = pid[1], pid[2], pid[4]
@@ -477,6 +477,10 @@ def load_bytes(data: bytes, where: str = "<bytes>"):
         raise TorchFileError(f"{where}: {exc}") from None
     except RecursionError:
         raise TorchFileError(f"{where}: nested too deeply") from None
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError, struct.error) as exc:
+        # a malformed file this reader did not foresee: still one error naming the file
+        raise TorchFileError(f"{where}: malformed checkpoint ({type(exc).__name__}: "
+                             f"{exc})") from None
 
 
 def load(path):

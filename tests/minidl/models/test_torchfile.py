@@ -112,10 +112,14 @@ def replace_storage(key, raw):
     (pth_zip(state_pickle({"w": tensor_pickle("FloatStorage", "0", 4, 0, (2,), (1, 1))}),
              {"0": b"\0" * 16}), r"size \(2,\) and stride \(1, 1\) differ"),
     (pth_zip(b"\x80\x02}q\x00(X\x01\x00\x00\x00a", {}), r"pickle truncated"),
+    (pth_zip(state_pickle({"w": tensor_pickle("FloatStorage", "0", 4, 0, (2,), (1,))})
+             .replace(b"ctorch\nFloatStorage\n", b"X\x03\x00\x00\x00f4x"), {"0": b"\0" * 16}),
+     r"unexpected persistent id \('storage', 'f4x'"),
     (pth_zip(b"\x80\x02]q\x00h\x00a.", {}), r"nested more than 64 deep"),   # a list in itself
     (b"PK\x03\x04" + b"\0" * 100, r"corrupted or truncated zip"),
 ], ids=["garbage", "truncated-head", "truncated-tail", "missing-storage", "storage-size",
-        "past-the-end", "stride-rank", "pickle-truncated", "self-referencing", "bad-zip"])
+        "past-the-end", "stride-rank", "pickle-truncated", "storage-type", "self-referencing",
+        "bad-zip"])
 def test_malformed_files_are_refused_with_the_reason(data, message):
     with pytest.raises(TorchFileError, match=r"ckpt.pth: .*" + message):
         load_bytes(data, where="ckpt.pth")
