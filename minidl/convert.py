@@ -3,6 +3,7 @@
 
     python -m minidl.convert torchvision resnet50-0676ba61.pth resnet50.npz
     python -m minidl.convert torchvision inception_v3_google-0cc3c7bd.pth iv3.safetensors
+    python -m minidl.convert torchvision googlenet-1378be20.pth googlenet.npz
 
 Name map (the only difference: torchvision's layouts are minidl's, OIHW convolutions and
 (out, in) linear weights, so no array is transposed)::
