@@ -3,6 +3,7 @@
 
     python -m minidl.convert torchvision resnet50-0676ba61.pth resnet50.npz
     python -m minidl.convert torchvision inception_v3_google-0cc3c7bd.pth iv3.safetensors
+    python -m minidl.convert torchvision googlenet-1378be20.pth googlenet.npz
 
 Name map (the only difference: torchvision's layouts are minidl's, OIHW convolutions and
 (out, in) linear weights, so no array is transposed)::
@@ -15,9 +16,9 @@ Name map (the only difference: torchvision's layouts are minidl's, OIHW convolut
 
 A ``.weight`` belongs to a batch norm exactly when the same module also has ``running_mean``.
 Module paths (``layer1.0.downsample.1``, ``Mixed_5b.branch1x1.conv``, ``features.0``) are the
-same in both libraries.  Reading a ``.pth`` needs PyTorch and uses
-``torch.load(weights_only=True)``, which refuses to run pickled code; everything after that,
-and every other read, is pickle-free.
+same in both libraries.  A ``.pth`` is read by :mod:`minidl.torchfile`, by hand: no PyTorch
+needed, and its pickle is interpreted against an allow-list (tensors, storages, OrderedDict),
+so a file that asks for any other code is refused and nothing runs.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import argparse
 import os
 import pathlib
 import sys
-import warnings
 from collections import OrderedDict
 
 import numpy
@@ -95,14 +95,11 @@ def minidl_to_torchvision(state) -> "OrderedDict[str, numpy.ndarray]":
 
 
 def read_torch_checkpoint(path) -> "OrderedDict":
-    """The state_dict of a PyTorch checkpoint (``torch.load(weights_only=True)``), unwrapped
-    from a ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and a ``module.`` prefix."""
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError("convert: reading a PyTorch .pth file needs PyTorch "
-                          "(pip install torch); minidl itself never unpickles") from exc
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    """The state_dict of a PyTorch checkpoint as host arrays, read without PyTorch
+    (:func:`minidl.torchfile.load`), unwrapped from a ``{"state_dict": ...}`` or
+    ``{"model": ...}`` wrapper and a ``module.`` prefix."""
+    from minidl.torchfile import load
+    obj = load(path)
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -115,8 +112,8 @@ def read_torch_checkpoint(path) -> "OrderedDict":
 
 
 def read_weights(path) -> "OrderedDict[str, numpy.ndarray]":
-    """Host arrays with minidl names from ``.npz``, ``.safetensors`` or (with PyTorch) ``.pth``
-    / ``.pt``; torchvision names are mapped on the way."""
+    """Host arrays with minidl names from ``.npz``, ``.safetensors`` or ``.pth`` / ``.pt`` (no
+    PyTorch needed); torchvision names are mapped on the way."""
     from minidl.safetensors import load_file
     from minidl.serialization import load_state
     path = pathlib.Path(path)
@@ -206,12 +203,12 @@ def convert_file(src, dst, source: str = "torchvision", model: str | None = None
 
 
 def _error_line(exc: BaseException, path) -> str:
-    """One line naming what went wrong with ``path`` (torch's refusals span ten lines)."""
-    import pickle
-    if isinstance(exc, pickle.UnpicklingError) or type(exc).__module__.startswith("torch"):
-        return (f"{str(path)!r} is not a plain PyTorch state_dict: torch.load(weights_only=True) "
-                f"refused it ({type(exc).__name__}); a file from an untrusted source may "
-                "contain code -- do not load it with weights_only=False")
+    """One line naming what went wrong with ``path``."""
+    from minidl.torchfile import TorchFileError
+    if isinstance(exc, TorchFileError) and "refused global" in str(exc):
+        return (f"{' '.join(str(exc).split())} -- not a plain PyTorch state_dict; a file from "
+                "an untrusted source may contain code: do not load it with torch.load("
+                "weights_only=False)")
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.strerror}: {str(exc.filename)!r}"
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -222,7 +219,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m minidl.convert", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", choices=["torchvision"], help="naming of the input file")
-    p.add_argument("input", help="a .pth/.pt state_dict (needs torch), .npz or .safetensors")
+    p.add_argument("input", help="a .pth/.pt state_dict (read without torch), .npz or "
+                   ".safetensors")
     p.add_argument("output", help="the .npz or .safetensors file to write")
     p.add_argument("--model", default=None, help="architecture to check keys and shapes "
                    "against (default: guessed from the input file name)")
@@ -232,10 +230,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     debug = args.debug or os.environ.get("MINIDL_DEBUG", "") not in ("", "0")
     try:
-        with warnings.catch_warnings():
-            if not debug:   # torch's notes on pickle protocols: not the user's business
-                warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-            info = convert_file(args.input, args.output, args.source, args.model)
+        info = convert_file(args.input, args.output, args.source, args.model)
     except KeyboardInterrupt:
         if debug:
             raise

@@ -2,6 +2,11 @@
 
     x (N, C, H, W)  ->  y (N, C, OH, OW),   OH = (H + 2*pad_h - KH) // stride_h + 1  (floor)
 
+Max pooling's ``ceil_mode`` (PyTorch's: OH = ceil(...) + 1, dropping a last window that would
+start in the right padding; GoogLeNet's pools use it) is the floor-mode pool of the input padded
+on the bottom and right with -inf: a small :class:`PadBottomRight` node in front, so no kernel
+ever sees a ceil-mode geometry.
+
 Both windowed pools are written as a loop over the KH*KW kernel taps: tap (i, j) is the strided
 view ``xpad[:, :, i::sh, j::sw]`` cropped to (OH, OW) (:mod:`minidl.kernels.pool_taps`), so each
 step is one elementwise op on output-sized arrays, never a Python loop per pixel.
@@ -172,6 +177,37 @@ class GlobalAvgPool2d(Function):
         return xp.broadcast_to(g, self.x_shape).copy()
 
 
+class PadBottomRight(Function):
+    """x (N, C, H, W) -> (N, C, H + bottom, W + right), the new rows and columns ``value``;
+    the gradient is gy's top-left (H, W) corner."""
+
+    fresh_grads = True
+
+    def __init__(self, bottom, right, value):
+        self.bottom, self.right, self.value = bottom, right, value
+
+    def forward(self, x):
+        xp = B.get_array_module(x)
+        N, C, self.H, self.W = x.shape
+        y = xp.full((N, C, self.H + self.bottom, self.W + self.right), self.value,
+                    dtype=x.dtype)
+        y[:, :, :self.H, :self.W] = x
+        return y
+
+    def backward(self, gy):
+        return gy[:, :, :self.H, :self.W].copy()
+
+
+def ceil_mode_extra(size, kernel, stride, padding):
+    """How many -inf rows (or columns) to add after the input so that a floor-mode pool gives
+    PyTorch's ceil-mode output size: ceil((size + 2*pad - kernel) / stride) + 1 windows, less
+    one when the last would start in the right padding."""
+    out = -(-(size + 2 * padding - kernel) // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return max(0, (out - 1) * stride + kernel - (size + 2 * padding))
+
+
 # --------------------------------------------------------------------------- public wrappers
 
 def _check_x(x, where):
@@ -183,7 +219,7 @@ def _check_x(x, where):
     return x
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Maximum over KH x KW windows (as ``torch.nn.functional.max_pool2d``).
 
     Parameters
@@ -192,15 +228,24 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     kernel_size : int or (KH, KW).
     stride : int or pair; default ``kernel_size`` (non-overlapping windows).
     padding : int or pair, at most half the kernel; the border is padded with -inf.
+    ceil_mode : bool; round the output size up, as PyTorch's ``ceil_mode=True`` (the last
+        windows then hang over the bottom and right edges).
 
-    Returns (N, C, OH, OW) with OH = (H + 2*pad - KH) // stride + 1.  The gradient of a window
-    goes to its first maximal element (row-major), like PyTorch.
+    Returns (N, C, OH, OW) with OH = (H + 2*pad - KH) // stride + 1 (or ceil_mode's size).  The
+    gradient of a window goes to its first maximal element (row-major), like PyTorch.
 
     >>> max_pool2d(x, 2).shape      # x (8, 16, 28, 28)
     (8, 16, 14, 14)
     """
     x = _check_x(x, "max_pool2d")
     kernel, stride, padding = pool_args("max_pool2d", kernel_size, stride, padding)
+    if not isinstance(ceil_mode, (bool, numbers.Integral)):
+        raise TypeError(f"max_pool2d: ceil_mode must be a bool, got {ceil_mode!r}")
+    if ceil_mode:
+        extra = [ceil_mode_extra(x.shape[2 + i], kernel[i], stride[i], padding[i])
+                 for i in range(2)]
+        if extra[0] or extra[1]:
+            x = PadBottomRight(*extra, float("-inf"))(x)
     output_hw("max_pool2d", x.shape[2:], kernel, stride, padding)
     return MaxPool2d(kernel, stride, padding)(x)
 

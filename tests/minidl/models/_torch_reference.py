@@ -1,4 +1,4 @@
-"""Compact PyTorch definitions of ResNet and Inception-v3 with torchvision's module names
+"""Compact PyTorch definitions of ResNet, Inception-v3 and GoogLeNet with torchvision's module names
 (torchvision itself is not installed), for parity tests.  Imported only after
 ``pytest.importorskip("torch")``."""
 import torch
@@ -229,6 +229,83 @@ class Inception3(nn.Module):
         x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
         x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
         return (x, aux) if aux is not None else x
+
+
+class GoogLeNetInception(nn.Module):
+    def __init__(self, cin, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
+        super().__init__()
+        self.branch1 = BasicConv2d(cin, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(BasicConv2d(cin, ch3x3red, kernel_size=1),
+                                     BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
+        self.branch3 = nn.Sequential(BasicConv2d(cin, ch5x5red, kernel_size=1),
+                                     BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True),
+                                     BasicConv2d(cin, pool_proj, kernel_size=1))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class GoogLeNetAux(nn.Module):
+    def __init__(self, cin, num_classes, dropout=0.7):
+        super().__init__()
+        self.conv = BasicConv2d(cin, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+        self.p = dropout
+
+    def forward(self, x):
+        x = torch.flatten(self.conv(TF.adaptive_avg_pool2d(x, (4, 4))), 1)
+        return self.fc2(TF.dropout(torch.relu(self.fc1(x)), self.p, training=self.training))
+
+
+class GoogLeNet(nn.Module):
+    """torchvision's GoogLeNet; training returns (logits, aux2, aux1), as its
+    GoogLeNetOutputs(logits, aux_logits2, aux_logits1) since pytorch/vision#8743."""
+
+    def __init__(self, num_classes=1000, aux_logits=True, transform_input=False, dropout=0.2,
+                 dropout_aux=0.7):
+        super().__init__()
+        self.aux_logits, self.transform_input = aux_logits, transform_input
+        self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception3a = GoogLeNetInception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = GoogLeNetInception(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = GoogLeNetInception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = GoogLeNetInception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = GoogLeNetInception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = GoogLeNetInception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = GoogLeNetInception(528, 256, 160, 320, 32, 128, 128)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.inception5a = GoogLeNetInception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = GoogLeNetInception(832, 384, 192, 384, 48, 128, 128)
+        self.aux1 = GoogLeNetAux(512, num_classes, dropout_aux) if aux_logits else None
+        self.aux2 = GoogLeNetAux(528, num_classes, dropout_aux) if aux_logits else None
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x):
+        if self.transform_input:
+            x = torch.cat([x[:, 0:1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5,
+                           x[:, 1:2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5,
+                           x[:, 2:3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5], 1)
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception4a(x)
+        heads = self.aux_logits and self.training
+        aux1 = self.aux1(x) if heads else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if heads else None
+        x = self.maxpool4(self.inception4e(x))
+        x = self.inception5b(self.inception5a(x))
+        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+        return (x, aux2, aux1) if heads else x
 
 
 def alexnet(num_classes=1000):

@@ -87,3 +87,15 @@ def test_command_line_converts_a_torch_checkpoint(tmp_path, capsys):
     assert main(["torchvision", str(pth), str(tmp_path / "x.npz"), "--model", "resnet20"]) == 1
     assert "missing key(s)" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_command_line_refuses_a_truncated_checkpoint_in_one_line(tmp_path, capsys):
+    from _pth_writer import pth_zip, state_pickle, tensor_pickle
+    data = pth_zip(state_pickle({"fc.weight": tensor_pickle("FloatStorage", "0", 4, 0, (2, 2),
+                                                            (2, 1))}), {"0": b"\0" * 16})
+    pth = tmp_path / "resnet8-cut.pth"
+    pth.write_bytes(data[:len(data) // 2])
+    assert main(["torchvision", str(pth), str(tmp_path / "out.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "resnet8-cut.pth" in err and "truncated" in err
+    assert err.count("\n") == 1 and not (tmp_path / "out.npz").exists()
