@@ -76,13 +76,14 @@ class DataLoader:
     dtype : numpy dtype or None
         The float dtype of the image batches; None means ``minidl.get_default_dtype()`` at the
         time of iteration (float32 unless changed).
-    shard : bool
+    shard : bool or (rank, world_size)
         Data parallelism: this rank takes its slice (``batch_size / world_size`` samples) of
         every global batch; ``batch_size`` stays the global batch and must be divisible by
         the world size.  The same ``len()`` on every rank.  A no-op in a one-process world.
         A last global batch that does not split evenly gives the first ranks one sample more
         (``minidl.train.fit`` weights their gradients by ``last_share``); one smaller than the
-        world size is skipped on every rank.
+        world size is skipped on every rank.  A ``(rank, world_size)`` pair names the slice
+        explicitly (tests, or a launcher of your own).
 
     Yields
     ------
@@ -103,7 +104,7 @@ class DataLoader:
     def __init__(self, images, labels=None, batch_size: int = 64, shuffle: bool = False,
                  seed: int | None = None, drop_last: bool = False,
                  transform: Callable | None = None, scale: float | None = None, dtype=None,
-                 shard: bool = False):
+                 shard: bool | tuple = False):
         if labels is None:
             if not (hasattr(images, "images") and hasattr(images, "labels")):
                 raise TypeError("DataLoader: labels is required unless images is a data set "
@@ -148,9 +149,17 @@ class DataLoader:
             else float(scale)
         self.dtype = None if dtype is None else numpy.dtype(dtype)
         self._rng = None if seed is None else numpy.random.default_rng(seed)
+        if isinstance(shard, tuple):
+            if len(shard) != 2 or not all(isinstance(v, int) for v in shard) \
+                    or not 0 <= shard[0] < shard[1]:
+                raise ValueError(f"DataLoader: shard must be a bool or (rank, world_size) with "
+                                 f"0 <= rank < world_size, got {shard!r}")
+            self.rank, self.world_size = shard
+        elif shard:
+            self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        else:
+            self.rank, self.world_size = 0, 1
         self.shard = bool(shard)
-        self.rank, self.world_size = (distributed.rank(), distributed.world_size()) \
-            if self.shard else (0, 1)
         if self.batch_size % self.world_size:
             w = self.world_size
             lower, upper = self.batch_size // w * w or w, -(-self.batch_size // w) * w
@@ -208,6 +217,11 @@ class DataLoader:
         return slice(start, start + per + (r < extra))
 
     # ------------------------------------------------------------------ resuming
+
+    @property
+    def resume_position(self) -> int:
+        """The global batch the next ``iter()`` starts at (0 unless resuming mid-epoch)."""
+        return 0 if self._resume is None else self._resume[1]
 
     def state_dict(self) -> dict:
         """Where the loader stands, as host arrays (no pickle): the current epoch's order,

@@ -77,14 +77,15 @@ def broadcast_model(model, root: int = 0) -> None:
 
 
 def average_gradients(params, weight: float | None = None,
-                      bucket_bytes: int = BUCKET_BYTES) -> None:
+                      bucket_bytes: int = BUCKET_BYTES, comm=None) -> None:
     """Replace each parameter's ``.grad`` by the average over the ranks, in buckets.
 
     ``weight`` (this rank's share of the global batch, n_local / n_global) makes it a
     weighted sum instead, for a last batch that does not split evenly: sum(g_r * w_r) is
     the gradient of the mean loss over the whole global batch.  A parameter without a
-    gradient on this rank contributes zeros (every rank must send the same buffers)."""
-    if world.world_size() == 1:
+    gradient on this rank contributes zeros (every rank must send the same buffers).
+    ``comm``: a :class:`~minidl.distributed.comm.Communicator` instead of the default one."""
+    if world.world_size() == 1 and comm is None:
         return
     params = list(params)
     for p in params:
@@ -92,11 +93,11 @@ def average_gradients(params, weight: float | None = None,
             p.grad = B.get_array_module(p.data).zeros_like(p.data)
     grads = [p.grad for p in params]
     if weight is None:
-        allreduce_mean_(grads, bucket_bytes=bucket_bytes)
+        allreduce_mean_(grads, comm=comm, bucket_bytes=bucket_bytes)
     else:
         for g in grads:
             g *= g.dtype.type(weight)
-        allreduce_sum_(grads, bucket_bytes=bucket_bytes)
+        allreduce_sum_(grads, comm=comm, bucket_bytes=bucket_bytes)
 
 
 def allreduce_host(values) -> numpy.ndarray:
@@ -104,6 +105,9 @@ def allreduce_host(values) -> numpy.ndarray:
     counts, confusion matrices), as a new array."""
     out = numpy.array(values, dtype=numpy.float64).reshape(-1)
     allreduce_sum_([out])
+    # rank 0's sum everywhere: decisions taken from it (best epoch, early stop) must agree
+    # bitwise, and MPI does not promise the same rounding on every rank
+    broadcast_([out])
     return out
 
 
