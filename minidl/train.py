@@ -333,21 +333,36 @@ def _set_rng_state(state) -> None:
         B.device_rng(numpy).bit_generator.state = array_to_json(state["device_numpy"])
 
 
+def _gather(value) -> list:
+    """``value`` of every rank, on rank 0 (None elsewhere); [value] in one process."""
+    comm = distributed.mpi_comm()
+    return [value] if comm is None else comm.gather(value, root=0)
+
+
+def _running_state(running):
+    return None if running is None else {
+        "count": running.count, "loss_sum": float(running.loss_sum),
+        "correct": {str(k): float(v) for k, v in running.correct.items()}}
+
+
 def _save_training_state(path, model, optimizer, scheduler, loader, run, epoch_done,
                          running) -> None:
-    """Rank 0 writes the whole state atomically (``save_checkpoint``); the other ranks go on."""
+    """Every rank sends its RNG states and partial-epoch sums (they differ between ranks:
+    an uneven last batch draws fewer random numbers on some); rank 0 writes the whole state
+    atomically (``save_checkpoint``)."""
+    per_rank = _gather((_rng_state(), _running_state(running)))
     if not distributed.is_main():
         return
     h = run.history
     meta = {"epoch": run.epoch, "mid_epoch": not epoch_done, "stale": run.stale,
-            "train_seconds": run.train_seconds, "world_size": distributed.world_size(),
+            "train_seconds": run.train_seconds, "world_size": len(per_rank),
             "history": {"epochs": h.epochs, "best_epoch": h.best_epoch,
                         "best_value": h.best_value, "time_to_target": h.time_to_target},
-            "running": None if running is None else
-            {"count": running.count, "loss_sum": float(running.loss_sum),
-             "correct": {str(k): float(v) for k, v in running.correct.items()}}}
+            "running": [r for _, r in per_rank]}
     parts = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "rng": _rng_state(), "fit": {"meta": json_to_array(meta)}}
+             "fit": {"meta": json_to_array(meta)}}
+    for r, (rng, _) in enumerate(per_rank):
+        parts[f"rng{r}"] = rng
     if scheduler is not None:
         parts["scheduler"] = scheduler.state_dict()
     if hasattr(loader, "state_dict"):
@@ -359,7 +374,7 @@ def _save_training_state(path, model, optimizer, scheduler, loader, run, epoch_d
 
 def _load_training_state(path, model, optimizer, scheduler, loader, progress) -> _RunState:
     parts = load_checkpoint(path)
-    missing = [p for p in ("model", "optimizer", "rng", "fit") if p not in parts]
+    missing = [p for p in ("model", "optimizer", "rng0", "fit") if p not in parts]
     if missing:
         raise ValueError(f"fit: resume={str(path)!r} is not a training checkpoint written by "
                          f"fit(last_checkpoint=...): it lacks {missing}")
@@ -371,8 +386,11 @@ def _load_training_state(path, model, optimizer, scheduler, loader, progress) ->
     optimizer.load_state_dict(parts["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(parts["scheduler"])
-    _set_rng_state(parts["rng"])
     meta = array_to_json(parts["fit"]["meta"])
+    rank, saved_world = distributed.rank(), meta["world_size"]
+    # the same world: each rank its own random streams; another: rank r takes saved rank r's
+    # (mod the saved world size), so that the run goes on reproducibly
+    _set_rng_state(parts[f"rng{rank % saved_world}"])
     if "loader" in parts and hasattr(loader, "load_state_dict"):
         loader.load_state_dict(parts["loader"])
         saved = int(parts["loader"]["world_size"])
@@ -387,10 +405,16 @@ def _load_training_state(path, model, optimizer, scheduler, loader, progress) ->
                     epoch=meta["epoch"], stale=meta["stale"],
                     train_seconds=meta["train_seconds"],
                     best_state=parts.get("best"))
-    if meta["running"] is not None:
+    sums = meta["running"]
+    if sums[0] is not None:
+        # the partial epoch's sums: each rank its own; on another world size rank 0 takes
+        # them all (the epoch's metrics are sums over ranks either way)
+        mine = [sums[rank]] if saved_world == distributed.world_size() else \
+            (sums if rank == 0 else [])
         r = RunningMetrics()
-        r.count, r.loss_sum = meta["running"]["count"], meta["running"]["loss_sum"]
-        r.correct = {int(k): v for k, v in meta["running"]["correct"].items()}
+        r.count = sum(m["count"] for m in mine)
+        r.loss_sum = sum(m["loss_sum"] for m in mine)
+        r.correct = {int(k): sum(m["correct"][k] for m in mine) for k in sums[0]["correct"]}
         run.running = r
     if progress:
         where = "mid-epoch" if meta["mid_epoch"] else "after epoch"

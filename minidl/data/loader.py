@@ -63,7 +63,8 @@ class DataLoader:
         Visit the samples in a new random order every epoch (every ``iter(loader)``).
     seed : int or None
         Seed of the loader's own host Generator, so the sequence of epoch orders is
-        reproducible; None draws from ``minidl.backend.host_rng()`` (seeded by ``minidl.seed``).
+        reproducible; None draws from ``minidl.backend.host_rng()`` (seeded by ``minidl.seed``),
+        or with ``shard`` seeds the loader's own Generator from rank 0's host Generator.
     drop_last : bool
         Skip the last, incomplete batch.
     transform : callable or None
@@ -160,6 +161,14 @@ class DataLoader:
         else:
             self.rank, self.world_size = 0, 1
         self.shard = bool(shard)
+        if self.shard and self._rng is None:
+            # every rank must draw the same orders, but minidl's host Generator drifts apart
+            # between ranks (an uneven last batch draws fewer augmentation numbers on some):
+            # the loader gets its own Generator, seeded once from rank 0's host Generator
+            s = numpy.array([B.host_rng().integers(2**62)], numpy.int64)
+            if isinstance(shard, bool):
+                distributed.broadcast_([s])
+            self._rng = numpy.random.default_rng(int(s[0]))
         if self.batch_size % self.world_size:
             w = self.world_size
             lower, upper = self.batch_size // w * w or w, -(-self.batch_size // w) * w
