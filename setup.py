@@ -15,6 +15,9 @@ setup(
     install_requires=["numpy>=1.26", "scipy>=1.11", "pillow>=10"],
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
+        # data-parallel training (minidl.distributed): mpi4py and an MPI from PyPI, so that a
+        # fresh machine needs no system MPI (on a cluster, build mpi4py against its own MPI)
+        "mpi": ["mpi4py>=4", "mpich"],
         "test": ["pytest>=8"],
         "dev": ["pytest>=8", "pytest-benchmark", "pyinstrument", "py-spy", "ruff"],
     },

@@ -176,7 +176,9 @@ def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
         remove_stale_temporaries(last_checkpoint)   # of a run killed while writing it
     run = _RunState(History())
     if resume is not None:
-        run = _load_training_state(resume, model, optimizer, scheduler, train_loader, progress)
+        # said even without progress bars: a resumed run should never pass unnoticed
+        run = _load_training_state(resume, model, optimizer, scheduler, train_loader,
+                                   distributed.is_main())
     history = run.history
     higher_is_better = monitor.endswith("accuracy")
     saver = None if last_checkpoint is None else (
