@@ -264,3 +264,22 @@ def test_a_two_rank_run_resumes_on_two_ranks_and_says_what_one_rank_does(tmp_pat
     assert "resuming a run saved on 2 process(es) on 1: the same global batches of 64 " \
            "continue in the same order, each now split over 1 process(es) (64 samples each)" \
            in proc.stdout
+
+
+# --------------------------------------------------------------------------- beyond training
+
+def test_kmeans_over_two_ranks_equals_one_process_and_is_a_lloyd_fixed_point(tmp_path):
+    from minifeat.kmeans import KMeans
+    run_script("kmeans.py", tmp_path / "two.npz", ranks=2)
+    run_script("kmeans.py", tmp_path / "one.npz")
+    two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
+    np.testing.assert_allclose(two["centers"], one["centers"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(two["history"], one["history"], rtol=1e-12)
+    assert float(two["inertia"]) == pytest.approx(float(one["inertia"]), rel=1e-12)
+    # converged (tol=0): one more Lloyd step of minifeat's KMeans over all rows moves nothing
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((6, 8)) * 5
+    X = np.concatenate([c + rng.standard_normal((300, 8)) for c in centres])
+    again = KMeans(6, init=one["centers"], max_iter=1).fit(X)
+    np.testing.assert_allclose(again.cluster_centers_, one["centers"], atol=1e-10)
+    assert again.inertia_ == pytest.approx(float(one["inertia"]), rel=1e-12)
