@@ -254,6 +254,9 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
                       enabled=progress)
     bar.update(done)
     sharded = _sharded(loader)
+    # averaged whenever there are several ranks, even over a loader of the user's own that
+    # minidl cannot see sharding: else the ranks' models would silently drift apart
+    world = distributed.world_size()
     params = optimizer.params
     seen = 0
     pending = 0
@@ -264,9 +267,9 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
             loss = loss_fn(logits, y)
             optimizer.zero_grad()
             loss.backward()
-            if sharded:   # the mean gradient over the global batch, on every rank
-                share = loader.last_share
-                even = abs(share * loader.world_size - 1) < 1e-12
+            if world > 1:   # the mean gradient over the global batch, on every rank
+                share = loader.last_share if sharded else None
+                even = share is None or abs(share * world - 1) < 1e-12
                 distributed.average_gradients(params, None if even else share)
             optimizer.step()
             if batch_scheduler is not None:
@@ -285,7 +288,7 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
                 rate = seen / max(1e-9, time.perf_counter() - start)
                 res = running.result()   # this rank's batches: no collective per log line
                 bar.update(pending, loss=f"{res['loss']:.4f}", acc=f"{res['accuracy']:.2%}",
-                           img_s=f"{rate * (loader.world_size if sharded else 1):.0f}")
+                           img_s=f"{rate * (world if sharded else 1):.0f}")
                 pending = 0
             if saver is not None and save_every and i % save_every == 0 and i < len(loader):
                 saver(False, running)
@@ -294,9 +297,8 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
     B.synchronize()
     seconds = time.perf_counter() - start
     res = _result(running, loader)
-    world = loader.world_size if sharded else 1
     return {"train_loss": res["loss"], "train_accuracy": res["accuracy"], "lr": optimizer.lr,
-            "images_per_s": seen * world / max(seconds, 1e-9)}, seconds
+            "images_per_s": seen * (world if sharded else 1) / max(seconds, 1e-9)}, seconds
 
 
 # --------------------------------------------------------------------------- resuming
