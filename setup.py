@@ -16,6 +16,9 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=13"],
         "keras": ["h5py>=3"],
+        # data-parallel training (minidl.distributed): mpi4py and an MPI from PyPI, so that a
+        # fresh machine needs no system MPI (on a cluster, build mpi4py against its own MPI)
+        "mpi": ["mpi4py>=4", "mpich"],
         "test": ["pytest>=8"],
         "dev": ["pytest>=8", "pytest-benchmark", "pyinstrument", "py-spy", "ruff"],
     },

@@ -7,6 +7,10 @@ that is not an image or not the right model, a diverging training run) prints on
 ``error: ...`` on stderr and exits with status 1; a bad option value exits with status 2 (as
 argparse does), Ctrl-C prints one line and exits with 130.  ``--debug`` (or the environment
 variable ``MINIDL_DEBUG=1``) shows the full traceback instead.
+
+Under ``mpiexec -n N`` the training examples run data-parallel (``minidl.distributed``): the
+first line says how many processes run, only rank 0 prints, and an error on any rank prints
+that rank's line and ends every rank (``MPI_Abort``) instead of leaving the others waiting.
 """
 from __future__ import annotations
 
@@ -98,13 +102,27 @@ def run(main, argv=None):
     except KeyboardInterrupt:
         if debug:
             raise
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit(130, "interrupted")
     except _user_errors() as exc:
         if debug:
             raise
-        print(f"error: {error_line(exc)}", file=sys.stderr)
-        sys.exit(1)
+        _exit(1, f"error: {error_line(exc)}")
+    except SystemExit as exc:   # sys.exit("error: ...") from setup or load_splits
+        if exc.code in (None, 0) or minidl.distributed.world_size() == 1:
+            raise
+        _exit(1 if isinstance(exc.code, str) else exc.code,
+              exc.code if isinstance(exc.code, str) else None)
+    sys.exit(status)
+
+
+def _exit(status: int, line: str | None):
+    """Print ``line`` on stderr and exit; under MPI name the rank and end every rank, which
+    would otherwise wait for this one in their next collective."""
+    from minidl import distributed
+    if distributed.world_size() > 1:
+        distributed.abort(status, line)
+    if line:
+        print(line, file=sys.stderr)
     sys.exit(status)
 
 
@@ -136,6 +154,11 @@ def base_parser(description: str, epochs: int, batch_size: int, target: float,
     p.add_argument("--out", default="runs/" + description.split(":")[0].strip().lower()
                    .replace(" ", "_"), help="folder for the best model and the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="continue an interrupted run from its training state (OUT/last.npz, "
+                        "written every epoch and every --save-every batches)")
+    p.add_argument("--save-every", type=positive_int, default=100, metavar="BATCHES",
+                   help="batches between writes of OUT/last.npz")
     return p
 
 
@@ -151,12 +174,58 @@ def add_data_dir(p) -> None:
 
 
 def setup(args) -> None:
-    """Select the backend and seed everything."""
+    """Join the MPI world if launched under one (print how many processes run; only rank 0
+    prints from here on), give each rank its GPU, select the backend and seed everything."""
+    from minidl import distributed
+    try:
+        n = distributed.init()
+    except distributed.MPIUnavailableError as exc:
+        sys.exit(f"error: {error_line(exc)}")
+    if distributed.is_main():
+        print(processes_line(n), flush=True)
+    else:   # one voice: the other ranks' progress and summaries would repeat rank 0's
+        sys.stdout = open(os.devnull, "w")
+    if n > 1 and args.backend == "cupy":
+        use_local_gpu()
     try:
         minidl.use_backend(args.backend)
     except minidl.BackendUnavailableError as exc:
         sys.exit(f"error: {error_line(exc)}")
     minidl.seed(args.seed)
+
+
+def processes_line(n: int) -> str:
+    """The first line of a training example: how many processes train."""
+    if n == 1:
+        return "running on 1 process (launch with mpiexec -n N for data-parallel training)"
+    from mpi4py import MPI
+    library = MPI.Get_library_version().splitlines()[0].strip()
+    return f"running on {n} processes, data-parallel over MPI ({library})"
+
+
+def use_local_gpu() -> None:
+    """One GPU per rank: the rank's index on its machine picks the device."""
+    try:
+        import cupy
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # no CuPy or no GPU: use_backend("cupy") then says why
+        return
+    from minidl import distributed
+    cupy.cuda.Device(distributed.local_rank() % max(count, 1)).use()
+
+
+def fit_state_args(args, out) -> dict:
+    """fit()'s arguments for a resumable run: OUT/last.npz written every epoch and every
+    ``--save-every`` batches; ``--resume PATH`` continues from such a file."""
+    return {"last_checkpoint": out / "last.npz", "save_every": args.save_every,
+            "resume": args.resume}
+
+
+def test_batch_size(default: int = 1000) -> int:
+    """The evaluation batch, divisible by the number of processes (each takes a share)."""
+    from minidl import distributed
+    n = distributed.world_size()
+    return max(n, default // n * n)
 
 
 def load_splits(load, args):

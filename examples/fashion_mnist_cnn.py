@@ -5,6 +5,7 @@ shows clothes (T-shirt, trouser, pullover, ...), which is much harder: the same 
 99.3% on digits gets about 92% here.  Run it to see how much a data set, not the model, decides.
 
     python examples/fashion_mnist_cnn.py [--backend cupy]
+    mpiexec -n 2 python examples/fashion_mnist_cnn.py    # data-parallel on 2 processes
 
 Exit status 1 when the final test accuracy misses ``--target-acc`` (91%).
 """

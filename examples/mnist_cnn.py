@@ -15,6 +15,8 @@ the test accuracy is printed; the time to first reach 99.0% is reported (DAWNBen
 
     python examples/mnist_cnn.py                  # CPU (NumPy)
     python examples/mnist_cnn.py --backend cupy   # GPU (CuPy), same code
+    mpiexec -n 2 python examples/mnist_cnn.py     # data-parallel on 2 processes, same code
+    python examples/mnist_cnn.py --resume runs/mnist_cnn/last.npz   # after a crash
 
 Exit status 1 when the final test accuracy misses ``--target-acc``.
 """
@@ -32,7 +34,10 @@ from minidl.data import DataLoader, RandomShift, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, load_splits, report, run, setup, summarize  # noqa: E402
+from minidl import distributed  # noqa: E402
+
+from _cli import (base_parser, fit_state_args, load_splits, report, run, setup,  # noqa: E402
+                  summarize, test_batch_size)
 
 
 def build_cnn(num_classes: int = 10, width: int = 32, init: str = "torch") -> L.Module:
@@ -58,9 +63,10 @@ def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
     status.  Shared with fashion_mnist_cnn.py."""
     setup(args)
     (x_train, y_train), (x_test, y_test) = load_splits(load, args)
+    # shard: under mpiexec each process takes its share of every batch (no-op otherwise)
     train = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True,
-                       seed=args.seed, transform=RandomShift(2))
-    test = DataLoader(x_test, y_test, batch_size=1000, shuffle=False)
+                       seed=args.seed, transform=RandomShift(2), shard=True)
+    test = DataLoader(x_test, y_test, batch_size=test_batch_size(), shuffle=False, shard=True)
 
     model = build_cnn(num_classes=len(class_names) if class_names else 10)
     print(model.summary((1, 1, 28, 28)))
@@ -72,9 +78,10 @@ def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
     history = fit(model, train, optimizer, epochs=args.epochs, val_loader=test,
                   scheduler=schedule, scheduler_per_batch=True, checkpoint=out / "best.npz",
                   target_accuracy=time_to, num_classes=len(class_names or range(10)),
-                  progress=not args.quiet)
+                  progress=not args.quiet, **fit_state_args(args, out))
     wall = time.perf_counter() - start
-    history.save_plots(out, class_names)
+    if distributed.is_main():
+        history.save_plots(out, class_names)
     final = evaluate(model, test)
     summarize(history, time_to, wall, out)
     return report(final["accuracy"], args.target_acc)

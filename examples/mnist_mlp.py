@@ -7,6 +7,7 @@ with Adam and a one-cycle learning-rate schedule; backpropagation computes the g
 
     python examples/mnist_mlp.py                 # ~98.3% test accuracy in about a minute (CPU)
     python examples/mnist_mlp.py --backend cupy  # the same code on an NVIDIA GPU
+    mpiexec -n 2 python examples/mnist_mlp.py    # data-parallel on 2 processes
 
 Exit status 1 when the test accuracy misses ``--target-acc`` (98%).
 """
@@ -22,7 +23,10 @@ from minidl.data import DataLoader, load_mnist  # noqa: E402
 from minidl.optim import Adam, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
-from _cli import base_parser, load_splits, report, run, setup  # noqa: E402
+from minidl import distributed  # noqa: E402
+
+from _cli import (base_parser, fit_state_args, load_splits, report, run, setup,  # noqa: E402
+                  test_batch_size)
 
 
 def build_mlp(hidden=(512, 256), dropout=0.2) -> L.Module:
@@ -41,8 +45,8 @@ def main(argv=None) -> int:
     setup(args)
     (x_train, y_train), (x_test, y_test) = load_splits(load_mnist, args)
     train = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True,
-                       seed=args.seed)
-    test = DataLoader(x_test, y_test, batch_size=1000, shuffle=False)
+                       seed=args.seed, shard=True)   # under mpiexec: this process's share
+    test = DataLoader(x_test, y_test, batch_size=test_batch_size(), shuffle=False, shard=True)
 
     model = build_mlp()
     print(model)
@@ -51,8 +55,9 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     history = fit(model, train, optimizer, epochs=args.epochs, val_loader=test,
                   scheduler=schedule, scheduler_per_batch=True, checkpoint=out / "best.npz",
-                  num_classes=10, progress=not args.quiet)
-    history.save_plots(out)
+                  num_classes=10, progress=not args.quiet, **fit_state_args(args, out))
+    if distributed.is_main():
+        history.save_plots(out)
     final = evaluate(model, test)
     print(f"training time {history.epochs[-1]['elapsed']:.1f}s; best epoch "
           f"{history.best_epoch}; model and plots in {out}/")

@@ -35,7 +35,7 @@ _LAZY = {name: "minidl.autograd" for name in (
     "as_tensor")}
 _LAZY["fuse"] = "minidl.fusion"
 _SUBMODULES = ("functions", "kernels", "layers", "models", "optim", "train", "data", "init",
-               "fusion", "testing", "metrics", "serialization", "parallel")
+               "fusion", "testing", "metrics", "serialization", "parallel", "distributed")
 
 
 def __getattr__(name):

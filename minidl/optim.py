@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from minidl import backend as B
 from minidl import kernels
 from minidl.autograd import Parameter
@@ -54,6 +56,55 @@ class Optimizer:
 
     def update(self, p: Parameter, g, state: dict) -> None:
         raise NotImplementedError
+
+    # hyper-parameters a schedule may change during a run, saved with the state
+    _HYPER = ("lr", "momentum", "betas")
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs, as arrays (no pickle): ``step_count``, the
+        hyper-parameters a schedule moves (``lr``, SGD's ``momentum``, Adam's ``betas``), and
+        each parameter's state as ``state.<index>.<name>`` (momentum buffers, Adam's m, v and
+        step) on the parameters' device."""
+        out = {"step_count": numpy.array(self.step_count, numpy.int64),
+               "num_params": numpy.array(len(self.params), numpy.int64)}
+        for name in self._HYPER:
+            if hasattr(self, name):
+                out[f"hyper.{name}"] = numpy.array(getattr(self, name), numpy.float64)
+        for i, state in enumerate(self.state):
+            for key, value in state.items():
+                out[f"state.{i}.{key}"] = value if B.is_array(value) else numpy.array(value)
+        return out
+
+    def load_state_dict(self, state) -> None:
+        """Restore :meth:`state_dict`'s output (arrays on any device; moved to each
+        parameter's device and dtype).  The optimizer must be over the same parameters, in
+        the same order, with the same shapes."""
+        where = f"{type(self).__name__}.load_state_dict"
+        n = int(state.get("num_params", -1))
+        if n != len(self.params):
+            raise ValueError(f"{where}: the state is of an optimizer over {n} parameters, "
+                             f"this one has {len(self.params)}")
+        per = [{} for _ in self.params]
+        for key, value in state.items():
+            if not key.startswith("state."):
+                continue
+            _, index, name = key.split(".", 2)
+            p = self.params[int(index)]
+            if B.to_host(value).ndim == 0:   # a counter (Adam's step)
+                per[int(index)][name] = B.to_host(value).item()
+                continue
+            if tuple(value.shape) != tuple(p.shape):
+                raise ValueError(f"{where}: state {key!r} has shape {tuple(value.shape)} but "
+                                 f"parameter {index} has shape {tuple(p.shape)}")
+            per[int(index)][name] = B.to_device(value, B.backend_of(p.data).name) \
+                .astype(p.data.dtype)
+        self.state = per
+        self.step_count = int(state["step_count"])
+        for name in self._HYPER:
+            if f"hyper.{name}" in state and hasattr(self, name):
+                value = B.to_host(state[f"hyper.{name}"])
+                setattr(self, name, tuple(float(v) for v in value) if value.ndim
+                        else float(value))
 
 
 class SGD(Optimizer):
@@ -203,6 +254,17 @@ class _Schedule:
 
     def _check_step(self, t: int) -> None:
         """Raise ValueError if step ``t`` is past the schedule's end (none by default)."""
+
+    def state_dict(self) -> dict:
+        """The schedule's position (``t``) and base rate, as arrays."""
+        return {"t": numpy.array(self.t, numpy.int64),
+                "base_lr": numpy.array(self.base_lr, numpy.float64)}
+
+    def load_state_dict(self, state) -> None:
+        """Continue from :meth:`state_dict`: set ``t`` and apply its rate (and momentum)."""
+        self.t = int(state["t"])
+        self.base_lr = float(state["base_lr"])
+        self._apply(self.t)
 
     def step(self) -> float:
         self._check_step(self.t + 1)  # before counting it: a refused step changes nothing

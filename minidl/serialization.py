@@ -14,6 +14,7 @@ gigabytes is a ValueError naming the file and the entry, not a MemoryError.
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -25,7 +26,8 @@ import numpy
 
 from minidl import backend as B
 
-__all__ = ["save_state", "load_state", "remove_stale_temporaries", "FORMAT_VERSION"]
+__all__ = ["save_state", "load_state", "remove_stale_temporaries", "FORMAT_VERSION",
+           "json_to_array", "array_to_json", "save_checkpoint", "load_checkpoint"]
 
 FORMAT_VERSION = 1
 _META = "__minidl__"
@@ -149,3 +151,46 @@ def load_state(path) -> "OrderedDict[str, numpy.ndarray]":
         raise ValueError(f"load_state: {str(path)!r} has format version {int(meta[0])}, "
                          f"newer than this minidl ({FORMAT_VERSION})")
     return state
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def json_to_array(obj) -> numpy.ndarray:
+    """``obj`` (JSON-serialisable: numbers of any size, strings, lists, dicts) as a uint8 array
+    of its UTF-8 JSON text, so that it can travel in a ``.npz`` without pickle.  Random
+    generator states (128-bit integers) are stored this way."""
+    return numpy.frombuffer(json.dumps(obj, sort_keys=True).encode("utf-8"), dtype=numpy.uint8)
+
+
+def array_to_json(array):
+    """The object that :func:`json_to_array` stored."""
+    array = numpy.asarray(array)
+    if array.dtype != numpy.uint8 or array.ndim != 1:
+        raise ValueError(f"array_to_json: expected a 1-D uint8 array, got {array.dtype} "
+                         f"{array.shape}")
+    return json.loads(array.tobytes().decode("utf-8"))
+
+
+def save_checkpoint(path, parts) -> None:
+    """Write several named state dicts (``{"model": {...}, "optimizer": {...}, ...}``, each
+    name -> array) to one ``.npz`` file, atomically (:func:`save_state`): keys become
+    ``part/key``.  A process killed during the write leaves the previous file intact."""
+    flat = OrderedDict()
+    for part, state in parts.items():
+        if "/" in part:
+            raise ValueError(f"save_checkpoint: part names must not contain '/', got {part!r}")
+        for k, v in state.items():
+            flat[f"{part}/{k}"] = v
+    save_state(path, flat)
+
+
+def load_checkpoint(path) -> "dict[str, OrderedDict]":
+    """The parts that :func:`save_checkpoint` wrote: part -> (key -> host array)."""
+    parts: dict[str, OrderedDict] = {}
+    for key, value in load_state(path).items():
+        part, sep, rest = key.partition("/")
+        if not sep:
+            raise ValueError(f"load_checkpoint: {str(path)!r} holds {key!r}, not a "
+                             "checkpoint entry (part/key): is it a plain model file?")
+        parts.setdefault(part, OrderedDict())[rest] = value
+    return parts

@@ -7,6 +7,13 @@ loss, and returns a :class:`History`::
 
     history = fit(model, train_loader, optimizer, epochs=5, val_loader=test_loader)
     history.save_plots("runs/mnist")     # loss/accuracy curves and confusion matrix, PNG
+
+Under ``mpiexec -n R`` (``minidl.distributed``) the same call trains data-parallel: rank 0's
+weights are broadcast at the start, each rank reads its shard of every batch (``DataLoader(...,
+shard=True)``), gradients are averaged in buckets after backward, metrics are summed over the
+ranks, and only rank 0 prints and writes files.  ``last_checkpoint=`` writes the whole training
+state (model, optimizer, schedule, RNGs, the loader's position, epoch and step) atomically, and
+``resume=`` continues from it, on any number of ranks.
 """
 from __future__ import annotations
 
@@ -15,11 +22,16 @@ import pathlib
 import time
 from dataclasses import dataclass, field
 
+import numpy
+
 from minidl import backend as B
+from minidl import distributed
 from minidl.autograd import no_grad
 from minidl.functions import softmax_cross_entropy
 from minidl.metrics import RunningMetrics
 from minidl.progress import ProgressBar
+from minidl.serialization import (array_to_json, json_to_array, load_checkpoint,
+                                  remove_stale_temporaries, save_checkpoint)
 
 __all__ = ["fit", "evaluate", "History", "TrainingDivergedError"]
 
@@ -69,7 +81,8 @@ def evaluate(model, loader, loss_fn=softmax_cross_entropy, num_classes=None, top
     was_training = model.training
     model.eval()
     running = RunningMetrics(num_classes, topk)
-    bar = ProgressBar(total=len(loader), desc="eval", unit="batch", enabled=progress)
+    bar = ProgressBar(total=len(loader), desc="eval", unit="batch",
+                      enabled=progress and distributed.is_main())
     try:
         with no_grad():
             for x, y in loader:
@@ -79,20 +92,44 @@ def evaluate(model, loader, loss_fn=softmax_cross_entropy, num_classes=None, top
     finally:
         bar.close()
         model.train(was_training)
-    return running.result()
+    return _result(running, loader)
+
+
+def _sharded(loader) -> bool:
+    return getattr(loader, "shard", False) and distributed.world_size() > 1
+
+
+def _result(running: RunningMetrics, loader) -> dict:
+    """``running.result()``, summed over the ranks when ``loader`` is sharded (each rank saw
+    a different part of the data)."""
+    if not _sharded(loader):
+        return running.result()
+    ks = list(running.correct)
+    cm = None if running.cm is None else numpy.asarray(B.to_host(running.cm), numpy.float64)
+    parts = [[running.count, float(running.loss_sum)],
+             [float(running.correct[k]) for k in ks], [] if cm is None else cm.ravel()]
+    total = distributed.allreduce_host(numpy.concatenate([numpy.asarray(q, numpy.float64)
+                                                          for q in parts]))
+    out = RunningMetrics(running.num_classes, running.topk)
+    out.count, out.loss_sum = int(total[0]), total[1]
+    out.correct = {k: total[2 + i] for i, k in enumerate(ks)}
+    if cm is not None:
+        out.cm = total[2 + len(ks):].reshape(cm.shape).astype(numpy.int64)
+    return out.result()
 
 
 def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
         loss_fn=softmax_cross_entropy, scheduler=None, scheduler_per_batch: bool = False,
         checkpoint=None, patience: int | None = None, monitor: str = "val_accuracy",
         target_accuracy: float | None = None, num_classes: int | None = None,
-        log_every: int = 20, progress: bool = True, on_epoch_end=None) -> History:
+        log_every: int = 20, progress: bool = True, on_epoch_end=None,
+        last_checkpoint=None, save_every: int | None = None, resume=None) -> History:
     """Train ``model`` for ``epochs`` epochs.
 
     Parameters
     ----------
     train_loader, val_loader : iterables of ``(x, y)`` batches on the model's device, with
-        ``len()`` (``minidl.data.DataLoader``).
+        ``len()`` (``minidl.data.DataLoader``; ``shard=True`` under MPI).
     optimizer : a ``minidl.optim`` optimizer over ``model.parameters()``.
     loss_fn : ``loss_fn(logits, y, reduction=...)``; default softmax cross-entropy.
     scheduler : a ``minidl.optim`` schedule, stepped after each epoch, or after each batch when
@@ -106,32 +143,63 @@ def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
     log_every : batches between progress updates (each reads the loss: a device sync on GPU)
         and NaN/inf checks.
     on_epoch_end : optional ``callback(record: dict)``.
+    last_checkpoint : path of a ``.npz`` file holding the whole training state (model,
+        optimizer, scheduler, RNGs, the train loader's position, epoch, step, history),
+        written atomically at the end of every epoch and every ``save_every`` batches.
+    resume : path of such a file: continue the run where it stopped (the same batches, the
+        same random numbers: the parameters end as those of an uninterrupted run).  Resuming
+        needs a ``DataLoader`` with a seed (or minidl.seed) as ``train_loader``.
+
+    Under MPI (``minidl.distributed``, world size > 1) the run is data-parallel; see the
+    module docstring.  ``train_loader`` must then be sharded.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
     if monitor not in ("val_accuracy", "val_loss", "train_accuracy", "train_loss"):
         raise ValueError(f"fit: monitor must be val_accuracy, val_loss, train_accuracy or "
                          f"train_loss, got {monitor!r}")
+    if save_every is not None and (not isinstance(save_every, int) or save_every < 1):
+        raise ValueError(f"fit: save_every must be a positive int or None, got {save_every!r}")
+    if save_every is not None and last_checkpoint is None:
+        raise ValueError("fit: save_every needs last_checkpoint (the file to write)")
     if val_loader is None and monitor.startswith("val_"):
         monitor = monitor.replace("val_", "train_")
+    world = distributed.world_size()
+    if world > 1:
+        if hasattr(train_loader, "shard") and not train_loader.shard:
+            raise ValueError(f"fit: running on {world} processes but train_loader is not "
+                             "sharded: every rank would train on the same batches; build it "
+                             "with DataLoader(..., shard=True)")
+        distributed.broadcast_model(model)
+    progress = progress and distributed.is_main()
+    if last_checkpoint is not None and distributed.is_main():
+        remove_stale_temporaries(last_checkpoint)   # of a run killed while writing it
+    run = _RunState(History())
+    if resume is not None:
+        # said even without progress bars: a resumed run should never pass unnoticed
+        run = _load_training_state(resume, model, optimizer, scheduler, train_loader,
+                                   distributed.is_main())
+    history = run.history
     higher_is_better = monitor.endswith("accuracy")
-    history = History()
-    train_seconds = 0.0
-    best_state = None
-    stale = 0
-    for epoch in range(1, epochs + 1):
-        record, seconds = _train_one_epoch(model, train_loader, optimizer, loss_fn, epoch,
-                                           epochs, scheduler if scheduler_per_batch else None,
-                                           log_every, progress)
-        train_seconds += seconds
-        record.update(epoch=epoch, seconds=seconds, elapsed=train_seconds)
+    saver = None if last_checkpoint is None else (
+        lambda epoch_done, running: _save_training_state(
+            last_checkpoint, model, optimizer, scheduler, train_loader, run, epoch_done,
+            running))
+    for epoch in range(run.epoch + 1, epochs + 1):
+        record, seconds = _train_one_epoch(
+            model, train_loader, optimizer, loss_fn, epoch, epochs,
+            scheduler if scheduler_per_batch else None, log_every, progress,
+            run.running, saver, save_every)
+        run.running = None
+        run.train_seconds += seconds
+        record.update(epoch=epoch, seconds=seconds, elapsed=run.train_seconds)
         if val_loader is not None:
             val = evaluate(model, val_loader, loss_fn, num_classes=num_classes)
             record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
             history.confusion_matrix = val.get("confusion_matrix")
             if (target_accuracy is not None and history.time_to_target is None
                     and val["accuracy"] >= target_accuracy):
-                history.time_to_target = train_seconds
+                history.time_to_target = run.train_seconds
         if scheduler is not None and not scheduler_per_batch:
             scheduler.step()
         history.epochs.append(record)
@@ -142,21 +210,29 @@ def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
         value = record[monitor]
         improved = history.best_value is None or (
             value > history.best_value if higher_is_better else value < history.best_value)
+        stop = False
         if improved:
-            history.best_epoch, history.best_value, stale = epoch, value, 0
+            history.best_epoch, history.best_value, run.stale = epoch, value, 0
             if checkpoint is not None:
-                model.save(checkpoint)
+                if distributed.is_main():
+                    model.save(checkpoint)
+                distributed.barrier()   # the file is complete before any rank may read it
             else:
-                best_state = {k: v.copy() for k, v in model.state_dict().items()}
+                run.best_state = {k: v.copy() for k, v in model.state_dict().items()}
         else:
-            stale += 1
-            if patience is not None and stale >= patience:
-                history.stopped_early = True
-                if progress:
-                    print(f"early stop: {monitor} has not improved for {patience} epochs "
-                          f"(best {history.best_value:.4f} at epoch {history.best_epoch})")
-                break
-    _restore_best(model, checkpoint, best_state, history)
+            run.stale += 1
+            stop = patience is not None and run.stale >= patience
+        run.epoch = epoch
+        if saver is not None:
+            saver(True, None)
+        if stop:
+            history.stopped_early = True
+            if progress:
+                print(f"early stop: {monitor} has not improved for {patience} epochs "
+                      f"(best {history.best_value:.4f} at epoch {history.best_epoch})")
+            break
+    if history.epochs:
+        _restore_best(model, checkpoint, run.best_state, history)
     return history
 
 
@@ -170,20 +246,31 @@ def _restore_best(model, checkpoint, best_state, history):
 
 
 def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_scheduler,
-                     log_every, progress):
+                     log_every, progress, running=None, saver=None, save_every=None):
     model.train()
-    running = RunningMetrics()
+    running = running or RunningMetrics()
+    done = getattr(loader, "resume_position", 0)
     bar = ProgressBar(total=len(loader), desc=f"epoch {epoch}/{epochs}", unit="batch",
                       enabled=progress)
+    bar.update(done)
+    sharded = _sharded(loader)
+    # averaged whenever there are several ranks, even over a loader of the user's own that
+    # minidl cannot see sharding: else the ranks' models would silently drift apart
+    world = distributed.world_size()
+    params = optimizer.params
     seen = 0
     pending = 0
     start = time.perf_counter()
     try:
-        for i, (x, y) in enumerate(loader, 1):
+        for i, (x, y) in enumerate(loader, done + 1):
             logits = model(x)
             loss = loss_fn(logits, y)
             optimizer.zero_grad()
             loss.backward()
+            if world > 1:   # the mean gradient over the global batch, on every rank
+                share = loader.last_share if sharded else None
+                even = share is None or abs(share * world - 1) < 1e-12
+                distributed.average_gradients(params, None if even else share)
             optimizer.step()
             if batch_scheduler is not None:
                 batch_scheduler.step()
@@ -199,17 +286,145 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
                         f"Lower the learning rate (now {optimizer.lr:g}), check the inputs "
                         "for NaN/inf, or clip gradients (minidl.optim.clip_grad_norm).")
                 rate = seen / max(1e-9, time.perf_counter() - start)
-                res = running.result()
+                res = running.result()   # this rank's batches: no collective per log line
                 bar.update(pending, loss=f"{res['loss']:.4f}", acc=f"{res['accuracy']:.2%}",
-                           img_s=f"{rate:.0f}")
+                           img_s=f"{rate * (world if sharded else 1):.0f}")
                 pending = 0
+            if saver is not None and save_every and i % save_every == 0 and i < len(loader):
+                saver(False, running)
     finally:
         bar.close()
     B.synchronize()
     seconds = time.perf_counter() - start
-    res = running.result()
+    res = _result(running, loader)
     return {"train_loss": res["loss"], "train_accuracy": res["accuracy"], "lr": optimizer.lr,
-            "images_per_s": seen / max(seconds, 1e-9)}, seconds
+            "images_per_s": seen * (world if sharded else 1) / max(seconds, 1e-9)}, seconds
+
+
+# --------------------------------------------------------------------------- resuming
+
+@dataclass
+class _RunState:
+    """What fit carries from epoch to epoch, saved in ``last_checkpoint``."""
+
+    history: History
+    epoch: int = 0                 # epochs completed
+    stale: int = 0
+    train_seconds: float = 0.0
+    best_state: dict | None = None
+    running: RunningMetrics | None = None   # the partial epoch's sums, when resumed mid-epoch
+
+
+def _rng_state() -> dict:
+    """The host Generator, NumPy's legacy global state, and the NumPy device Generator (CuPy's
+    Generator exposes no state: on a GPU the dropout masks after a resume are new draws)."""
+    name, keys, pos, has_gauss, cached = numpy.random.get_state()
+    out = {"host": json_to_array(B.host_rng().bit_generator.state),
+           "legacy_keys": keys, "legacy": json_to_array([name, int(pos), int(has_gauss),
+                                                         float(cached)])}
+    device = getattr(B, "_device_rngs", {}).get("numpy")  # only if it exists: making it draws
+    if device is not None:
+        out["device_numpy"] = json_to_array(device.bit_generator.state)
+    return out
+
+
+def _set_rng_state(state) -> None:
+    B.host_rng().bit_generator.state = array_to_json(state["host"])
+    name, pos, has_gauss, cached = array_to_json(state["legacy"])
+    numpy.random.set_state((name, numpy.asarray(state["legacy_keys"], numpy.uint32), pos,
+                            has_gauss, cached))
+    if "device_numpy" in state:
+        B.device_rng(numpy).bit_generator.state = array_to_json(state["device_numpy"])
+
+
+def _gather(value) -> list:
+    """``value`` of every rank, on rank 0 (None elsewhere); [value] in one process."""
+    comm = distributed.mpi_comm()
+    return [value] if comm is None else comm.gather(value, root=0)
+
+
+def _running_state(running):
+    return None if running is None else {
+        "count": running.count, "loss_sum": float(running.loss_sum),
+        "correct": {str(k): float(v) for k, v in running.correct.items()}}
+
+
+def _save_training_state(path, model, optimizer, scheduler, loader, run, epoch_done,
+                         running) -> None:
+    """Every rank sends its RNG states and partial-epoch sums (they differ between ranks:
+    an uneven last batch draws fewer random numbers on some); rank 0 writes the whole state
+    atomically (``save_checkpoint``)."""
+    per_rank = _gather((_rng_state(), _running_state(running)))
+    if not distributed.is_main():
+        return
+    h = run.history
+    meta = {"epoch": run.epoch, "mid_epoch": not epoch_done, "stale": run.stale,
+            "train_seconds": run.train_seconds, "world_size": len(per_rank),
+            "history": {"epochs": h.epochs, "best_epoch": h.best_epoch,
+                        "best_value": h.best_value, "time_to_target": h.time_to_target},
+            "running": [r for _, r in per_rank]}
+    parts = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "fit": {"meta": json_to_array(meta)}}
+    for r, (rng, _) in enumerate(per_rank):
+        parts[f"rng{r}"] = rng
+    if scheduler is not None:
+        parts["scheduler"] = scheduler.state_dict()
+    if hasattr(loader, "state_dict"):
+        parts["loader"] = loader.state_dict()
+    if run.best_state is not None:
+        parts["best"] = run.best_state
+    save_checkpoint(path, parts)
+
+
+def _load_training_state(path, model, optimizer, scheduler, loader, progress) -> _RunState:
+    parts = load_checkpoint(path)
+    missing = [p for p in ("model", "optimizer", "rng0", "fit") if p not in parts]
+    if missing:
+        raise ValueError(f"fit: resume={str(path)!r} is not a training checkpoint written by "
+                         f"fit(last_checkpoint=...): it lacks {missing}")
+    if ("scheduler" in parts) != (scheduler is not None):
+        raise ValueError(f"fit: resume={str(path)!r} was saved "
+                         f"{'with' if 'scheduler' in parts else 'without'} a scheduler, but "
+                         f"this run has {'one' if scheduler is not None else 'none'}")
+    model.load_state_dict(parts["model"])
+    optimizer.load_state_dict(parts["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(parts["scheduler"])
+    meta = array_to_json(parts["fit"]["meta"])
+    rank, saved_world = distributed.rank(), meta["world_size"]
+    # the same world: each rank its own random streams; another: rank r takes saved rank r's
+    # (mod the saved world size), so that the run goes on reproducibly
+    _set_rng_state(parts[f"rng{rank % saved_world}"])
+    if "loader" in parts and hasattr(loader, "load_state_dict"):
+        loader.load_state_dict(parts["loader"])
+        saved = int(parts["loader"]["world_size"])
+        if saved != getattr(loader, "world_size", 1) and progress:
+            print(f"resuming a run saved on {saved} process(es) on {loader.world_size}: the "
+                  f"same global batches of {loader.batch_size} continue in the same order, "
+                  f"each now split over {loader.world_size} process(es) "
+                  f"({loader.local_batch_size} samples each)", flush=True)
+    h = meta["history"]
+    run = _RunState(History(epochs=h["epochs"], best_epoch=h["best_epoch"],
+                            best_value=h["best_value"], time_to_target=h["time_to_target"]),
+                    epoch=meta["epoch"], stale=meta["stale"],
+                    train_seconds=meta["train_seconds"],
+                    best_state=parts.get("best"))
+    sums = meta["running"]
+    if sums[0] is not None:
+        # the partial epoch's sums: each rank its own; on another world size rank 0 takes
+        # them all (the epoch's metrics are sums over ranks either way)
+        mine = [sums[rank]] if saved_world == distributed.world_size() else \
+            (sums if rank == 0 else [])
+        r = RunningMetrics()
+        r.count = sum(m["count"] for m in mine)
+        r.loss_sum = sum(m["loss_sum"] for m in mine)
+        r.correct = {int(k): sum(m["correct"][k] for m in mine) for k in sums[0]["correct"]}
+        run.running = r
+    if progress:
+        where = "mid-epoch" if meta["mid_epoch"] else "after epoch"
+        print(f"resuming from {str(path)!r}: {where} {meta['epoch'] + meta['mid_epoch']}, "
+              f"optimizer step {optimizer.step_count}", flush=True)
+    return run
 
 
 def _epoch_line(r):

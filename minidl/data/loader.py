@@ -18,6 +18,13 @@ Shapes (``N`` samples, ``B`` batch size)::
     images (N, C, H, W)  -> batches (B, C, H, W)
     images (N, D)        -> batches (B, D)
     labels (N,) integer  -> batches (B,) int64
+
+Data parallelism (``shard=True``, under ``mpiexec -n R``): every rank draws the same epoch
+order from the shared seed and cuts each *global* batch of ``batch_size`` samples into R
+disjoint slices, taking its own: rank r of R gets ``batch_size / R`` samples of every batch,
+and together the ranks see exactly the batches one process would.  ``state_dict()`` records
+the epoch's order and the next batch, so a run resumed mid-epoch (``minidl.train.fit(...,
+resume=...)``) continues with the same batches, on any number of ranks.
 """
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ from collections.abc import Callable, Iterator
 import numpy
 
 from minidl import backend as B
+from minidl import distributed
+from minidl.serialization import array_to_json, json_to_array
 
 __all__ = ["DataLoader"]
 
@@ -54,7 +63,8 @@ class DataLoader:
         Visit the samples in a new random order every epoch (every ``iter(loader)``).
     seed : int or None
         Seed of the loader's own host Generator, so the sequence of epoch orders is
-        reproducible; None draws from ``minidl.backend.host_rng()`` (seeded by ``minidl.seed``).
+        reproducible; None draws from ``minidl.backend.host_rng()`` (seeded by ``minidl.seed``),
+        or with ``shard`` seeds the loader's own Generator from rank 0's host Generator.
     drop_last : bool
         Skip the last, incomplete batch.
     transform : callable or None
@@ -67,6 +77,14 @@ class DataLoader:
     dtype : numpy dtype or None
         The float dtype of the image batches; None means ``minidl.get_default_dtype()`` at the
         time of iteration (float32 unless changed).
+    shard : bool or (rank, world_size)
+        Data parallelism: this rank takes its slice (``batch_size / world_size`` samples) of
+        every global batch; ``batch_size`` stays the global batch and must be divisible by
+        the world size.  The same ``len()`` on every rank.  A no-op in a one-process world.
+        A last global batch that does not split evenly gives the first ranks one sample more
+        (``minidl.train.fit`` weights their gradients by ``last_share``); one smaller than the
+        world size is skipped on every rank.  A ``(rank, world_size)`` pair names the slice
+        explicitly (tests, or a launcher of your own).
 
     Yields
     ------
@@ -86,7 +104,8 @@ class DataLoader:
 
     def __init__(self, images, labels=None, batch_size: int = 64, shuffle: bool = False,
                  seed: int | None = None, drop_last: bool = False,
-                 transform: Callable | None = None, scale: float | None = None, dtype=None):
+                 transform: Callable | None = None, scale: float | None = None, dtype=None,
+                 shard: bool | tuple = False):
         if labels is None:
             if not (hasattr(images, "images") and hasattr(images, "labels")):
                 raise TypeError("DataLoader: labels is required unless images is a data set "
@@ -131,6 +150,36 @@ class DataLoader:
             else float(scale)
         self.dtype = None if dtype is None else numpy.dtype(dtype)
         self._rng = None if seed is None else numpy.random.default_rng(seed)
+        if isinstance(shard, tuple):
+            if len(shard) != 2 or not all(isinstance(v, int) for v in shard) \
+                    or not 0 <= shard[0] < shard[1]:
+                raise ValueError(f"DataLoader: shard must be a bool or (rank, world_size) with "
+                                 f"0 <= rank < world_size, got {shard!r}")
+            self.rank, self.world_size = shard
+        elif shard:
+            self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        else:
+            self.rank, self.world_size = 0, 1
+        self.shard = bool(shard)
+        if self.shard and self._rng is None:
+            # every rank must draw the same orders, but minidl's host Generator drifts apart
+            # between ranks (an uneven last batch draws fewer augmentation numbers on some):
+            # the loader gets its own Generator, seeded once from rank 0's host Generator
+            s = numpy.array([B.host_rng().integers(2**62)], numpy.int64)
+            if isinstance(shard, bool):
+                distributed.broadcast_([s])
+            self._rng = numpy.random.default_rng(int(s[0]))
+        if self.batch_size % self.world_size:
+            w = self.world_size
+            lower, upper = self.batch_size // w * w or w, -(-self.batch_size // w) * w
+            raise ValueError(f"DataLoader: batch_size (the global batch, {self.batch_size}) "
+                             f"must be divisible by the number of processes ({w}) with "
+                             f"shard=True, so that every rank takes the same share; use "
+                             f"{lower} or {upper}")
+        self.last_share = 1.0 / self.world_size  # this rank's fraction of the last batch
+        self._order = None      # the epoch's order being iterated (None: 0..N-1)
+        self._next = 0          # index of the next global batch of that epoch
+        self._resume = None     # (order, next batch) restored by load_state_dict
 
     # ------------------------------------------------------------------ protocol
 
@@ -139,19 +188,79 @@ class DataLoader:
         """N, the number of samples in the data set."""
         return int(self.images.shape[0])
 
+    @property
+    def local_batch_size(self) -> int:
+        """Samples of each full batch on this rank (``batch_size / world_size``)."""
+        return self.batch_size // self.world_size
+
     def __len__(self) -> int:
         n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        if self.drop_last or 0 < n % b < self.world_size:  # a too-small last batch: skipped
+            return n // b
+        return -(-n // b)
 
     def __iter__(self) -> Iterator[tuple]:
-        order = self._epoch_order()
+        if self._resume is not None:
+            order, start = self._resume
+            self._resume = None
+        else:
+            order, start = self._epoch_order(), 0
+        self._order = order
         dtype = B.get_default_dtype() if self.dtype is None else self.dtype
         lut = self._lookup_table(dtype)
         n_batches, b = len(self), self.batch_size
-        for k in range(n_batches):
-            index = order[k * b:(k + 1) * b] if order is not None \
-                else slice(k * b, min((k + 1) * b, self.num_samples))
-            yield self._make_batch(index, dtype, lut)
+        for k in range(start, n_batches):
+            lo, hi = k * b, min((k + 1) * b, self.num_samples)
+            index = self._my_slice(lo, hi)
+            self._next = k + 1
+            batch = order[index] if order is not None else index
+            yield self._make_batch(batch, dtype, lut)
+
+    def _my_slice(self, lo: int, hi: int) -> slice:
+        """This rank's part of the global batch lo:hi (all of it in a one-process world); the
+        first (hi - lo) % world_size ranks take one sample more."""
+        n, r, w = hi - lo, self.rank, self.world_size
+        per, extra = divmod(n, w)
+        start = lo + r * per + min(r, extra)
+        self.last_share = (per + (r < extra)) / n
+        return slice(start, start + per + (r < extra))
+
+    # ------------------------------------------------------------------ resuming
+
+    @property
+    def resume_position(self) -> int:
+        """The global batch the next ``iter()`` starts at (0 unless resuming mid-epoch)."""
+        return 0 if self._resume is None else self._resume[1]
+
+    def state_dict(self) -> dict:
+        """Where the loader stands, as host arrays (no pickle): the current epoch's order,
+        the next global batch, its Generator's state (JSON bytes), and the world size and
+        batch size it ran with (for the message when resumed on another world size)."""
+        order = self._order if self._order is not None else numpy.zeros(0, numpy.int64)
+        state = {"order": numpy.asarray(order, numpy.int64),
+                 "next": numpy.array(self._next, numpy.int64),
+                 "world_size": numpy.array(self.world_size, numpy.int64),
+                 "batch_size": numpy.array(self.batch_size, numpy.int64),
+                 "num_samples": numpy.array(self.num_samples, numpy.int64)}
+        if self._rng is not None:
+            state["rng"] = json_to_array(self._rng.bit_generator.state)
+        return state
+
+    def load_state_dict(self, state) -> None:
+        """Continue from ``state`` (:meth:`state_dict`): the next ``iter()`` resumes the saved
+        epoch at its next batch, with the same order, split over this world's ranks."""
+        n = int(state["num_samples"])
+        if n != self.num_samples or int(state["batch_size"]) != self.batch_size:
+            raise ValueError(f"DataLoader.load_state_dict: the state is of a loader over {n} "
+                             f"samples in batches of {int(state['batch_size'])}, this one has "
+                             f"{self.num_samples} samples in batches of {self.batch_size}")
+        if "rng" in state and self._rng is not None:
+            self._rng.bit_generator.state = array_to_json(state["rng"])
+        order = numpy.asarray(state["order"], numpy.int64)
+        start = int(state["next"])
+        self._next = start
+        if 0 < start < len(self):   # mid-epoch: finish that epoch first
+            self._resume = (order if order.size else None, start)
 
     def __repr__(self) -> str:
         return (f"DataLoader(n={self.num_samples}, image_shape={self.images.shape[1:]}, "
