@@ -34,7 +34,8 @@ import minidl  # noqa: E402
 from minidl import layers as L  # noqa: E402
 from minidl import visualize as V  # noqa: E402
 
-from _cli import Parser, add_backend, add_data_dir, nonnegative_int, positive_int, run  # noqa: E402,E501
+from _cli import (Parser, add_backend, add_data_dir, nonnegative_int,  # noqa: E402
+                  positive_int, run)
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
