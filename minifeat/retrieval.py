@@ -214,17 +214,26 @@ class InvertedIndex:
         return numpy.concatenate(src).astype(numpy.float64), \
             numpy.concatenate(dst).astype(numpy.float64)
 
-    def inliers(self, words, xy, image: int, threshold: float = 8.0,
-                min_inliers: int = 12) -> int:
-        """RANSAC homography inliers among :meth:`correspondences` (0 below
-        ``min_inliers``)."""
+    def spatial_matches(self, words, xy, image: int, threshold: float = 8.0,
+                        min_inliers: int = 12):
+        """``(src, dst, inliers, H)``: :meth:`correspondences` with indexed ``image``, the
+        RANSAC inlier mask (P,) and the homography (3, 3) mapping query points onto the
+        image's, or None when fewer than ``min_inliers`` agree (a degenerate fit's inf
+        coordinates are no warning: they are simply no inliers)."""
         from .matching import ransac_homography
         src, dst = self.correspondences(words, xy, image)
         if len(src) < max(4, min_inliers):
-            return 0
-        with numpy.errstate(divide="ignore", invalid="ignore"):   # a degenerate refit: inf
+            return src, dst, numpy.zeros(len(src), bool), None
+        with numpy.errstate(divide="ignore", invalid="ignore"):
             H, mask = ransac_homography(src, dst, threshold=threshold, max_trials=500,
                                         min_inliers=min_inliers)
+        return src, dst, numpy.asarray(mask, bool), H
+
+    def inliers(self, words, xy, image: int, threshold: float = 8.0,
+                min_inliers: int = 12) -> int:
+        """The number of RANSAC inliers among :meth:`correspondences` (0 when fewer than
+        ``min_inliers``)."""
+        _, _, mask, H = self.spatial_matches(words, xy, image, threshold, min_inliers)
         return 0 if H is None else int(mask.sum())
 
     # ------------------------------------------------------------------ save / load
