@@ -137,8 +137,9 @@ def main(argv=None) -> int:
         maps = seen[name].data[0]
         V.save_png(V.feature_map_grid(maps, max_maps=64), out / f"maps_{name}.png",
                    scale=max(1, 112 // maps.shape[-1]))
-        print(f"maps_{name}.png: the {maps.shape[0]} maps {tuple(maps.shape[1:])} of block "
-              f"{name!r} for this image (each scaled to its own min..max; white = strong)")
+        shown = f"the {maps.shape[0]}" if maps.shape[0] <= 64 else f"64 of the {maps.shape[0]}"
+        print(f"maps_{name}.png: {shown} maps {tuple(maps.shape[1:])} of block {name!r} for "
+              "this image (each scaled to its own min..max; white = strong)")
 
     pred = int(np.argmax(logits))
     c = pred if args.class_index is None else args.class_index
