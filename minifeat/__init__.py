@@ -1,4 +1,5 @@
-"""minifeat: classical image features by hand (SIFT, edges, corners, blobs, bag-of-words).
+"""minifeat: classical image features by hand (SIFT, edges, corners, blobs, bag-of-words,
+retrieval).
 
 Arrays follow the same backend switch as minidl (``minidl.use_backend``)."""
 
@@ -13,5 +14,6 @@ from .blobs import blob_dog, blob_doh, blob_log  # noqa: F401
 from .kmeans import KMeans, MiniBatchKMeans  # noqa: F401
 from .bovw import BagOfWords  # noqa: F401
 from .dense_sift import DenseSIFT, dense_grid, keypoint_sift  # noqa: F401
+from .retrieval import InvertedIndex  # noqa: F401
 
 __version__ = "0.1.0"

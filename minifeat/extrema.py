@@ -10,7 +10,7 @@ import numpy
 
 from minidl import backend as B
 
-__all__ = ["find_extrema", "refine_extrema", "IMG_BORDER"]
+__all__ = ["find_extrema", "refine_extrema", "localize_extrema", "extrema_tests", "IMG_BORDER"]
 
 IMG_BORDER = 5  # candidates closer than this to the octave's border are ignored (OpenCV)
 
@@ -137,10 +137,27 @@ def refine_extrema(dog, s, r, c, n_intervals: int, contrast_threshold: float = 0
     ``round(x)`` and the fit is redone, at most ``max_steps`` times (IPOL Alg. 5).  Kept:
     ``|D(x)| * S >= contrast_threshold`` with ``D(x) = D + g.x / 2`` and the Hessian ratio test
     ``tr^2 / det < (r + 1)^2 / r`` (``det > 0``), ``r = edge_threshold`` (Lowe sec. 4.1).
+    The two halves are :func:`localize_extrema` and :func:`extrema_tests`.
 
     Returns a dict of arrays: ``s, r, c`` (int, final samples), ``ox, oy, os`` (offsets),
     ``contrast`` (signed D(x)).
     """
+    out = localize_extrema(dog, s, r, c, n_intervals, max_steps, border)
+    contrast_ok, edge_ok = extrema_tests(out, n_intervals, contrast_threshold, edge_threshold)
+    good = contrast_ok & edge_ok
+    return {k: v[good] for k, v in out.items() if k not in _HESSIAN}
+
+
+_HESSIAN = ("dxx", "dyy", "dxy")
+
+
+def localize_extrema(dog, s, r, c, n_intervals: int, max_steps: int = 5,
+                     border: int = IMG_BORDER):
+    """The refinement half of :func:`refine_extrema`: every candidate whose quadratic fit
+    converged inside the octave, before the contrast and edge tests.
+
+    Returns a dict of arrays: ``s, r, c, ox, oy, os, contrast`` as :func:`refine_extrema`, and
+    the spatial Hessian entries ``dxx, dyy, dxy`` (float64) at the final samples."""
     xp = B.get_array_module(dog)
     n, H, W = dog.shape
     S = n_intervals
@@ -163,16 +180,25 @@ def refine_extrema(dog, s, r, c, n_intervals: int, contrast_threshold: float = 0
     if not keep["s"]:
         z = xp.zeros(0, xp.int64)
         zf = xp.zeros(0, xp.float64)
-        return dict(s=z, r=z, c=z, ox=zf, oy=zf, os=zf, contrast=zf)
+        return dict(s=z, r=z, c=z, ox=zf, oy=zf, os=zf, contrast=zf, dxx=zf, dyy=zf, dxy=zf)
     out = {k: xp.concatenate(v) for k, v in keep.items()}
     v, g, h = _derivatives(dog, out["s"], out["r"], out["c"])
-    contrast = (v.astype(xp.float64) + 0.5 * (g[0] * out["ox"] + g[1] * out["oy"]
-                                              + g[2] * out["os"]))
-    dxx, dyy, dxy = (t.astype(xp.float64) for t in (h[0], h[1], h[3]))
+    out["contrast"] = (v.astype(xp.float64) + 0.5 * (g[0] * out["ox"] + g[1] * out["oy"]
+                                                     + g[2] * out["os"]))
+    for k, i in zip(_HESSIAN, (0, 1, 3)):
+        out[k] = h[i].astype(xp.float64)
+    return out
+
+
+def extrema_tests(localized, n_intervals: int, contrast_threshold: float = 0.04,
+                  edge_threshold: float = 10.0):
+    """Boolean masks ``(contrast_ok, edge_ok)`` over :func:`localize_extrema`'s candidates:
+    ``|D(x)| * S >= contrast_threshold``, and ``det > 0`` with ``tr^2 r < (r + 1)^2 det`` on
+    the 2x2 spatial Hessian (a blob, not an edge: both principal curvatures alike)."""
+    xp = B.get_array_module(localized["contrast"])
+    dxx, dyy, dxy = (localized[k] for k in _HESSIAN)
     tr = dxx + dyy
     det = dxx * dyy - dxy * dxy
-    good = ((xp.abs(contrast) * S >= contrast_threshold) & (det > 0)
-            & (tr * tr * edge_threshold < (edge_threshold + 1) ** 2 * det))
-    out = {k: v[good] for k, v in out.items()}
-    out["contrast"] = contrast[good]
-    return out
+    contrast_ok = xp.abs(localized["contrast"]) * n_intervals >= contrast_threshold
+    edge_ok = (det > 0) & (tr * tr * edge_threshold < (edge_threshold + 1) ** 2 * det)
+    return contrast_ok, edge_ok

@@ -20,7 +20,7 @@ LAYERS = [
     ("minidl.autograd", 2), ("minidl.init", 2), ("minidl.kernels", 2),
     ("minidl.functions", 3), ("minidl.profiler", 3),
     ("minidl.layers", 4), ("minidl.optim", 4),
-    ("minidl.fusion", 5), ("minidl.models", 5),
+    ("minidl.fusion", 5), ("minidl.models", 5), ("minidl.visualize", 5),
     ("minidl.train", 6), ("minidl.convert", 6),
     ("minidl.models.hub", 6),   # loads .pth files through minidl.convert
     ("minidl.testing", 7),
