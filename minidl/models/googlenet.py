@@ -28,10 +28,9 @@ from minidl.layers.blocks import BasicConv2d
 from minidl.layers.linear import Linear
 from minidl.layers.module import Module, Sequential
 from minidl.layers.pooling import MaxPool2d
+from minidl.models.inception import transform_input
 
 __all__ = ["GoogLeNet", "Inception", "InceptionAux", "googlenet"]
-
-_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class Inception(Module):
@@ -97,13 +96,9 @@ class GoogLeNet(Module):
         self.dropout = Dropout(dropout)
         self.fc = Linear(1024, num_classes)
 
-    def _transform(self, x):
-        chans = [x[:, c:c + 1] * (_STD[c] / 0.5) + (_MEAN[c] - 0.5) / 0.5 for c in range(3)]
-        return F.concatenate(chans, axis=1)
-
     def forward(self, x):
         if self.transform_input:
-            x = self._transform(x)
+            x = transform_input(x)
         heads = self.aux_logits and self.training
         x = F.max_pool2d(self.conv1(x), 3, 2, ceil_mode=True)
         x = F.max_pool2d(self.conv3(self.conv2(x)), 3, 2, ceil_mode=True)

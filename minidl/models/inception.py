@@ -19,9 +19,17 @@ from minidl.layers.blocks import (BasicConv2d, InceptionA, InceptionAux, Incepti
 from minidl.layers.linear import Linear
 from minidl.layers.module import Module
 
-__all__ = ["Inception3", "inception_v3"]
+__all__ = ["Inception3", "inception_v3", "transform_input"]
 
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def transform_input(x):
+    """x (N, 3, H, W) normalised with ImageNet's mean and std, re-normalised to [-1, 1] per
+    channel: the input Google's weights (Inception-v3, GoogLeNet) were trained on, which
+    torchvision applies when ``transform_input=True``."""
+    chans = [x[:, c:c + 1] * (_STD[c] / 0.5) + (_MEAN[c] - 0.5) / 0.5 for c in range(3)]
+    return F.concatenate(chans, axis=1)
 
 
 class Inception3(Module):
@@ -53,13 +61,9 @@ class Inception3(Module):
         self.dropout = Dropout(dropout)
         self.fc = Linear(2048, num_classes)
 
-    def _transform(self, x):
-        chans = [x[:, c:c + 1] * (_STD[c] / 0.5) + (_MEAN[c] - 0.5) / 0.5 for c in range(3)]
-        return F.concatenate(chans, axis=1)
-
     def forward(self, x):
         if self.transform_input:
-            x = self._transform(x)
+            x = transform_input(x)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, 2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
