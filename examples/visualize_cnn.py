@@ -37,6 +37,7 @@ from minidl import visualize as V  # noqa: E402
 from _cli import (Parser, add_backend, add_data_dir, nonnegative_int,  # noqa: E402
                   positive_int, run)
 
+DEFAULT_MODEL = "runs/mnist_cnn/best.npz"
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
@@ -46,7 +47,9 @@ def mnist_model(args):
     from minidl.data import load_mnist
     from mnist_cnn import build_cnn
     from mnist_cnn import main as train_main
-    path = pathlib.Path(args.model)
+    path = pathlib.Path(args.model or DEFAULT_MODEL)
+    if args.model is not None and not path.is_file():
+        raise FileNotFoundError(f"--model {str(path)!r}: no such file")
     if not path.is_file():
         print(f"no model at {str(path)!r}: training a small one on {args.limit} images for "
               "one epoch (`python examples/mnist_cnn.py` trains the real one)")
@@ -97,8 +100,9 @@ def display(image):
 
 def main(argv=None) -> int:
     p = Parser(description="Pictures of what a CNN learned: filters, feature maps, saliency")
-    p.add_argument("--model", default="runs/mnist_cnn/best.npz",
-                   help="the MNIST CNN saved by examples/mnist_cnn.py")
+    p.add_argument("--model", default=None,
+                   help=f"the MNIST CNN saved by examples/mnist_cnn.py (default: {DEFAULT_MODEL}, "
+                        "or a small one trained now when that does not exist)")
     p.add_argument("--index", type=nonnegative_int, default=0,
                    help="which MNIST test image to look at")
     p.add_argument("--arch", choices=RESNETS, default="resnet18",

@@ -76,6 +76,13 @@ IMAGE_EXAMPLES = {                        # script -> the arguments after its im
     "sift_match.py": lambda f: [f["image"], "-o", f["out"] / "m.jpg"],
     "predict_digit.py": lambda f: ["--model", f["cnn"]],
     "classify_image.py": lambda f: ["--model", "resnet18"],
+    "scale_space.py": lambda f: ["--out", f["out"]],
+    "pixels.py": lambda f: ["--out", f["out"]],
+}
+OTHER_EXAMPLES = {                        # script -> arguments that get as far as its options
+    "visualize_cnn.py": lambda f: ["--model", f["cnn"], "--out", f["out"]],
+    "bovw_classify.py": lambda f: [f["data"], "--out", f["out"]],
+    "bovw_search.py": lambda f: [f["data"], f["image"], "--out", f["out"] / "r.png"],
 }
 TRAINING_EXAMPLES = ["mnist_mlp.py", "mnist_cnn.py", "fashion_mnist_cnn.py", "mnist_resnet.py",
                      "compare_representations.py"]
@@ -91,12 +98,24 @@ def test_image_examples_reject_a_missing_or_non_image_file_in_one_line(script, w
     assert str(files[which].name) in err
 
 
-@pytest.mark.parametrize("script", sorted(IMAGE_EXAMPLES) + TRAINING_EXAMPLES)
+def test_every_example_is_in_these_error_tests():
+    scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    listed = set(IMAGE_EXAMPLES) | set(TRAINING_EXAMPLES) | set(OTHER_EXAMPLES)
+    assert scripts == listed, f"add {sorted(scripts - listed)} to this module's tables"
+
+
+def _positional(script, files):
+    if script in IMAGE_EXAMPLES:
+        return [files["image"], *IMAGE_EXAMPLES[script](files)]
+    return OTHER_EXAMPLES[script](files) if script in OTHER_EXAMPLES else []
+
+
+@pytest.mark.parametrize("script", sorted(IMAGE_EXAMPLES) + TRAINING_EXAMPLES
+                         + sorted(OTHER_EXAMPLES))
 @pytest.mark.parametrize("option", [["--backend", "tpu"], ["--nonsense"]])
 def test_every_example_rejects_a_bad_option_in_one_line_with_status_2(script, option, files,
                                                                      tmp_path):
-    positional = [files["image"], *IMAGE_EXAMPLES[script](files)] \
-        if script in IMAGE_EXAMPLES else []
+    positional = _positional(script, files)
     status, err = _run(tmp_path, [EXAMPLES / script, *positional, *option])
     _assert_one_line_error(status, err, 2)
     assert option[-1].lstrip("-") in err
@@ -106,10 +125,12 @@ def test_every_example_rejects_a_bad_option_in_one_line_with_status_2(script, op
     ("mnist_mlp.py", ["--epochs", "-1"]), ("mnist_cnn.py", ["--batch-size", "0"]),
     ("mnist_resnet.py", ["--lr", "-0.1"]), ("compare_representations.py", ["--step", "0"]),
     ("detectors.py", ["--max-size", "0"]), ("sift_match.py", ["--ratio", "2"]),
-    ("sift_keypoints.py", ["--n-features", "-5"]), ("classify_image.py", ["--top", "x"])])
+    ("sift_keypoints.py", ["--n-features", "-5"]), ("classify_image.py", ["--top", "x"]),
+    ("scale_space.py", ["--contrast", "-1"]), ("pixels.py", ["--cell", "0"]),
+    ("visualize_cnn.py", ["--limit", "0"]), ("bovw_classify.py", ["--vocab", "0"]),
+    ("bovw_search.py", ["--top", "0"])])
 def test_bad_option_values_are_usage_errors(script, option, files, tmp_path):
-    positional = [files["image"], *IMAGE_EXAMPLES[script](files)] \
-        if script in IMAGE_EXAMPLES else []
+    positional = _positional(script, files)
     status, err = _run(tmp_path, [EXAMPLES / script, *positional, *option])
     _assert_one_line_error(status, err, 2)
     assert option[0] in err
@@ -224,3 +245,11 @@ def test_ctrl_c_exits_130_with_one_line(data_dir, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert err.strip().splitlines() == ["interrupted"], err
+
+
+@pytest.mark.parametrize("which", ["mlp", "pth", "missing"])
+def test_visualize_cnn_given_a_wrong_model_file_says_so_in_one_line(which, files, tmp_path):
+    status, err = _run(tmp_path, [EXAMPLES / "visualize_cnn.py", "--model", files[which],
+                                  "--out", files["out"]])
+    _assert_one_line_error(status, err, 1)
+    assert files[which].name in err

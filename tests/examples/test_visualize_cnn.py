@@ -10,10 +10,10 @@ def _size(path):
 
 
 def test_visualize_cnn_trains_a_tiny_model_when_none_is_saved(data_dir, tmp_path, capsys,
-                                                              load_example):
+                                                              load_example, monkeypatch):
+    monkeypatch.chdir(tmp_path)        # no runs/mnist_cnn/best.npz here
     out = tmp_path / "viz"
-    args = ["--model", str(tmp_path / "missing.npz"), "--limit", "300", "--index", "3",
-            "--out", str(out), "--data-dir", str(data_dir)]
+    args = ["--limit", "300", "--index", "3", "--out", str(out), "--data-dir", str(data_dir)]
     assert load_example("visualize_cnn").main(args) == 0
     text = capsys.readouterr().out
     assert "training a small one on 300 images" in text
