@@ -83,6 +83,27 @@ def center_crop(image, size: int):
     return image.crop((left, top, left + size, top + size))
 
 
+def _open(path):
+    """The image file ``path`` upright (its EXIF orientation applied), loaded."""
+    from PIL import Image, ImageOps
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).copy()   # a copy: the file closes here
+
+
+def to_rgb8(image):
+    """A PIL image as 8-bit RGB.  16- and 32-bit grey images are scaled from their range
+    (Pillow's own ``convert("RGB")`` clips them at 255: a 16-bit photo turns white) and float
+    ones from [0, 1]; palette, CMYK, grey and alpha images go through Pillow's conversion."""
+    from PIL import Image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "I;32", "F"):
+        a = numpy.asarray(image, dtype=numpy.float64)
+        top = 1.0 if image.mode == "F" else 65535.0 if image.mode.startswith("I;16") \
+            or a.max() > 255 else 255.0
+        grey = numpy.clip(numpy.rint(a / top * 255.0), 0, 255).astype(numpy.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
+
+
 def preprocess(image, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN,
                std=IMAGENET_STD, mode: str = "torch") -> numpy.ndarray:
     """An image (path, PIL image, or uint8 array (H, W) / (H, W, 3)) as a normalised float32
@@ -100,12 +121,12 @@ def preprocess(image, resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN,
                              f"got {image.dtype} {image.shape}")
         image = Image.fromarray(image)
     elif not isinstance(image, Image.Image):
-        image = Image.open(image)
+        image = _open(image)
     if mode not in MODES:
         raise ValueError(f"preprocess: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if crop > resize:
         raise ValueError(f"preprocess: crop ({crop}) must not exceed resize ({resize})")
-    image = center_crop(resize_shorter(image.convert("RGB"), resize), crop)
+    image = center_crop(resize_shorter(to_rgb8(image), resize), crop)
     x = numpy.asarray(image, dtype=numpy.float32)
     if mode == "caffe":
         x = x[..., ::-1] - numpy.asarray(CAFFE_BGR_MEAN, numpy.float32)
