@@ -279,8 +279,9 @@ def _stream_to(response, out, total: int | None, desc: str, progress: bool, stre
 
 
 def _download_one(url: str, dest: pathlib.Path, md5s, timeout: float, progress: bool,
-                  stream) -> None:
+                  stream, connected=lambda: None) -> None:
     """Download ``url`` to ``dest`` atomically and verified; raise on any failure.
+    ``connected()`` is called once the server has answered, before the bytes flow.
 
     The bytes go to a temporary file in ``dest``'s folder, which is removed on every failure
     and renamed over ``dest`` (``os.replace``) only after the checksum passes.
@@ -291,6 +292,7 @@ def _download_one(url: str, dest: pathlib.Path, md5s, timeout: float, progress: 
     try:
         with os.fdopen(fd, "wb") as out:
             with contextlib.closing(urllib.request.urlopen(request, timeout=timeout)) as resp:
+                connected()
                 total = _content_length(resp)
                 written = _stream_to(resp, out, total, dest.name, progress, stream)
         if total is not None and written != total:
@@ -357,15 +359,22 @@ def _download_from_mirrors(filename: str, mirrors: Sequence[str], dest_dir: path
     dest = dest_dir / filename
     for mirror in mirrors:
         url = _url(mirror, filename)
-        if progress:
-            print(f"downloading {url} -> {dest}", file=stream, flush=True)
+        started = []
+
+        def connected(url=url, started=started):
+            # only a mirror that answers gets a line: offline, the final error alone lists
+            # every mirror tried and why it failed
+            started.append(True)
+            if progress:
+                print(f"downloading {url} -> {dest}", file=stream, flush=True)
+
         try:
-            _download_one(url, dest, md5s, timeout, progress, stream)
+            _download_one(url, dest, md5s, timeout, progress, stream, connected)
             return dest
         except (OSError, ValueError, http.client.HTTPException) as exc:
             # URLError, HTTPError, timeouts, resets are OSErrors; ChecksumError a ValueError
             tried.append((url, _reason(exc)))
-            if progress:
+            if progress and started:
                 print(f"  failed: {_reason(exc)}", file=stream, flush=True)
     return None
 

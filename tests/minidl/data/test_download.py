@@ -251,3 +251,21 @@ def test_a_failed_download_removes_only_the_folders_it_created(server, tmp_path)
     with pytest.raises(DatasetNotFoundError):
         _fetch(cache, [server.url("missing")])
     assert [p.name for p in (cache / "mnist").iterdir()] == ["other.gz"]
+
+
+def test_mirrors_that_never_answer_print_nothing_only_the_final_error_lists_them(server,
+                                                                                  tmp_path):
+    """Offline, the progress stream stays empty (the error names every mirror tried); a mirror
+    that answers and then fails gets its 'downloading' and 'failed' lines."""
+    stream = io.StringIO()
+    closed = [_closed_port_url(), _closed_port_url().replace("mnist", "other")]
+    with pytest.raises(DatasetNotFoundError) as info:
+        fetch(NAME, subdir="mnist", mirrors=closed, md5s=(GZ_MD5,), cache_dir=tmp_path / "c",
+              progress=True, stream=stream, timeout=5, what="MNIST")
+    assert stream.getvalue() == ""
+    assert all(m in str(info.value) for m in closed)
+    server.routes["/bad/" + NAME] = OTHER_GZ
+    with pytest.raises(DatasetNotFoundError):
+        fetch(NAME, subdir="mnist", mirrors=[server.url("bad")], md5s=(GZ_MD5,),
+              cache_dir=tmp_path / "c", progress=True, stream=stream, timeout=5, what="MNIST")
+    assert "downloading " in stream.getvalue() and "failed: " in stream.getvalue()
