@@ -76,3 +76,25 @@ def test_predict_digit_prepares_a_16_bit_png_like_the_8_bit_one(tmp_path, load_e
     a, b = predict.prepare_digit(tmp_path / "d8.png"), predict.prepare_digit(tmp_path / "d16.png")
     assert a.max() > 0.5
     np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+def test_detectors_counts_are_the_same_for_palette_cmyk_and_exif_rotated_files(tmp_path,
+                                                                                load_example):
+    """The issue's check: palette, CMYK and EXIF-rotated copies of the photo give the 8-bit
+    file's detector counts (within 1%)."""
+    im8 = _scene()
+    rgb = Image.fromarray(np.stack([im8] * 3, axis=-1))
+    rgb.save(tmp_path / "rgb.png")
+    rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(tmp_path / "pal.png")
+    rgb.convert("CMYK").save(tmp_path / "cmyk.tiff")
+    exif = Image.Exif()
+    exif[0x0112] = 6                                     # display: turn 90 degrees clockwise
+    Image.fromarray(np.stack([np.rot90(im8)] * 3, axis=-1)).save(tmp_path / "exif.png",
+                                                               exif=exif)
+    detectors = load_example("detectors")
+    g_ref, ref = _counts(detectors, tmp_path / "rgb.png")
+    assert (ref > 0).all(), ref
+    for name in ("pal.png", "cmyk.tiff", "exif.png"):
+        g, c = _counts(detectors, tmp_path / name)
+        np.testing.assert_allclose(g, g_ref, atol=2e-3, err_msg=name)   # upright, same levels
+        assert (np.abs(c - ref) <= np.maximum(1, 0.01 * ref)).all(), (name, ref, c)
