@@ -53,13 +53,15 @@ from _cli import (Parser, add_backend, fraction, nonnegative_int, positive_float
                   positive_int, run)
 
 MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+CHECKED = {"steps": 0}   # training steps after which no frozen parameter held a gradient
+TINY = ("resnet8", "resnet20")   # small CIFAR-style ResNets: no published weights (--random-init)
 
 
 def build(args, num_classes: int):
     """The network with its new head ``fc`` (num_classes outputs)."""
     if args.random_init:
         print("warning: --random-init: the backbone has random weights", file=sys.stderr)
-        model = get_model(args.model)
+        model = get_model(args.model, **({"in_channels": 3} if args.model in TINY else {}))
     else:
         try:
             model = hub.pretrained(args.model, weights=args.weights)
@@ -115,6 +117,7 @@ def train_epoch(model, loader, optimizer) -> tuple[float, float, list[float]]:
         optimizer.zero_grad()
         loss.backward()
         leaked = frozen_with_grad(model)
+        CHECKED["steps"] += 1
         if leaked:
             raise RuntimeError(f"frozen parameters received gradients: {leaked[:5]}")
         optimizer.step()
@@ -139,7 +142,8 @@ def evaluate(model, loader, num_classes: int):
 def main(argv=None) -> int:
     p = Parser(description="Fine-tune an ImageNet ResNet on a folder of photos")
     p.add_argument("data_dir", help="a folder with one sub-folder of JPEG/PNG photos per class")
-    p.add_argument("--model", choices=MODELS, default="resnet18", help="the architecture")
+    p.add_argument("--model", choices=MODELS + TINY, default="resnet18",
+                   help="the architecture (resnet8/resnet20: tiny, --random-init only)")
     p.add_argument("--weights", default=None,
                    help="a local weight file (torchvision .pth, .npz, .safetensors); "
                         "downloaded (and cached) when omitted")
@@ -164,6 +168,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.random_init and args.weights:
         p.error("--random-init and --weights exclude each other")
+    if args.model in TINY and not args.random_init:
+        p.error(f"--model {args.model} has no pre-trained weights; add --random-init")
     if args.unfreeze_after is not None and args.unfreeze_after > args.epochs:
         p.error(f"--unfreeze-after ({args.unfreeze_after}) must not exceed --epochs "
                 f"({args.epochs})")
@@ -193,7 +199,7 @@ def main(argv=None) -> int:
         calibrate_batch_norm(model, train)
     whole_from = args.epochs if args.unfreeze_after is None else args.unfreeze_after
     step_times = {"frozen": [], "unfrozen": []}
-    acc, cm, optimizer, phase = 0.0, None, None, None
+    acc, cm, optimizer, phase, epochs = 0.0, None, None, None, []
     for epoch in range(1, args.epochs + 1):
         whole = epoch > whole_from
         if whole != phase:
@@ -208,6 +214,10 @@ def main(argv=None) -> int:
         loss, train_acc, times = train_epoch(model, train, optimizer)
         step_times["unfrozen" if whole else "frozen"] += times
         acc, cm = evaluate(model, val, len(classes))
+        epochs.append({"epoch": epoch, "phase": "whole" if whole else "head",
+                       "train_loss": loss, "train_accuracy": train_acc, "val_accuracy": acc,
+                       "frozen_parameters": sum(not q.requires_grad
+                                                for q in model.parameters())})
         print(f"epoch {epoch}: train loss {loss:.4f}, train acc {train_acc:.1%}, "
               f"validation acc {acc:.1%}, {numpy.median(times):.3f} s/step")
     out = pathlib.Path(args.out)
@@ -218,7 +228,8 @@ def main(argv=None) -> int:
         "model": args.model, "size": args.size, "classes": list(classes),
         "val_accuracy": acc, "confusion_matrix": cm.tolist(),
         "seconds_per_step": per_step, "batch_size": args.batch_size,
-        "frozen_weights_with_gradient": 0}, indent=2))
+        "epochs": epochs, "steps_checked_without_frozen_gradients": CHECKED["steps"]},
+        indent=2))
     print(f"validation accuracy: {acc:.1%} ({int(numpy.trace(cm))}/{int(cm.sum())})")
     print("seconds per step: " + ", ".join(f"{k} {v:.3f}" for k, v in per_step.items()
                                            if v is not None))
