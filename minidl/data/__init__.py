@@ -26,6 +26,7 @@ from minidl.data.download import (
     ChecksumError, DatasetNotFoundError, default_cache_dir, fetch, verify_file,
 )
 from minidl.data.idx import read_idx, write_idx
+from minidl.data.image_folder import ImageFolder, ImageFolderLoader, open_rgb
 from minidl.data.loader import DataLoader
 from minidl.data.transforms import Compose, Normalize, RandomShift
 
@@ -34,6 +35,6 @@ __all__ = [
     "MNIST_INFO", "FASHION_MNIST_INFO", "MNIST_CLASSES", "FASHION_MNIST_CLASSES",
     "MNIST_MIRRORS", "FASHION_MNIST_MIRRORS",
     "DataLoader", "RandomShift", "Normalize", "Compose",
-    "read_idx", "write_idx",
+    "read_idx", "write_idx", "ImageFolder", "ImageFolderLoader", "open_rgb",
     "fetch", "verify_file", "default_cache_dir", "DatasetNotFoundError", "ChecksumError",
 ]

@@ -134,6 +134,35 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    # -- freezing --------------------------------------------------------------------------
+    def requires_grad_(self, flag: bool = True) -> "Module":
+        """Set ``requires_grad`` on every parameter of this module and its sub-modules;
+        returns self.  A frozen parameter (``False``) gets no gradient: the autograd records
+        no graph through an op none of whose inputs requires one (a frozen backbone fed with
+        data runs as in ``no_grad``), and an op that is recorded is told which inputs need a
+        gradient (``conv2d``'s kernels skip ``gW`` of a frozen kernel, and ``gx`` where nothing
+        upstream needs it).  Freezing also drops a stale ``.grad``, which an optimizer would
+        otherwise apply again.  Batch norm layers keep their mode: call ``.eval()`` on a frozen
+        part to also freeze its running statistics."""
+        flag = bool(flag)
+        for p in self.parameters():
+            p.requires_grad = flag
+            if not flag:
+                p.grad = None
+        return self
+
+    def freeze(self) -> "Module":
+        """``requires_grad_(False)``: no gradient for any parameter here (a frozen backbone)."""
+        return self.requires_grad_(False)
+
+    def unfreeze(self) -> "Module":
+        """``requires_grad_(True)``: every parameter here is trained again."""
+        return self.requires_grad_(True)
+
+    def trainable_parameters(self) -> list[Parameter]:
+        """The parameters that require a gradient (what an optimizer should be given)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def to(self, device: str) -> "Module":
         """Move every parameter and buffer to ``device`` ("numpy", "cupy", "strict") in place."""
         for m in self.modules():

@@ -83,6 +83,7 @@ OTHER_EXAMPLES = {                        # script -> arguments that get as far 
     "visualize_cnn.py": lambda f: ["--model", f["cnn"], "--out", f["out"]],
     "bovw_classify.py": lambda f: [f["data"], "--out", f["out"]],
     "bovw_search.py": lambda f: [f["data"], f["image"], "--out", f["out"] / "r.png"],
+    "finetune.py": lambda f: [f["data"], "--random-init", "--out", f["out"]],
 }
 TRAINING_EXAMPLES = ["mnist_mlp.py", "mnist_cnn.py", "fashion_mnist_cnn.py", "mnist_resnet.py",
                      "compare_representations.py"]
@@ -128,7 +129,7 @@ def test_every_example_rejects_a_bad_option_in_one_line_with_status_2(script, op
     ("sift_keypoints.py", ["--n-features", "-5"]), ("classify_image.py", ["--top", "x"]),
     ("scale_space.py", ["--contrast", "-1"]), ("pixels.py", ["--cell", "0"]),
     ("visualize_cnn.py", ["--limit", "0"]), ("bovw_classify.py", ["--vocab", "0"]),
-    ("bovw_search.py", ["--top", "0"])])
+    ("bovw_search.py", ["--top", "0"]), ("finetune.py", ["--val-fraction", "2"])])
 def test_bad_option_values_are_usage_errors(script, option, files, tmp_path):
     positional = _positional(script, files)
     status, err = _run(tmp_path, [EXAMPLES / script, *positional, *option])
