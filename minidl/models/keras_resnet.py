@@ -22,7 +22,7 @@ on top (``classifier_activation="softmax"``), minidl returns the logits.
 from __future__ import annotations
 
 from minidl.layers.activation import ReLU
-from minidl.layers.blocks import add_relu
+from minidl.layers.blocks import Bottleneck
 from minidl.layers.conv import Conv2d
 from minidl.layers.linear import Linear
 from minidl.layers.module import Module, Sequential
@@ -34,16 +34,14 @@ __all__ = ["KerasBottleneck", "KerasResNet", "keras_resnet50", "KERAS_RESNET_EPS
 KERAS_RESNET_EPS = 1.001e-5   # keras.applications.resnet: BatchNormalization(epsilon=1.001e-5)
 
 
-class KerasBottleneck(Module):
+class KerasBottleneck(Bottleneck):
     """Keras's ``block1``: 1x1 (with the stride) - 3x3 - 1x1 expand by 4, biases on all three,
     and a conv1x1(stride)-BN projection shortcut when ``projection``:
     (N, cin, H, W) -> (N, 4*planes, ceil(H/stride), ceil(W/stride))."""
-    expansion = 4
-    fusable = (("conv1", "bn1", "relu1"), ("conv2", "bn2", "relu2"), ("conv3", "bn3"),
-               ("downsample.0", "downsample.1"))
+    expansion = 4    # forward and fusable are Bottleneck's: the same layers, named alike
 
     def __init__(self, cin: int, planes: int, stride: int = 1, projection: bool = False):
-        super().__init__()
+        Module.__init__(self)   # Bottleneck's layers differ (no biases, stride in the 3x3)
         cout = planes * self.expansion
         eps = KERAS_RESNET_EPS
         self.conv1 = Conv2d(cin, planes, 1, stride=stride)
@@ -57,12 +55,6 @@ class KerasBottleneck(Module):
         self.downsample = (Sequential(Conv2d(cin, cout, 1, stride=stride),
                                       BatchNorm2d(cout, eps=eps)) if projection else None)
         self.stride = stride
-
-    def forward(self, x):
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return add_relu(out, x if self.downsample is None else self.downsample(x))
 
 
 class KerasResNet(ResNet):
