@@ -130,17 +130,19 @@ def _cat(branches):
     return F.concatenate(branches, axis=1)
 
 
-def _avg3(x):
-    # torchvision: F.avg_pool2d(x, 3, stride=1, padding=1), count_include_pad=True
-    return F.avg_pool2d(x, 3, 1, 1)
+def _avg3(x, count_include_pad=True):
+    # torchvision: F.avg_pool2d(x, 3, stride=1, padding=1), count_include_pad=True; Keras's
+    # 'same' pool divides by the real pixels under the window (count_include_pad=False)
+    return F.avg_pool2d(x, 3, 1, 1, count_include_pad=count_include_pad)
 
 
 class InceptionA(Module):
     """35x35 module (Mixed_5b..5d): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool-1x1,
     (N, cin, H, W) -> (N, 224 + pool_features, H, W)."""
 
-    def __init__(self, cin: int, pool_features: int):
+    def __init__(self, cin: int, pool_features: int, count_include_pad: bool = True):
         super().__init__()
+        self.count_include_pad = bool(count_include_pad)   # the branch pool's divisor
         self.branch1x1 = BasicConv2d(cin, 64, 1)
         self.branch5x5_1 = BasicConv2d(cin, 48, 1)
         self.branch5x5_2 = BasicConv2d(48, 64, 5, padding=2)
@@ -153,7 +155,7 @@ class InceptionA(Module):
         b1 = self.branch1x1(x)
         b5 = self.branch5x5_2(self.branch5x5_1(x))
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        bp = self.branch_pool(_avg3(x))
+        bp = self.branch_pool(_avg3(x, self.count_include_pad))
         return _cat([b1, b5, b3, bp])
 
 
@@ -178,8 +180,9 @@ class InceptionC(Module):
     """17x17 module with factorised 7x7 convolutions (1x7 then 7x1), Mixed_6b..6e:
     1x1 | 1x1-1x7-7x1 | 1x1-7x1-1x7-7x1-1x7 | avgpool-1x1, (N, cin, H, W) -> (N, 768, H, W)."""
 
-    def __init__(self, cin: int, channels_7x7: int):
+    def __init__(self, cin: int, channels_7x7: int, count_include_pad: bool = True):
         super().__init__()
+        self.count_include_pad = bool(count_include_pad)   # the branch pool's divisor
         c7 = channels_7x7
         self.branch1x1 = BasicConv2d(cin, 192, 1)
         self.branch7x7_1 = BasicConv2d(cin, c7, 1)
@@ -198,7 +201,7 @@ class InceptionC(Module):
         bd = x
         for i in range(1, 6):
             bd = getattr(self, f"branch7x7dbl_{i}")(bd)
-        bp = self.branch_pool(_avg3(x))
+        bp = self.branch_pool(_avg3(x, self.count_include_pad))
         return _cat([b1, b7, bd, bp])
 
 
@@ -227,8 +230,9 @@ class InceptionE(Module):
     """8x8 module with expanded filter banks (Mixed_7b, 7c): 1x1 | 1x1-(1x3 & 3x1) |
     1x1-3x3-(1x3 & 3x1) | avgpool-1x1, (N, cin, H, W) -> (N, 2048, H, W)."""
 
-    def __init__(self, cin: int):
+    def __init__(self, cin: int, count_include_pad: bool = True):
         super().__init__()
+        self.count_include_pad = bool(count_include_pad)   # the branch pool's divisor
         self.branch1x1 = BasicConv2d(cin, 320, 1)
         self.branch3x3_1 = BasicConv2d(cin, 384, 1)
         self.branch3x3_2a = BasicConv2d(384, 384, (1, 3), padding=(0, 1))
@@ -245,7 +249,7 @@ class InceptionE(Module):
         b3 = _cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)])
         bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         bd = _cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)])
-        bp = self.branch_pool(_avg3(x))
+        bp = self.branch_pool(_avg3(x, self.count_include_pad))
         return _cat([b1, b3, bd, bp])
 
 

@@ -38,7 +38,8 @@ class Inception3(Module):
     eval mode it returns the logits only, as torchvision does."""
 
     def __init__(self, num_classes: int = 1000, aux_logits: bool = True,
-                 transform_input: bool = False, dropout: float = 0.5):
+                 transform_input: bool = False, dropout: float = 0.5,
+                 count_include_pad: bool = True):
         super().__init__()
         self.aux_logits, self.transform_input = bool(aux_logits), bool(transform_input)
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
@@ -46,18 +47,18 @@ class Inception3(Module):
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
         self.Conv2d_3b_1x1 = BasicConv2d(64, 80, 1)
         self.Conv2d_4a_3x3 = BasicConv2d(80, 192, 3)
-        self.Mixed_5b = InceptionA(192, pool_features=32)
-        self.Mixed_5c = InceptionA(256, pool_features=64)
-        self.Mixed_5d = InceptionA(288, pool_features=64)
+        self.Mixed_5b = InceptionA(192, pool_features=32, count_include_pad=count_include_pad)
+        self.Mixed_5c = InceptionA(256, pool_features=64, count_include_pad=count_include_pad)
+        self.Mixed_5d = InceptionA(288, pool_features=64, count_include_pad=count_include_pad)
         self.Mixed_6a = InceptionB(288)
-        self.Mixed_6b = InceptionC(768, channels_7x7=128)
-        self.Mixed_6c = InceptionC(768, channels_7x7=160)
-        self.Mixed_6d = InceptionC(768, channels_7x7=160)
-        self.Mixed_6e = InceptionC(768, channels_7x7=192)
+        self.Mixed_6b = InceptionC(768, channels_7x7=128, count_include_pad=count_include_pad)
+        self.Mixed_6c = InceptionC(768, channels_7x7=160, count_include_pad=count_include_pad)
+        self.Mixed_6d = InceptionC(768, channels_7x7=160, count_include_pad=count_include_pad)
+        self.Mixed_6e = InceptionC(768, channels_7x7=192, count_include_pad=count_include_pad)
         self.AuxLogits = InceptionAux(768, num_classes) if aux_logits else None
         self.Mixed_7a = InceptionD(768)
-        self.Mixed_7b = InceptionE(1280)
-        self.Mixed_7c = InceptionE(2048)
+        self.Mixed_7b = InceptionE(1280, count_include_pad=count_include_pad)
+        self.Mixed_7c = InceptionE(2048, count_include_pad=count_include_pad)
         self.dropout = Dropout(dropout)
         self.fc = Linear(2048, num_classes)
 
