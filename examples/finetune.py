@@ -39,8 +39,8 @@ import minidl
 from minidl import functions as F
 from minidl.data import ImageFolder, ImageFolderLoader
 from minidl.data.download import DatasetNotFoundError
-from minidl.data.transforms import (ColorJitter, ImageCompose, RandomHorizontalFlip,
-                                    RandomResizedCrop, ResizeCenterCrop)
+from minidl.data.image_transforms import (ColorJitter, ImageCompose,
+                                          RandomHorizontalFlip, RandomResizedCrop, ResizeCenterCrop)
 from minidl.layers import Linear
 from minidl.metrics import confusion_matrix
 from minidl.models import get_model, hub

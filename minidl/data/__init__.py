@@ -12,7 +12,8 @@
 
 Modules: :mod:`~minidl.data.idx` (the IDX file format), :mod:`~minidl.data.download` (finding
 files locally or downloading them, checksum-verified), :mod:`~minidl.data.datasets` (MNIST,
-Fashion-MNIST), :mod:`~minidl.data.loader` (DataLoader), :mod:`~minidl.data.transforms`.
+Fashion-MNIST), :mod:`~minidl.data.loader` (DataLoader), :mod:`~minidl.data.transforms` (batches),
+:mod:`~minidl.data.image_transforms` (photos), :mod:`~minidl.data.image_folder`.
 
 Where the files come from, in order: ``data_dir``, ``$MINIDL_DATA/<mnist|fashion-mnist>/``, the
 user cache (``$MINIDL_CACHE``, else ``~/.cache/minidl``), then the public mirrors.

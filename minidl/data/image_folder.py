@@ -7,8 +7,8 @@
         not_ferry/  c.jpeg ...           label 1
 
     from minidl.data import ImageFolder, ImageFolderLoader
-    from minidl.data.transforms import (ColorJitter, ImageCompose, RandomHorizontalFlip,
-                                        RandomResizedCrop)
+    from minidl.data.image_transforms import (ColorJitter, ImageCompose,
+                                              RandomHorizontalFlip, RandomResizedCrop)
     train = ImageFolder("photos", transform=ImageCompose([
         RandomResizedCrop(224), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4)]))
     for x, y in ImageFolderLoader(train, batch_size=32, shuffle=True, seed=0):
@@ -75,7 +75,7 @@ class ImageFolder:
     root : path of a folder holding one sub-folder per class (at least one, each with at
         least one image; hidden entries, starting with ".", are skipped).
     transform : None or ``transform(image) -> image`` on the RGB PIL image; one with
-        ``takes_rng = True`` (the transforms of :mod:`minidl.data.transforms`) is called as
+        ``takes_rng = True`` (the transforms of :mod:`minidl.data.image_transforms`) is called as
         ``transform(image, rng=...)`` with the sample's Generator.  For batching, it must give
         the same size for every image (a crop), as a PIL image or uint8 (H, W, 3) array.
     extensions : the file endings taken as images (compared case-insensitively).

@@ -10,8 +10,8 @@ import minidl
 from minidl.data import ImageFolder, ImageFolderLoader, open_rgb
 from minidl.data.image_folder import UnreadableImageError
 from minidl.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from minidl.data.transforms import (ColorJitter, ImageCompose, RandomHorizontalFlip,
-                                    RandomResizedCrop, ResizeCenterCrop)
+from minidl.data.image_transforms import (ColorJitter, ImageCompose,
+                                          RandomHorizontalFlip, RandomResizedCrop, ResizeCenterCrop)
 
 
 def _photo(rng, h=40, w=60):
