@@ -31,7 +31,8 @@ import numpy
 
 import minidl
 from minidl import functions as F
-from minidl.data.download import ChecksumError, DatasetNotFoundError
+from minidl.data.checksums import ChecksumError
+from minidl.data.download import DatasetNotFoundError
 from minidl.data.imagenet import imagenet_classes, preprocess
 from minidl.models import MODELS, hub
 

@@ -11,9 +11,10 @@
         ...                                  # both on the active backend's device
 
 Modules: :mod:`~minidl.data.idx` (the IDX file format), :mod:`~minidl.data.download` (finding
-files locally or downloading them, checksum-verified), :mod:`~minidl.data.datasets` (MNIST,
-Fashion-MNIST), :mod:`~minidl.data.loader` (DataLoader), :mod:`~minidl.data.transforms` (batches),
-:mod:`~minidl.data.image_transforms` (photos), :mod:`~minidl.data.image_folder`.
+files locally or downloading them), :mod:`~minidl.data.checksums` (MD5/SHA-256 checks),
+:mod:`~minidl.data.datasets` (MNIST, Fashion-MNIST), :mod:`~minidl.data.loader` (DataLoader),
+:mod:`~minidl.data.transforms` (batches), :mod:`~minidl.data.image_transforms` (photos),
+:mod:`~minidl.data.image_folder`.
 
 Where the files come from, in order: ``data_dir``, ``$MINIDL_DATA/<mnist|fashion-mnist>/``, the
 user cache (``$MINIDL_CACHE``, else ``~/.cache/minidl``), then the public mirrors.
@@ -23,9 +24,8 @@ from minidl.data.datasets import (
     MNIST_INFO, MNIST_MIRRORS, DatasetInfo, FashionMNIST, load_dataset, load_fashion_mnist,
     load_mnist,
 )
-from minidl.data.download import (
-    ChecksumError, DatasetNotFoundError, default_cache_dir, fetch, verify_file,
-)
+from minidl.data.checksums import ChecksumError, verify_file
+from minidl.data.download import DatasetNotFoundError, default_cache_dir, fetch
 from minidl.data.idx import read_idx, write_idx
 from minidl.data.image_folder import ImageFolder, ImageFolderLoader, open_rgb
 from minidl.data.loader import DataLoader

@@ -158,7 +158,7 @@ def load_dataset(info: DatasetInfo, split: str = "train", data_dir=None, downloa
         Some files are nowhere and cannot be downloaded: the message names every missing file
         of the split (``.missing``) and says where it looked.  Once one download has failed,
         the other files are only looked for locally (the network is not tried again).
-    minidl.data.download.ChecksumError
+    minidl.data.checksums.ChecksumError
         A local copy is damaged.
     """
     split = _check_split(split)

@@ -15,18 +15,18 @@ leaves a file that looks valid.
 Checksums are MD5s (the ones data sets publish).  A file is accepted when the MD5 of the file
 itself, or -- for a gzip file -- the MD5 of its uncompressed payload, is in the accepted set; so
 re-compressed copies and uncompressed copies of the same data are accepted too.  Other files
-(model weights, :mod:`minidl.models.hub`) pass a :class:`SHA256` instead (``checksum=``): the full
-digest, or the hex prefix a publisher put in the file name.  A local file
-that fails the check is an error (:class:`ChecksumError`), never used.  When nothing is found and
+(model weights, :mod:`minidl.models.hub`) pass a :class:`~minidl.data.checksums.SHA256`
+instead (``checksum=``): the full digest, or the hex prefix a publisher put in the file name.  A
+local file that fails the check is an error (:class:`~minidl.data.checksums.ChecksumError`),
+never used.  When nothing is found and
 every mirror fails, one :class:`DatasetNotFoundError` lists every place tried and why it failed.
 
-Only the standard library is used (``urllib.request``, with a timeout).
+Checksums: :mod:`minidl.data.checksums`.  Only the standard library is used
+(``urllib.request``, with a timeout).
 """
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import http.client
 import os
 import pathlib
@@ -34,14 +34,12 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Iterable, Sequence
 
-from minidl.data.idx import is_gzip
+from minidl.data.checksums import ChecksumError, mismatch, verify_file
 from minidl.progress import ProgressBar
 
-__all__ = ["fetch", "verify_file", "file_md5", "file_sha256", "payload_md5", "SHA256",
-           "default_cache_dir", "DatasetNotFoundError", "ChecksumError", "DATA_ENV_VAR",
+__all__ = ["fetch", "default_cache_dir", "DatasetNotFoundError", "DATA_ENV_VAR",
            "CACHE_ENV_VAR"]
 
 DATA_ENV_VAR = "MINIDL_DATA"
@@ -71,129 +69,9 @@ class DatasetNotFoundError(FileNotFoundError):
         return str(self.args[0]) if self.args else ""
 
 
-class ChecksumError(ValueError):
-    """A file's MD5 (and its payload's MD5) is not one of the accepted checksums."""
-
-
 class _IncompleteDownload(OSError):
     """The server closed the connection before sending the announced Content-Length."""
 
-
-# --------------------------------------------------------------------------- checksums
-
-def _md5():
-    try:
-        return hashlib.md5(usedforsecurity=False)
-    except TypeError:  # pragma: no cover - Python builds without the keyword
-        return hashlib.md5()
-
-
-def file_md5(path) -> str:
-    """The hex MD5 of the bytes of the file at ``path``."""
-    h = _md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path) -> str:
-    """The hex SHA-256 of the bytes of the file at ``path``."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class SHA256:
-    """An expected SHA-256: the full 64 hex digits, or a prefix of at least 8 (what torchvision
-    puts in its file names, ``resnet50-0676ba61.pth``), which only checks that many digits.
-
-    ``mismatch(path)`` is None when the file's digest matches, else what was found."""
-
-    def __init__(self, digest: str):
-        digest = str(digest).lower()
-        if not 8 <= len(digest) <= 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError(f"SHA256: expected 8 to 64 hex digits, got {digest!r}")
-        self.digest = digest
-        self.full = len(digest) == 64
-
-    def mismatch(self, path) -> str | None:
-        found = file_sha256(path)
-        return None if found.startswith(self.digest) else f"SHA-256 {found}"
-
-    def expected(self) -> str:
-        return f"SHA-256 {self.digest}" + ("" if self.full else "... (a prefix)")
-
-    def __repr__(self):
-        return f"SHA256({self.digest!r})"
-
-
-def payload_md5(path) -> str | None:
-    """The hex MD5 of the uncompressed content of a gzip file; None if ``path`` is not gzip.
-
-    Raises
-    ------
-    ValueError
-        The gzip stream is damaged (truncated, bad CRC).
-    """
-    with open(path, "rb") as f:
-        if not is_gzip(f.read(2)):
-            return None
-    h = _md5()
-    try:
-        with gzip.open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: damaged gzip data: {exc}") from exc
-    return h.hexdigest()
-
-
-def _mismatch(path, accepted: set[str]) -> str | None:
-    """None when ``path`` (or its gzip payload) has an accepted MD5, else what was found."""
-    found = file_md5(path)
-    if found in accepted:
-        return None
-    try:
-        payload = payload_md5(path)
-    except ValueError as exc:
-        return f"file MD5 {found}, and its gzip data is damaged ({exc.__cause__ or exc})"
-    if payload in accepted:
-        return None
-    return f"file MD5 {found}" + (f", uncompressed payload MD5 {payload}" if payload else "")
-
-
-def verify_file(path, md5s: Iterable[str] | None) -> None:
-    """Check ``path`` against the accepted MD5s.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    md5s : iterable of hex str, :class:`SHA256`, or None
-        Accepted MD5s, of the file or of its uncompressed payload (None or empty accepts any
-        file); or one expected SHA-256.
-
-    Raises
-    ------
-    ChecksumError
-        Neither digest is accepted (or the gzip stream is damaged); the message names the file,
-        the digests found and the ones expected.
-    """
-    if isinstance(md5s, SHA256):
-        found = md5s.mismatch(path)
-        if found is not None:
-            raise ChecksumError(f"{path}: checksum mismatch: got {found}; expected "
-                                f"{md5s.expected()}")
-        return
-    accepted = {m.lower() for m in (md5s or ())}
-    if not accepted:
-        return
-    found = _mismatch(path, accepted)
-    if found is not None:
-        raise ChecksumError(f"{path}: checksum mismatch: got {found}; expected MD5 one of "
-                            f"{sorted(accepted)} (of the file or of its uncompressed payload)")
 
 
 # --------------------------------------------------------------------------- places
@@ -298,12 +176,7 @@ def _download_one(url: str, dest: pathlib.Path, md5s, timeout: float, progress: 
         if total is not None and written != total:
             raise _IncompleteDownload(f"connection closed early: received {written} of {total} "
                                       "bytes")
-        if isinstance(md5s, SHA256):
-            found, expected = md5s.mismatch(tmp), md5s.expected()
-        else:
-            accepted = {m.lower() for m in (md5s or ())}
-            found = _mismatch(tmp, accepted) if accepted else None
-            expected = f"MD5 one of {sorted(accepted)}"
+        found, expected = mismatch(tmp, md5s)
         if found is not None:
             raise ChecksumError(f"the downloaded file failed the checksum: got {found}; "
                                 f"expected {expected}")

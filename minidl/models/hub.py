@@ -30,7 +30,8 @@ import os
 import pathlib
 from dataclasses import dataclass
 
-from minidl.data.download import SHA256, default_cache_dir, fetch
+from minidl.data.checksums import SHA256
+from minidl.data.download import default_cache_dir, fetch
 from minidl.models import get_model
 
 __all__ = ["WeightFile", "WEIGHTS", "SOURCES", "weights_file", "pretrained", "build",
@@ -147,7 +148,7 @@ def weights_file(arch: str, source: str = "torchvision", *, data_dir=None, cache
 
     Raises :class:`~minidl.data.download.DatasetNotFoundError` (nowhere found and not
     downloadable: the message lists every place and URL tried) or
-    :class:`~minidl.data.download.ChecksumError` (a local copy with the wrong digest).
+    :class:`~minidl.data.checksums.ChecksumError` (a local copy with the wrong digest).
     """
     entry = _entry(arch, source)
     cache = pathlib.Path(cache_dir).expanduser() if cache_dir is not None \

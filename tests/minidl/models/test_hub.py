@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from minidl.convert import write_weights
-from minidl.data.download import SHA256, ChecksumError, DatasetNotFoundError
+from minidl.data.checksums import SHA256, ChecksumError
+from minidl.data.download import DatasetNotFoundError
 from minidl.models import hub, resnet8
 from minidl.models.hub import WEIGHTS, WeightFile, pretrained, source_of, weights_file
 
