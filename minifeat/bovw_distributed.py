@@ -50,9 +50,8 @@ def extract_shard(items, extract):
     return mine, [extract(items[i]) for i in mine]
 
 
-def _global_layout(descriptors, n_images):
+def _global_layout(descriptors, n_images, mine):
     """(descriptors per image over all ranks (n_images,), D) from every rank's list."""
-    mine = shard_range(n_images)
     if len(descriptors) != len(mine):
         raise ValueError(f"descriptors: this rank ({distributed.rank()} of "
                          f"{distributed.world_size()}) holds images {mine.start}.."
@@ -79,19 +78,24 @@ def _global_layout(descriptors, n_images):
     return vec[:n_images].astype(numpy.int64), int(D)
 
 
-def fit_vocabulary_sharded(bow, descriptors, n_images: int, **kmeans_args):
+def fit_vocabulary_sharded(bow, descriptors, n_images: int, indices=None, **kmeans_args):
     """Fit ``bow``'s vocabulary (a :class:`~minifeat.bovw.BagOfWords`) on the descriptors of
     ``n_images`` images split over the ranks: ``descriptors`` lists this rank's images' (n_i,
-    D) arrays, for the images ``shard_range(n_images)``.  The same vocabulary ends on every
-    rank and it does not depend on the number of ranks.  ``kmeans_args`` go to
+    D) arrays, for the images ``indices`` (default ``shard_range(n_images)``: any contiguous
+    range, the ranks' ranges following each other in rank order).  The same vocabulary ends on
+    every rank and it does not depend on the number of ranks.  ``kmeans_args`` go to
     :func:`~minifeat.kmeans_distributed.kmeans_distributed` (``tol``); ``init_sample`` and
     ``max_iter`` default to the BagOfWords's.  Returns ``bow``."""
-    counts, D = _global_layout(descriptors, n_images)
+    mine = shard_range(n_images) if indices is None else indices
+    if not isinstance(mine, range) or mine.step != 1 or mine.start < 0 \
+            or mine.stop > n_images:
+        raise ValueError(f"indices: this rank's images must be a contiguous range within "
+                         f"range({n_images}), got {indices!r}")
+    counts, D = _global_layout(descriptors, n_images, mine)
     total = int(counts.sum())
     if total < bow.vocab_size:
         raise ValueError(f"need at least vocab_size={bow.vocab_size} descriptors, got {total} "
                          f"from {n_images} images")
-    mine = shard_range(n_images)
     offset = int(counts[:mine.start].sum())
     local = [d for d in descriptors if d.shape[0]]
     xp = B.get_array_module(local[0]) if local else numpy
