@@ -1,8 +1,9 @@
 """Train a small CNN with batch norm (conv -> SyncBatchNorm2d -> relu -> pool -> linear ->
 SyncBatchNorm1d -> relu -> linear) with fit(): under ``mpiexec -n 2`` (each rank a local
 batch of 64) or alone (batch 128); rank 0 writes the parameters, the running statistics and
-the per-epoch metrics to OUT.npz.  Usage: equivalence_bn.py OUT.npz OPTIMIZER (sgd | adam) [plain]; ``plain`` keeps
-per-rank BatchNorm (the control: it must NOT match one process).
+the per-epoch metrics to OUT.npz.
+Usage: equivalence_bn.py OUT.npz OPTIMIZER (sgd | adam) [plain]; ``plain`` keeps per-rank
+BatchNorm (the control: it must NOT match one process).
 
 389 samples with drop_last: three global batches of 128.  (An uneven last batch -- 3 + 2 --
 is averaged with weights n_r / n by fit, which a synchronised batch norm's cross-rank terms
