@@ -19,9 +19,16 @@ and run ``python examples/bovw_classify.py DATA_DIR``.
 
 Prints the accuracy of each and writes the validation confusion matrices (rows: true class,
 columns: predicted) as ``confusion_linear.png`` and ``confusion_mlp.png`` in ``--out``.
+
+``mpiexec -n 2 python examples/bovw_classify.py DATA_DIR`` splits the SIFT extraction between
+the processes (each a contiguous block of the photos) and fits the vocabulary with k-means
+whose centroid sums and counts are allreduced (minifeat.bovw_distributed); the word counts of
+the photos (one short row each) are then shared, and every process trains the same small
+classifiers; rank 0 prints and writes.  One process runs the same code.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 import time
@@ -31,11 +38,15 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import minidl  # noqa: E402
+from minidl import distributed  # noqa: E402
 from minidl import functions as F  # noqa: E402
 from minidl import layers as L  # noqa: E402
 from minidl.optim import Adam  # noqa: E402
 from minidl.plot import plot_confusion_matrix  # noqa: E402
 from minifeat import BagOfWords  # noqa: E402
+from minifeat.bovw_distributed import (  # noqa: E402
+    allgather_rows, extract_shard, fit_vocabulary_sharded,
+)
 
 from _cli import Parser, fraction, positive_int, run  # noqa: E402
 from bovw_search import EXTENSIONS, sift_features  # noqa: E402
@@ -75,20 +86,26 @@ def split(labels, val_fraction: float, seed: int):
     return np.sort(train), np.sort(val)
 
 
-def encode(feats, train, val, vocab: int, seed: int):
+def encode(paths, train, val, vocab: int, seed: int, features):
     """tf-idf bag-of-words vectors (N, K) of the train and validation photos; the vocabulary
-    and the idf come from the training photos only."""
-    desc = [feats[i][1] for i in train]
-    index = np.repeat(np.arange(len(train)), [len(d) for d in desc])
-    all_desc = np.concatenate(desc)
-    bow = BagOfWords(min(vocab, len(all_desc)), seed=seed, max_iter=10)
-    bow.fit(all_desc, image_index=index, n_images=len(train))
-
-    def vectors(ids):
-        d = [feats[i][1] for i in ids]
-        return bow.transform(np.concatenate(d), n_images=len(ids),
-                             image_index=np.repeat(np.arange(len(ids)), [len(x) for x in d]))
-    return vectors(train), vectors(val)
+    and the idf come from the training photos only.  ``features(path) -> (xy, descriptors)``
+    runs on this process's block of ``paths`` only (all of them in one process)."""
+    mine, feats = extract_shard(paths, lambda q: features(q)[1])
+    # this process's training photos: a contiguous run of the (sorted) training list
+    in_train = np.isin(np.arange(mine.start, mine.stop), train)
+    start = int(np.searchsorted(train, mine.start))
+    my_train = range(start, start + int(in_train.sum()))
+    desc = [d for d, t in zip(feats, in_train) if t]
+    total = int(distributed.allreduce_host([sum(len(d) for d in desc)])[0])
+    bow = BagOfWords(min(vocab, total), seed=seed, max_iter=10)
+    fit_vocabulary_sharded(bow, desc, len(train), indices=my_train)
+    D = bow.vocabulary_.shape[1]
+    local = bow.counts(np.concatenate(feats) if feats else np.zeros((0, D), np.float32),
+                       image_index=np.repeat(np.arange(len(feats)), [len(d) for d in feats]),
+                       n_images=len(feats))
+    counts = allgather_rows(local, len(paths)).astype(np.float32)   # every photo's counts
+    bow.fit_idf(counts[train])
+    return bow.weight(counts[train]), bow.weight(counts[val])
 
 
 def train_classifier(model, x, y, n_classes: int, epochs: int, lr: float):
@@ -134,6 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, k-means, weights")
     p.add_argument("--out", default="runs/bovw_classify", help="folder for the PNG files")
     args = p.parse_args(argv)
+    if distributed.init() > 1 and not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")   # one voice: the others would repeat rank 0
     minidl.seed(args.seed)
     paths, labels, names = find_classes(args.data_dir)
     C = len(names)
@@ -141,18 +160,20 @@ def main(argv=None) -> int:
     print(f"{len(paths)} photos in {C} classes ({', '.join(names)}): {len(train)} to train, "
           f"{len(val)} to validate")
     t0 = time.perf_counter()
-    feats = [sift_features(q, args.max_size, args.n_features) for q in paths]
-    x_train, x_val = encode(feats, train, val, args.vocab, args.seed)
+    x_train, x_val = encode(paths, train, val, args.vocab, args.seed,
+                            lambda q: sift_features(q, args.max_size, args.n_features))
     K = x_train.shape[1]
     print(f"SIFT + vocabulary of {K} words + tf-idf histograms: "
-          f"{time.perf_counter() - t0:.1f} s")
+          f"{time.perf_counter() - t0:.1f} s" + (f" ({distributed.world_size()} processes)"
+                                                 if distributed.world_size() > 1 else ""))
     outputs = 1 if C == 2 else C
     task = "sigmoid + binary log loss" if C == 2 else "softmax + log loss"
     models = {"linear": L.Linear(K, outputs),
               "mlp": L.Sequential(L.Linear(K, args.hidden), L.ReLU(), L.Dropout(0.2),
                                   L.Linear(args.hidden, outputs))}
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
     print(f"model   train acc  val acc  final train loss ({task})")
     for name, model in models.items():
         loss = train_classifier(model, x_train, labels[train], C, args.epochs, args.lr)
@@ -160,8 +181,9 @@ def main(argv=None) -> int:
         pred = predict(model, x_val, C)
         acc_v = (pred == labels[val]).mean()
         print(f"{name:<7} {acc_t:9.1%} {acc_v:8.1%}  {loss:.4f}")
-        plot_confusion_matrix(confusion(labels[val], pred, C), out / f"confusion_{name}.png",
-                              names)
+        if distributed.is_main():
+            plot_confusion_matrix(confusion(labels[val], pred, C),
+                                  out / f"confusion_{name}.png", names)
     print(f"chance (the largest class): {np.bincount(labels[val]).max() / len(val):.1%}; "
           f"validation confusion matrices in {out}/confusion_linear.png, confusion_mlp.png")
     return 0

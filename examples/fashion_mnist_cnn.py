@@ -19,12 +19,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from minidl.data import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
 
 from _cli import base_parser, run  # noqa: E402
-from mnist_cnn import train_cnn  # noqa: E402
+from mnist_cnn import add_sync_bn, train_cnn  # noqa: E402
 
 
 def main(argv=None) -> int:
-    args = base_parser("Fashion CNN: a convolutional network on Fashion-MNIST", epochs=8,
-                       batch_size=128, target=0.91, lr=3e-3).parse_args(argv)
+    p = base_parser("Fashion CNN: a convolutional network on Fashion-MNIST", epochs=8,
+                    batch_size=128, target=0.91, lr=3e-3)
+    add_sync_bn(p)
+    args = p.parse_args(argv)
     return train_cnn(args, load=load_fashion_mnist, class_names=list(FASHION_MNIST_CLASSES),
                      time_to=0.91)
 

@@ -16,6 +16,7 @@ the test accuracy is printed; the time to first reach 99.0% is reported (DAWNBen
     python examples/mnist_cnn.py                  # CPU (NumPy)
     python examples/mnist_cnn.py --backend cupy   # GPU (CuPy), same code
     mpiexec -n 2 python examples/mnist_cnn.py     # data-parallel on 2 processes, same code
+    mpiexec -n 2 python examples/mnist_cnn.py --sync-bn   # batch norm over all 128 images
     python examples/mnist_cnn.py --resume runs/mnist_cnn/last.npz   # after a crash
 
 Exit status 1 when the final test accuracy misses ``--target-acc``.
@@ -58,6 +59,28 @@ def build_cnn(num_classes: int = 10, width: int = 32, init: str = "torch") -> L.
     )
 
 
+def add_sync_bn(p) -> None:
+    """The ``--sync-bn`` flag of the data-parallel examples with batch norm."""
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under mpiexec: batch norm over the global batch of all processes "
+                        "(SyncBatchNorm, 3 small allreduces per layer per step) instead of "
+                        "each process's share; no effect in one process")
+
+
+def maybe_sync_bn(model, args):
+    """``model`` with synchronised batch norm when ``--sync-bn`` is given under mpiexec
+    (before ``minidl.fuse``, which then leaves those layers unfused)."""
+    if not getattr(args, "sync_bn", False):
+        return model
+    n = distributed.world_size()
+    if n == 1:
+        print("--sync-bn: one process, nothing to synchronise (plain batch norm)")
+        return model
+    from minidl.distributed.sync_batchnorm import convert_sync_batchnorm
+    print(f"--sync-bn: batch-norm statistics over the global batch of {n} processes")
+    return convert_sync_batchnorm(model)
+
+
 def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
     """Train ``build_cnn`` on a 28x28 data set with ``args`` from the CLI; returns the exit
     status.  Shared with fashion_mnist_cnn.py."""
@@ -70,6 +93,7 @@ def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
 
     model = build_cnn(num_classes=len(class_names) if class_names else 10)
     print(model.summary((1, 1, 28, 28)))
+    model = maybe_sync_bn(model, args)
     model = minidl.fuse(model)  # each conv-BN-ReLU-pool block runs as one op (same values)
     optimizer = Adam(model.parameters(), lr=args.lr)
     schedule = OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(train))
@@ -88,8 +112,10 @@ def train_cnn(args, load=load_mnist, class_names=None, time_to=0.99) -> int:
 
 
 def main(argv=None) -> int:
-    args = base_parser("MNIST CNN: a convolutional network on MNIST", epochs=8,
-                       batch_size=128, target=0.992, lr=3e-3).parse_args(argv)
+    p = base_parser("MNIST CNN: a convolutional network on MNIST", epochs=8, batch_size=128,
+                    target=0.992, lr=3e-3)
+    add_sync_bn(p)
+    args = p.parse_args(argv)
     return train_cnn(args)
 
 

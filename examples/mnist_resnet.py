@@ -19,6 +19,7 @@ benchmark-length run, not a test.
 
     python examples/mnist_resnet.py                     # ResNet-8 on the CPU (NumPy)
     python examples/mnist_resnet.py --depth 20 --backend cupy   # the same code on a GPU
+    mpiexec -n 2 python examples/mnist_resnet.py --sync-bn      # data-parallel, global BN
 
 Exit status 1 when the final test accuracy misses ``--target-acc``.
 """
@@ -36,8 +37,11 @@ from minidl.models import SmallResNet  # noqa: E402
 from minidl.optim import SGD, OneCycleLR  # noqa: E402
 from minidl.train import evaluate, fit  # noqa: E402
 
+from minidl import distributed  # noqa: E402
+
 from _cli import (base_parser, load_splits, positive_int, report, run, setup,  # noqa: E402
                   summarize)
+from mnist_cnn import add_sync_bn, maybe_sync_bn  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -47,15 +51,18 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=positive_int, default=16, help="channels of the first stage")
     p.add_argument("--weight-decay", type=float, default=5e-4,
                    help="L2 penalty of SGD")
+    add_sync_bn(p)
     args = p.parse_args(argv)
     setup(args)
     (x_train, y_train), (x_test, y_test) = load_splits(load_mnist, args)
+    # shard: under mpiexec each process takes its share of every batch (no-op otherwise)
     train = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True,
-                       seed=args.seed, transform=RandomShift(2))
-    test = DataLoader(x_test, y_test, batch_size=500, shuffle=False)
+                       seed=args.seed, transform=RandomShift(2), shard=True)
+    test = DataLoader(x_test, y_test, batch_size=500, shuffle=False, shard=True)
 
     model = SmallResNet(args.depth, num_classes=10, in_channels=1, width=args.width)
     print(f"ResNet-{args.depth}: {model.num_parameters():,} parameters")
+    model = maybe_sync_bn(model, args)
     model = minidl.fuse(model)  # conv+BN pairs: batch norm folded into the conv in evaluation
     optimizer = SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                     weight_decay=args.weight_decay)
@@ -66,7 +73,8 @@ def main(argv=None) -> int:
                   scheduler=schedule, scheduler_per_batch=True, checkpoint=out / "best.npz",
                   target_accuracy=0.995, num_classes=10, progress=not args.quiet)
     wall = time.perf_counter() - start
-    history.save_plots(out)
+    if distributed.is_main():
+        history.save_plots(out)
     final = evaluate(model, test)
     summarize(history, 0.995, wall, out)
     return report(final["accuracy"], args.target_acc)

@@ -16,6 +16,7 @@ LAYERS = [
     ("minidl.workspace", 1), ("minidl.parallel", 1), ("minidl.progress", 1),
     ("minidl.plot", 1), ("minidl.serialization", 1), ("minidl.safetensors", 1),
     ("minidl.metrics", 1), ("minidl.distributed", 1), ("minidl.data", 1),
+    ("minidl.distributed.sync_batchnorm", 4),   # layers over minidl.distributed's collectives
     ("minidl.torchfile", 1),
     ("minidl.autograd", 2), ("minidl.init", 2), ("minidl.kernels", 2),
     ("minidl.functions", 3), ("minidl.profiler", 3),
