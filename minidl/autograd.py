@@ -27,11 +27,12 @@ import numpy
 
 from minidl import backend as B
 
-__all__ = ["Tensor", "Parameter", "Function", "HookHandle", "no_grad", "enable_grad", "is_grad_enabled",
-           "tensor", "as_tensor"]
+__all__ = ["Tensor", "Parameter", "Function", "HookHandle", "no_grad", "enable_grad",
+           "is_grad_enabled", "tensor", "as_tensor"]
 
 _grad_enabled = True
-_hooked = weakref.WeakSet()  # leaves with post-accumulate hooks: backward counts edges if any
+_hooked = weakref.WeakSet()  # leaves with post-accumulate hooks: backward counts edges if
+#                              there are any, and pays nothing more than this test otherwise
 _profiler = None  # a minidl.profiler.Profile while one is running
 
 
