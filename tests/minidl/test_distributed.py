@@ -199,6 +199,35 @@ def test_nccl_path_on_the_strict_backend_averages_like_mpi_with_host_staging(tmp
     assert list(g["buckets"]) == [640, 32, 1024, 164]   # 4 KiB buckets of flat buffers
 
 
+def test_two_ranks_train_bitwise_alike_with_and_without_overlap(tmp_path):
+    """fit's overlapped averaging (the default) against the blocking reference, 2 ranks."""
+    run_script("equivalence.py", tmp_path / "overlap.npz", "adam", ranks=2)
+    run_script("equivalence.py", tmp_path / "blocking.npz", "adam", "blocking", ranks=2)
+    _same(tmp_path / "overlap.npz", tmp_path / "blocking.npz")
+
+
+def test_overlapped_reducer_equals_blocking_average_bitwise_on_two_ranks(tmp_path):
+    """Mean and weighted sum; NumPy through MPI Iallreduce, the strict backend through MPI
+    with host staging and through a fake NCCL; every bucket started during backward."""
+    run_script("reducer_vs_blocking.py", tmp_path / "r.npz", ranks=2)
+    g, other = np.load(tmp_path / "r.npz"), np.load(str(tmp_path / "r.npz") + ".rank1.npz")
+    keys = sorted({k.rsplit(".", 1)[0] for k in g.files if ".blocking" in k or ".during" in k})
+    assert keys == [f"{b}.{c}.{w}" for b, c in [("numpy", "mpi"), ("strict", "mpi"),
+                                               ("strict", "nccl")]
+                    for w in ("mean", "weighted")]
+    for key in keys:
+        during, buckets = g[key + ".during"]
+        assert during == buckets == 5, key        # all started inside backward
+        for i in range(6):
+            np.testing.assert_array_equal(g[f"{key}.overlap{i}"], g[f"{key}.blocking{i}"])
+            assert np.array_equal(other[f"{key}.overlap{i}"], g[f"{key}.overlap{i}"])
+            mine, theirs = g[f"local{i}"], other[f"local{i}"]
+            expected = (mine + theirs) / 2 if key.endswith("mean") else \
+                0.625 * mine + 0.375 * theirs
+            np.testing.assert_allclose(g[f"{key}.overlap{i}"], expected, rtol=1e-14,
+                                       atol=1e-300)
+
+
 @pytest.mark.parametrize("mode,message,who", [
     ("raise", "ValueError: rank one fails on purpose at batch 3", "[rank 1/2]"),
     # every rank raises it; the first to abort may end the other before it prints

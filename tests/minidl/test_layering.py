@@ -17,6 +17,7 @@ LAYERS = [
     ("minidl.plot", 1), ("minidl.serialization", 1), ("minidl.safetensors", 1),
     ("minidl.metrics", 1), ("minidl.distributed", 1), ("minidl.data", 1),
     ("minidl.torchfile", 1),
+    ("minidl.distributed.reducer", 1),   # knows Tensors only by their hook method: duck typed
     ("minidl.autograd", 2), ("minidl.init", 2), ("minidl.kernels", 2),
     ("minidl.functions", 3), ("minidl.profiler", 3),
     ("minidl.layers", 4), ("minidl.optim", 4),
