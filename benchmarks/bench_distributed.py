@@ -54,8 +54,12 @@ def efficiency(t_compute: float, n: int, nbytes: float, bandwidth: float,
 
 # --------------------------------------------------------------------------- the worker
 
-def worker(steps: int) -> None:
-    """One rank (or the single process): time ``steps`` steps, print a RESULT line (rank 0)."""
+def worker(steps: int, overlap: bool = False, bucket_kb: int | None = None) -> None:
+    """One rank (or the single process): time ``steps`` steps, print a RESULT line (rank 0).
+
+    ``overlap``: average through a :class:`~minidl.distributed.Reducer` (buckets started
+    during backward; the exposed time is what ``finish()`` takes) instead of
+    ``average_gradients`` after a barrier (the wait for the slower rank, then the transfer)."""
     import numpy as np
 
     import minidl
@@ -76,24 +80,37 @@ def worker(steps: int) -> None:
     distributed.broadcast_model(model)
     opt = Adam(model.parameters(), lr=1e-3)
     params = opt.params
-    t_ar = t_wait = t_step = 0.0
+    reducer = None
+    if overlap and n > 1:
+        sizes = {} if bucket_kb is None else {
+            "bucket_bytes": bucket_kb * 1024,
+            "first_bucket_bytes": min(bucket_kb * 1024, distributed.FIRST_BUCKET_BYTES)}
+        reducer = distributed.Reducer(params, **sizes)
+    t_ar = t_wait = t_exposed = t_step = hidden = 0.0
     for i, (xb, yb) in enumerate(loader):
         if i == 5:   # after warm-up: kernels chosen, buffers allocated
             distributed.barrier()
-            t_ar = t_wait = 0.0
+            t_ar = t_wait = t_exposed = hidden = 0.0
             start = time.perf_counter()
         if i == 5 + steps:
             break
         loss = softmax_cross_entropy(model(xb), yb)
         opt.zero_grad()
+        if reducer is not None:
+            reducer.prepare()
         loss.backward()
         t0 = time.perf_counter()
-        if n > 1:   # waiting for the slower rank, apart from the transfer itself
-            distributed.barrier()
-        t1 = time.perf_counter()
-        distributed.average_gradients(params)
-        t_wait += t1 - t0
-        t_ar += time.perf_counter() - t1
+        if reducer is not None:
+            reducer.finish()
+            hidden += reducer.hidden_bytes
+        else:
+            if n > 1:   # waiting for the slower rank, apart from the transfer itself
+                distributed.barrier()
+            t1 = time.perf_counter()
+            distributed.average_gradients(params)
+            t_wait += t1 - t0
+            t_ar += time.perf_counter() - t1
+        t_exposed += time.perf_counter() - t0
         opt.step()
     t_step = (time.perf_counter() - start) / steps
     grads = np.concatenate([p.grad.ravel() for p in params])
@@ -101,8 +118,11 @@ def worker(steps: int) -> None:
     if distributed.is_main():
         print("RESULT " + json.dumps({
             "processes": n, "threads": int(os.environ.get("MINIDL_NUM_THREADS", "0")),
+            "overlap": reducer is not None, "buckets": repr(reducer) if reducer else None,
+            "async_progress": os.environ.get("MPICH_ASYNC_PROGRESS") == "1",
             "s_per_step": t_step, "allreduce_s_per_step": t_ar / steps,
-            "wait_s_per_step": t_wait / steps,
+            "wait_s_per_step": t_wait / steps, "exposed_s_per_step": t_exposed / steps,
+            "reduced_in_backward": hidden / steps / grads.nbytes,
             "grad_bytes": int(grads.nbytes), "link": link}), flush=True)
 
 
@@ -132,10 +152,11 @@ def _link(grads) -> dict:
 
 # --------------------------------------------------------------------------- the driver
 
-def _run(cmd, threads):
+def _run(cmd, threads, extra_env=None):
     env = dict(os.environ, MINIDL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                OMP_NUM_THREADS=str(threads), MINIDL_BACKEND="numpy",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               **(extra_env or {}))
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}")
@@ -143,45 +164,79 @@ def _run(cmd, threads):
     return json.loads(line[len("RESULT "):])
 
 
+def _median_run(tries):
+    """The run with the median step time (the lower middle one for an even count)."""
+    ordered = sorted(tries, key=lambda r: r["s_per_step"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _paired_ratio(runs, reference):
+    """Each round's step time over the reference's in the same round; the median."""
+    ratios = sorted(r["s_per_step"] / b["s_per_step"] for r, b in zip(runs, reference))
+    return ratios[(len(ratios) - 1) // 2]
+
+
 def main(argv=None) -> int:
     from benchmarks._common import print_table, save_json
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--repeat", type=int, default=2,
-                   help="runs of each configuration, alternating; the fastest is kept (a "
-                        "shared machine's other load comes and goes)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="rounds; each runs every configuration once, alternating, and the "
+                        "median is kept (a shared machine's other load comes and goes)")
+    p.add_argument("--async-progress", action="store_true",
+                   help="also run the overlapped configuration with MPICH_ASYNC_PROGRESS=1")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--overlap", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--bucket-kb", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.steps)
+        worker(args.steps, args.overlap, args.bucket_kb)
         return 0
     me = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker",
           "--steps", str(args.steps)]
     mpiexec = shutil.which("mpiexec")
-    configs = [(me, 2)]
+    # (label, command, threads per process, environment)
+    configs = [("1 proc x 2 thr", me, 2, None)]
     if mpiexec is None:
         print("[2 processes: skipped -- no mpiexec; pip install 'minidl[mpi]']")
     else:
-        configs.append(([mpiexec, "-n", "2"] + me, 1))
+        two = [mpiexec, "-n", "2"] + me
+        configs += [("2 proc x 1 thr, blocking", two, 1, None),
+                    ("2 x 1, overlap, DDP buckets", two + ["--overlap"], 1, None),
+                    ("2 x 1, overlap, 1 MiB buckets", two + ["--overlap", "--bucket-kb",
+                                                             "1024"], 1, None)]
+        if args.async_progress:
+            configs.append(("2 x 1, overlap 1 MiB, async progress",
+                            two + ["--overlap", "--bucket-kb", "1024"], 1,
+                            {"MPICH_ASYNC_PROGRESS": "1"}))
     tries = [[] for _ in configs]
     for _ in range(args.repeat):
-        for k, (cmd, threads) in enumerate(configs):
-            tries[k].append(_run(cmd, threads))
-    runs = [min(t, key=lambda r: r["s_per_step"]) for t in tries]
+        for k, (_, cmd, threads, extra) in enumerate(configs):
+            tries[k].append(_run(cmd, threads, extra))
+    runs = [_median_run(t) for t in tries]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []
-    for r in runs:
+    for k, ((label, *_), r) in enumerate(zip(configs, runs)):
         step = r["s_per_step"]
-        rows.append([f"{r['processes']} proc x {r['threads']} thr", step * 1e3,
-                     GLOBAL_BATCH / step, 60000 / GLOBAL_BATCH * step,
-                     r["wait_s_per_step"] * 1e3, r["allreduce_s_per_step"] * 1e3,
-                     f"{100 * r['allreduce_s_per_step'] / step:.1f}%"])
-    print_table(f"MNIST CNN, global batch {GLOBAL_BATCH}, {args.steps} steps (numpy)",
+        blocking = k == 1
+        paired = "-" if k == 0 else f"{_paired_ratio(tries[k], tries[1]):.3f}"
+        rows.append([label, step * 1e3, GLOBAL_BATCH / step, 60000 / GLOBAL_BATCH * step,
+                     f"{r['wait_s_per_step'] * 1e3:.1f}" if blocking else "-",
+                     f"{r['allreduce_s_per_step'] * 1e3:.1f}" if blocking else "-",
+                     f"{r['exposed_s_per_step'] * 1e3:.1f}" if k else "-",
+                     f"{100 * r['exposed_s_per_step'] / step:.1f}%" if k else "-",
+                     f"{r['reduced_in_backward']:.0%}" if r["overlap"] else "-", paired])
+    print_table(f"MNIST CNN, global batch {GLOBAL_BATCH}, {args.steps} steps (numpy), median "
+                f"of {args.repeat} alternating rounds",
                 ["config", "ms/step", "img/s", "epoch s", "wait ms", "allreduce ms",
-                 "allreduce share"], rows)
+                 "exposed ms", "exposed share", "done in bwd", "step vs blocking"], rows)
+    print("(exposed: the step's time outside compute -- blocking: the wait for the slower "
+          "rank plus the allreduce; overlapped: Reducer.finish(). done in bwd: the share of "
+          "gradient bytes whose allreduce had completed when backward returned)")
     print(f"(load average {load:.1f} on {os.cpu_count()} CPUs when it ended)")
-    payload = {"steps": args.steps, "global_batch": GLOBAL_BATCH, "runs": runs,
-               "all_tries": tries, "load_average": load}
+    payload = {"steps": args.steps, "global_batch": GLOBAL_BATCH,
+               "configs": [c[0] for c in configs], "runs": runs, "all_tries": tries,
+               "load_average": load}
     model_rows, predictions = [], []
     grad_bytes = runs[0]["grad_bytes"]
     links = list(LINKS)

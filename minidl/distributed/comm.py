@@ -130,6 +130,8 @@ class MPICommunicator(Communicator):
         from mpi4py import MPI
         self.MPI = MPI
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        # another thread may test requests (the reducer's progress thread)
+        self.thread_safe = MPI.Query_thread() == MPI.THREAD_MULTIPLE
 
     def _staged(self, buf, op):
         """Run ``op(host_array)`` on ``buf`` itself (NumPy) or on a host copy written back."""

@@ -28,10 +28,21 @@ How::
 
 The result equals :func:`~minidl.distributed.data_parallel.average_gradients` bit for bit on 2
 ranks (the same sums of the same numbers; for more ranks MPI may pick another reduction order
-for other message sizes).  MPICH progresses a nonblocking collective only inside MPI calls,
-so every hook also tests the outstanding requests (``progress=True``).
+for other message sizes).
+
+MPI progress.  MPICH advances a nonblocking collective only inside MPI calls: an
+``Iallreduce`` started and left alone moves when ``wait()`` is called, which hides nothing.
+So while requests are outstanding the reducer *polls* them (``MPI_Test``): from a helper
+thread every ``poll_interval`` seconds (``progress="thread"``; needs
+``MPI_THREAD_MULTIPLE``, which mpi4py asks for and MPICH gives), or from the gradient hooks
+only (``"hooks"``: between layers, too rarely for a large bucket), or not at all
+(``None``).  ``"auto"``: the thread when the communicator allows it.  A progress thread of
+MPICH's own (``MPICH_ASYNC_PROGRESS=1``) spins on a core: on this 2-core machine it made every
+step slower (docs/distributed.md).
 """
 from __future__ import annotations
+
+import threading
 
 from minidl import backend as B
 from minidl.distributed.comm import BUCKET_BYTES, Communicator, get_communicator
@@ -46,6 +57,7 @@ class _Bucket:
         self.index, self.params = index, params
         self.ready = 0
         self.flat = self.work = None
+        self.done_early = False   # its allreduce completed before finish() was called
 
 
 class Reducer:
@@ -59,13 +71,14 @@ class Reducer:
         parameter's arrays (``get_communicator``).
     bucket_bytes, first_bucket_bytes : bucket sizes; a parameter larger than its bucket is a
         bucket of its own.
-    progress : test the outstanding allreduces from every hook (MPI progresses them only
-        inside MPI calls).
+    progress : how the outstanding allreduces are advanced: "auto", "thread", "hooks" or
+        None (module docstring).
+    poll_interval : seconds between the progress thread's tests.
     """
 
     def __init__(self, params, comm: Communicator | None = None,
                  bucket_bytes: int = BUCKET_BYTES, first_bucket_bytes: int = FIRST_BUCKET_BYTES,
-                 progress: bool = True):
+                 progress: str | None = "auto", poll_interval: float = 2e-4):
         unique = {}
         for p in params:
             unique.setdefault(id(p), p)
@@ -77,7 +90,13 @@ class Reducer:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Reducer: {name} must be a positive int, got {value!r}")
         self.comm = comm or get_communicator(self.params[0].data)
-        self.progress = progress
+        if progress not in ("auto", "thread", "hooks", None):
+            raise ValueError(f"Reducer: progress must be 'auto', 'thread', 'hooks' or None, "
+                             f"got {progress!r}")
+        if progress == "auto":
+            progress = "thread" if getattr(self.comm, "thread_safe", False) else "hooks"
+        self.progress, self.poll_interval = progress, poll_interval
+        self._poller = None
         self.buckets = [_Bucket(i, b) for i, b in enumerate(
             _reverse_buckets(self.params, bucket_bytes, first_bucket_bytes))]
         self._where = {}
@@ -88,6 +107,7 @@ class Reducer:
                          for p in self.params if p.requires_grad]
         self._armed = False
         self._next = 0          # the next bucket to start: they start in order
+        self.hidden_bytes = 0   # after finish(): bytes reduced before it was called
         self._seen = set()
         self.weight = None
 
@@ -96,8 +116,11 @@ class Reducer:
         """Arm the reducer for the next backward.  ``weight`` (this rank's share of the global
         batch) makes the result the weighted sum instead of the mean, as in
         :func:`average_gradients`."""
+        if self._poller is not None:    # a step that ended in an exception
+            self._poller.stop()
+            self._poller = None
         for bucket in self.buckets:
-            bucket.ready, bucket.flat, bucket.work = 0, None, None
+            bucket.ready, bucket.flat, bucket.work, bucket.done_early = 0, None, None, False
         self._seen.clear()
         self._next = 0
         self.weight = weight
@@ -115,7 +138,7 @@ class Reducer:
         bucket.ready += 1
         if bucket.ready == len(bucket.params):
             self._start_ready()
-        elif self.progress:
+        elif self.progress == "hooks":
             self._test()
 
     def _start_ready(self) -> None:
@@ -123,7 +146,7 @@ class Reducer:
                and self.buckets[self._next].ready == len(self.buckets[self._next].params)):
             self._start(self.buckets[self._next])
             self._next += 1
-        if self.progress:
+        if self.progress == "hooks":
             self._test()
 
     def _start(self, bucket) -> None:
@@ -136,12 +159,14 @@ class Reducer:
             flat *= flat.dtype.type(self.weight)
         bucket.flat = flat
         bucket.work = self.comm.iallreduce_sum_(flat)
+        if self.progress == "thread" and self._poller is None and not bucket.work.test():
+            self._poller = _Poller(self.buckets, self.poll_interval)
 
     def _test(self) -> None:
         for bucket in self.buckets[:self._next]:
             if bucket.work is not None and bucket.work.test():
                 bucket.work.wait()       # done: cheap, and no request left to poll
-                bucket.work = None
+                bucket.work, bucket.done_early = None, True
 
     def finish(self) -> None:
         """Start the buckets still waiting (in order), wait for all, and set every parameter's
@@ -149,9 +174,14 @@ class Reducer:
         if not self._armed:
             raise RuntimeError("Reducer.finish() without prepare()")
         self._armed = False
+        # what overlapped: bytes whose allreduce had completed when backward returned
+        self.hidden_bytes = sum(b.flat.nbytes for b in self.buckets if b.done_early)
         while self._next < len(self.buckets):
             self._start(self.buckets[self._next])
             self._next += 1
+        if self._poller is not None:    # no two threads may touch one MPI request at once
+            self._poller.stop()
+            self._poller = None
         scale = None if self.weight is not None else 1.0 / self.comm.size
         for bucket in self.buckets:
             if bucket.work is not None:
@@ -167,6 +197,9 @@ class Reducer:
 
     def remove(self) -> None:
         """Unregister the hooks (the parameters go back to plain backward)."""
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -176,6 +209,34 @@ class Reducer:
         sizes = [sum(p.data.nbytes for p in b.params) for b in self.buckets]
         return (f"Reducer({len(self.params)} parameters in {len(self.buckets)} buckets of "
                 f"{sizes} bytes, {self.comm.name} over {self.comm.size} ranks)")
+
+
+class _Poller:
+    """A daemon thread that tests the started buckets' requests until all are done or
+    :meth:`stop` is called (before the main thread waits on them)."""
+
+    def __init__(self, buckets, interval):
+        self.buckets, self.interval = buckets, interval
+        self._stop = threading.Event()
+        self.polls = 0
+        self.thread = threading.Thread(target=self._run, name="minidl-reducer-progress",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        done = set()
+        while not self._stop.wait(self.interval):
+            for bucket in list(self.buckets):
+                work = bucket.work
+                if work is not None and id(work) not in done:
+                    self.polls += 1
+                    if work.test():
+                        done.add(id(work))
+                        bucket.done_early = True
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join()
 
 
 def _reverse_buckets(params, bucket_bytes, first_bucket_bytes):

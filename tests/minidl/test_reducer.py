@@ -2,6 +2,9 @@
 buckets in reverse order, started during backward (in order), the same result as the
 blocking average_gradients bit for bit, zeros for parameters without a gradient, misuse
 named.  The real 2-rank runs are in test_distributed.py."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -158,3 +161,46 @@ def test_misuse_is_named_and_remove_detaches(rng):
     reducer.prepare()
     F.softmax_cross_entropy(model(x), y).backward()     # hooks gone
     assert len(comm.log) == 1       # only the first armed backward's first bucket
+
+
+class PolledRankTwo(PlaysRankTwo):
+    """Its sums complete after three tests from any thread; records which threads tested."""
+
+    thread_safe = True
+
+    def iallreduce_sum_(self, buf):
+        comm = self
+
+        class Polled(Work):
+            tests = 0
+
+            def test(self):
+                comm.log.append(threading.current_thread().name)
+                self.tests += 1
+                return self.tests > 3
+
+            def wait(self):
+                assert self.tests > 3 or threading.current_thread() is threading.main_thread()
+                comm.allreduce_sum_(buf)
+        return Polled()
+
+
+def test_a_progress_thread_polls_started_buckets_until_finish(rng):
+    model = mlp()
+    comm = PolledRankTwo()
+    reducer = Reducer(model.parameters(), comm=comm, first_bucket_bytes=256,
+                      poll_interval=1e-4)
+    assert reducer.progress == "thread"          # "auto" with a thread-safe communicator
+    reducer.prepare()
+    F.softmax_cross_entropy(model(minidl.tensor(rng.standard_normal((4, 6)))),
+                            minidl.to_device(np.arange(4) % 3)).backward()
+    poller = reducer._poller
+    assert poller is not None and poller.thread.is_alive()
+    deadline = time.monotonic() + 10
+    while poller.polls < 4 and time.monotonic() < deadline:
+        time.sleep(1e-3)
+    reducer.finish()
+    assert not poller.thread.is_alive() and reducer._poller is None
+    assert "minidl-reducer-progress" in comm.log
+    with pytest.raises(ValueError, match="progress must be 'auto', 'thread', 'hooks' or None"):
+        Reducer(model.parameters(), comm=comm, progress="mpi")
