@@ -2,16 +2,21 @@
 
 1. The MNIST CNN (examples/mnist_cnn.py, fused as there) trains ``--steps`` steps of a global
    batch of 128 on MNIST-shaped data as 1 process x 2 threads, then as ``mpiexec -n 2`` x 1
-   thread (64 images per rank): seconds per step, images/s, the implied 60,000-image epoch,
-   and the gradient allreduce's time and share of a step.
+   thread (64 images per rank) with the gradients averaged after backward (blocking), and
+   overlapped with it (``distributed.Reducer``: DDP's buckets, then 1 MiB buckets, and with
+   ``--async-progress`` under MPICH_ASYNC_PROGRESS=1): seconds per step, images/s, the
+   implied 60,000-image epoch, the step's exposed communication time and share, and for the
+   overlapped runs the share of gradient bytes already reduced when backward returned.
 2. The allreduce itself between the 2 ranks (8 bytes: latency; the CNN's 1.7 MB of
    gradients: bandwidth), which calibrates the ring model for this machine's shared memory.
 3. The cost model (docs/distributed.md): per step, compute t_c and a ring allreduce of the
-   gradients, t_ar = 2 (N - 1) / N * bytes / bandwidth + 2 (N - 1) * latency, not overlapped
-   (as minidl does it); efficiency t_c / (t_c + t_ar) at 2..256 ranks for the MNIST CNN and
-   ResNet-50 on 10 and 100 Gbit/s and NVLink-class links, with the per-rank batch fixed.
+   gradients, t_ar = 2 (N - 1) / N * bytes / bandwidth + 2 (N - 1) * latency; efficiency
+   t_c / (t_c + t_ar) without overlap, and t_c / (t_c + max(0, t_ar - f t_c)) with ideal
+   overlap (the backward share f = 2/3 of the compute can hide communication), at 2..256
+   ranks for the MNIST CNN and ResNet-50 on 10 and 100 Gbit/s and NVLink-class links, with
+   the per-rank batch fixed.
 
-    python -m benchmarks.bench_distributed [--steps 40]
+    python -m benchmarks.bench_distributed [--steps 40] [--repeat 3] [--async-progress]
 
 Table on stdout; JSON in benchmarks/results/bench_distributed.json.
 """
@@ -47,14 +52,22 @@ def ring_allreduce_seconds(n: int, nbytes: float, bandwidth: float, latency: flo
     return 2 * (n - 1) / n * nbytes / bandwidth + 2 * (n - 1) * latency
 
 
+BACKWARD_SHARE = 2 / 3   # backward is about twice forward: the window an overlap can use
+
+
 def efficiency(t_compute: float, n: int, nbytes: float, bandwidth: float,
-               latency: float) -> float:
-    return t_compute / (t_compute + ring_allreduce_seconds(n, nbytes, bandwidth, latency))
+               latency: float, overlap: bool = False) -> float:
+    """t_c / (t_c + exposed): exposed = t_ar without overlap; with ideal overlap, what of
+    t_ar does not fit under backward (BACKWARD_SHARE of t_c)."""
+    t_ar = ring_allreduce_seconds(n, nbytes, bandwidth, latency)
+    exposed = max(0.0, t_ar - BACKWARD_SHARE * t_compute) if overlap else t_ar
+    return t_compute / (t_compute + exposed)
 
 
 # --------------------------------------------------------------------------- the worker
 
-def worker(steps: int, overlap: bool = False, bucket_kb: int | None = None) -> None:
+def worker(steps: int, overlap: bool = False, bucket_kb: int | None = None,
+           progress: str = "auto", poll_ms: float = 2.0) -> None:
     """One rank (or the single process): time ``steps`` steps, print a RESULT line (rank 0).
 
     ``overlap``: average through a :class:`~minidl.distributed.Reducer` (buckets started
@@ -85,7 +98,8 @@ def worker(steps: int, overlap: bool = False, bucket_kb: int | None = None) -> N
         sizes = {} if bucket_kb is None else {
             "bucket_bytes": bucket_kb * 1024,
             "first_bucket_bytes": min(bucket_kb * 1024, distributed.FIRST_BUCKET_BYTES)}
-        reducer = distributed.Reducer(params, **sizes)
+        reducer = distributed.Reducer(params, progress=None if progress == "none" else progress,
+                                      poll_interval=poll_ms / 1e3, **sizes)
     t_ar = t_wait = t_exposed = t_step = hidden = 0.0
     for i, (xb, yb) in enumerate(loader):
         if i == 5:   # after warm-up: kernels chosen, buffers allocated
@@ -119,7 +133,10 @@ def worker(steps: int, overlap: bool = False, bucket_kb: int | None = None) -> N
         print("RESULT " + json.dumps({
             "processes": n, "threads": int(os.environ.get("MINIDL_NUM_THREADS", "0")),
             "overlap": reducer is not None, "buckets": repr(reducer) if reducer else None,
+            "bucket_sizes": [sum(p.data.nbytes for p in b.params) for b in reducer.buckets]
+            if reducer else None,
             "async_progress": os.environ.get("MPICH_ASYNC_PROGRESS") == "1",
+            "progress": reducer.progress if reducer else None, "poll_ms": poll_ms,
             "s_per_step": t_step, "allreduce_s_per_step": t_ar / steps,
             "wait_s_per_step": t_wait / steps, "exposed_s_per_step": t_exposed / steps,
             "reduced_in_backward": hidden / steps / grads.nbytes,
@@ -188,9 +205,11 @@ def main(argv=None) -> int:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--overlap", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--bucket-kb", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--progress", default="auto", help=argparse.SUPPRESS)
+    p.add_argument("--poll-ms", type=float, default=2.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.steps, args.overlap, args.bucket_kb)
+        worker(args.steps, args.overlap, args.bucket_kb, args.progress, args.poll_ms)
         return 0
     me = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker",
           "--steps", str(args.steps)]
@@ -260,6 +279,21 @@ def main(argv=None) -> int:
                       f"{runs[0]['s_per_step'] / runs[1]['s_per_step']:.2f}"]])
         payload["check"] = {"predicted_allreduce_s": predicted_ar,
                             "measured_allreduce_s": measured_ar, "compute_s": compute}
+        for r, (label, *_) in zip(runs[2:], configs[2:]):
+            # ideal overlap leaves exposed only the last bucket (it starts when backward
+            # ends); the rest is the wait for the slower rank, as in the blocking run
+            last = ring_allreduce_seconds(2, r["bucket_sizes"][-1], link["bandwidth_Bps"],
+                                          link["latency_s"])
+            print(f"{label}: model exposed {last * 1e3:.2f} ms (last bucket, "
+                  f"{r['bucket_sizes'][-1]} B) + the wait for the slower rank "
+                  f"({runs[1]['wait_s_per_step'] * 1e3:.1f} ms in the blocking run) = "
+                  f"{(last + runs[1]['wait_s_per_step']) * 1e3:.1f} ms; measured "
+                  f"{r['exposed_s_per_step'] * 1e3:.1f} ms, "
+                  f"{r['reduced_in_backward']:.0%} of the bytes reduced during backward")
+            payload["check"][label] = {
+                "predicted_exposed_s": last + runs[1]["wait_s_per_step"],
+                "measured_exposed_s": r["exposed_s_per_step"],
+                "reduced_in_backward": r["reduced_in_backward"]}
         links.append(("measured here", link["bandwidth_Bps"], link["latency_s"]))
     # compute per step at a fixed per-rank batch: the CNN at 64 images as measured here on one
     # core, and on one GPU (assumed 2 ms); ResNet-50 at 64 images on a V100-class GPU in
@@ -271,12 +305,14 @@ def main(argv=None) -> int:
     for name, tc, nbytes in models:
         for lname, bw, lat in links:
             effs = [efficiency(tc, n, nbytes, bw, lat) for n in RANKS]
-            model_rows.append([name, lname] + [f"{e:.0%}" for e in effs])
+            ideal = [efficiency(tc, n, nbytes, bw, lat, overlap=True) for n in RANKS]
+            model_rows.append([name, lname] + [f"{e:.0%} / {o:.0%}" for e, o in zip(effs, ideal)])
             predictions.append({"model": name, "t_compute_s": tc, "grad_bytes": nbytes,
                                 "link": lname, "bandwidth_Bps": bw, "latency_s": lat,
-                                "efficiency": dict(zip(RANKS, effs))})
-    print_table("cost model: predicted efficiency t_c / (t_c + t_ar), per-rank batch fixed",
-                ["model", "link"] + [f"N={n}" for n in RANKS], model_rows)
+                                "efficiency": dict(zip(RANKS, effs)),
+                                "efficiency_ideal_overlap": dict(zip(RANKS, ideal))})
+    print_table("cost model: predicted efficiency without / with ideal overlap, per-rank batch "
+                "fixed", ["model", "link"] + [f"N={n}" for n in RANKS], model_rows)
     payload["cost_model"] = predictions
     save_json("bench_distributed", payload)
     return 0

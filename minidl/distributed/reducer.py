@@ -33,12 +33,14 @@ for other message sizes).
 MPI progress.  MPICH advances a nonblocking collective only inside MPI calls: an
 ``Iallreduce`` started and left alone moves when ``wait()`` is called, which hides nothing.
 So while requests are outstanding the reducer *polls* them (``MPI_Test``): from a helper
-thread every ``poll_interval`` seconds (``progress="thread"``; needs
-``MPI_THREAD_MULTIPLE``, which mpi4py asks for and MPICH gives), or from the gradient hooks
-only (``"hooks"``: between layers, too rarely for a large bucket), or not at all
-(``None``).  ``"auto"``: the thread when the communicator allows it.  A progress thread of
-MPICH's own (``MPICH_ASYNC_PROGRESS=1``) spins on a core: on this 2-core machine it made every
-step slower (docs/distributed.md).
+thread every ``poll_interval`` seconds (``progress="thread"``; needs ``MPI_THREAD_MULTIPLE``,
+which mpi4py asks for and MPICH gives; 2 ms: polling every 0.2 ms, the thread's GIL hand-offs
+cost the compute 27 %, every 1 ms 0-12 %, every 2 ms nothing measurable, while the CNN's
+1.6 MB bucket still completed during backward; benchmarks/bench_reducer_cost.py), or
+from the gradient hooks only (``"hooks"``: between layers, too rarely for a large bucket), or
+not at all (``None``).  ``"auto"``: the thread when the communicator allows it.  A progress
+thread of MPICH's own (``MPICH_ASYNC_PROGRESS=1``) spins on a core: on this 2-core machine it
+made every step slower (docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ class Reducer:
 
     def __init__(self, params, comm: Communicator | None = None,
                  bucket_bytes: int = BUCKET_BYTES, first_bucket_bytes: int = FIRST_BUCKET_BYTES,
-                 progress: str | None = "auto", poll_interval: float = 2e-4):
+                 progress: str | None = "auto", poll_interval: float = 2e-3):
         unique = {}
         for p in params:
             unique.setdefault(id(p), p)
@@ -212,12 +214,15 @@ class Reducer:
 
 
 class _Poller:
-    """A daemon thread that tests the started buckets' requests until all are done or
-    :meth:`stop` is called (before the main thread waits on them)."""
+    """A daemon thread that tests the started buckets' requests every ``interval`` seconds
+    until :meth:`stop`.  ``stop`` does not wait for the thread to end (on a loaded machine
+    that waited for the scheduler: 0.7 ms a step); a lock makes sure that once it returned
+    the thread touches no request again, so the main thread may wait on them."""
 
     def __init__(self, buckets, interval):
         self.buckets, self.interval = buckets, interval
-        self._stop = threading.Event()
+        self._lock, self._wake = threading.Lock(), threading.Event()
+        self.stopped = False
         self.polls = 0
         self.thread = threading.Thread(target=self._run, name="minidl-reducer-progress",
                                        daemon=True)
@@ -225,18 +230,22 @@ class _Poller:
 
     def _run(self):
         done = set()
-        while not self._stop.wait(self.interval):
-            for bucket in list(self.buckets):
-                work = bucket.work
-                if work is not None and id(work) not in done:
-                    self.polls += 1
-                    if work.test():
-                        done.add(id(work))
-                        bucket.done_early = True
+        while not self._wake.wait(self.interval):
+            with self._lock:
+                if self.stopped:
+                    return
+                for bucket in self.buckets:
+                    work = bucket.work
+                    if work is not None and id(work) not in done:
+                        self.polls += 1
+                        if work.test():
+                            done.add(id(work))
+                            bucket.done_early = True
 
     def stop(self):
-        self._stop.set()
-        self.thread.join()
+        with self._lock:
+            self.stopped = True
+        self._wake.set()
 
 
 def _reverse_buckets(params, bucket_bytes, first_bucket_bytes):

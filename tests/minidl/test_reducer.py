@@ -200,7 +200,9 @@ def test_a_progress_thread_polls_started_buckets_until_finish(rng):
     while poller.polls < 4 and time.monotonic() < deadline:
         time.sleep(1e-3)
     reducer.finish()
-    assert not poller.thread.is_alive() and reducer._poller is None
+    assert poller.stopped and reducer._poller is None
+    poller.thread.join(10)
+    assert not poller.thread.is_alive()
     assert "minidl-reducer-progress" in comm.log
     with pytest.raises(ValueError, match="progress must be 'auto', 'thread', 'hooks' or None"):
         Reducer(model.parameters(), comm=comm, progress="mpi")

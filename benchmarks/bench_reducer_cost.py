@@ -1,12 +1,17 @@
-"""What the autograd's "gradient ready" hooks cost: a small MLP's training step (forward,
-backward, SGD) with this tree's autograd and no hook, with the old autograd (``--old PATH``:
-a checkout without the hooks), and with a hook on every parameter (a Reducer over the
-one-process communicator: edge counting, hook calls, bucket flattening).  Alternating fresh
-processes, medians over ``--rounds``; ratios against the old tree.
+"""What overlapping the gradient allreduce costs where there is nothing to overlap.
 
-    python -m benchmarks.bench_grad_hooks --old /work/main [--rounds 5]
+1. The autograd's "gradient ready" hooks: a small MLP's training step (forward, backward,
+   SGD) with this tree's autograd and no hook, with the old autograd (``--old PATH``: a
+   checkout without the hooks), and with a hook on every parameter (a Reducer over the
+   one-process communicator: edge counting, hook calls, bucket flattening).  Alternating
+   fresh processes, medians over ``--rounds``; each round's ratio to the old tree.
+2. The Reducer's MPI progress thread: the fused MNIST CNN's step (batch 64, one thread) with
+   a poller thread testing a request that never completes every 0.2, 1, 2 and 5 ms, against
+   none, alternating in one process: what its GIL hand-offs cost the compute.
 
-Table on stdout; JSON in benchmarks/results/bench_grad_hooks.json.
+    python -m benchmarks.bench_reducer_cost --old /path/to/old/checkout [--rounds 5]
+
+Tables on stdout; JSON in benchmarks/results/bench_reducer_cost.json.
 """
 from __future__ import annotations
 
@@ -58,6 +63,61 @@ def worker(mode: str, steps: int) -> tuple[float, str]:
     return statistics.median(times[20:]), minidl.__file__
 
 
+def poller_cost(rounds: int) -> dict:
+    """Seconds per CNN step with a progress thread polling every interval (ms) or none."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import numpy as np
+
+    import minidl
+    from minidl.distributed import reducer as R
+    from minidl.distributed.comm import Work
+    from minidl.functions import softmax_cross_entropy
+    from mnist_cnn import build_cnn
+
+    class Never(Work):
+        def test(self):
+            return False
+
+    class Bucket:
+        work = Never()
+
+    model = minidl.fuse(build_cnn())
+    x = minidl.tensor(np.random.default_rng(0).standard_normal((64, 1, 28, 28)))
+    y = minidl.to_device(np.arange(64) % 10)
+
+    def step():
+        loss = softmax_cross_entropy(model(x), y)
+        for p in model.parameters():
+            p.grad = None
+        loss.backward()
+    for _ in range(3):
+        step()
+    out = {interval: [] for interval in (None, 0.2, 1.0, 2.0, 5.0)}
+    for _ in range(rounds):
+        for interval in out:
+            poller = None if interval is None else R._Poller([Bucket()], interval / 1e3)
+            t0 = time.perf_counter()
+            for _ in range(5):
+                step()
+            out[interval].append((time.perf_counter() - t0) / 5)
+            if poller is not None:
+                poller.stop()
+    return out
+
+
+def _poller_cost_in_a_fresh_process(rounds):
+    # one BLAS thread, set before NumPy loads (this process has loaded it already)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", MINIDL_NUM_THREADS="1", MINIDL_BACKEND="numpy")
+    cmd = [sys.executable, "-c", f"import json, runpy; f = runpy.run_path({__file__!r})"
+           f"['poller_cost']; print(json.dumps(list(f({rounds}).items())))"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200,
+                         cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"poller cost failed:\n{out.stderr}")
+    return dict((k, v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def _run(path, mode, steps):
     # minidl from ``path`` (PYTHONPATH, run from a neutral directory); this file by its path
     env = dict(os.environ, PYTHONPATH=str(path), OMP_NUM_THREADS="1",
@@ -94,10 +154,19 @@ def main(argv=None) -> int:
             for name, t in tries.items()]
     print_table(f"MLP 64-128-128-10, batch 32, one step (median of {args.rounds} alternating "
                 f"processes x {args.steps} steps)", ["config", "us/step", "vs old (paired)"], rows)
+    polls = _poller_cost_in_a_fresh_process(2 * args.rounds)
+    none = polls[None]
+    print_table(f"fused MNIST CNN step, batch 64, with a progress thread polling (median of "
+                f"{2 * args.rounds} alternating rounds of 5 steps)",
+                ["poll interval", "ms/step", "vs none (paired)"],
+                [["none" if k is None else f"{k:g} ms", statistics.median(v) * 1e3,
+                  f"{statistics.median([b / a for a, b in zip(none, v)]):.3f}"]
+                 for k, v in polls.items()])
     load = os.getloadavg()[0]
     print(f"(load average {load:.1f} on {os.cpu_count()} CPUs when it ended)")
-    save_json("bench_grad_hooks", {"tries_s": tries, "load_average": load,
-                                   "rounds": args.rounds, "steps": args.steps})
+    save_json("bench_reducer_cost", {"tries_s": tries, "load_average": load,
+                                     "rounds": args.rounds, "steps": args.steps,
+                                     "poller_s": {str(k): v for k, v in polls.items()}})
     return 0
 
 
