@@ -1,6 +1,7 @@
 """Under ``mpiexec -n 2``: average the same per-rank gradients with the blocking
 ``average_gradients`` and with the overlapped ``Reducer`` (buckets started during backward),
-the mean and the weighted sum of an uneven batch: on NumPy through MPI ``Iallreduce``, on the
+the mean and the weighted sum of an uneven batch: on NumPy through MPI ``Iallreduce`` (polled
+by the reducer's progress thread, and from the gradient hooks only), on the
 strict backend through MPI with host staging and through NCCL over a fake NCCL.  Rank 0 writes
 every result to OUT.npz, rank 1 its local gradients to OUT.npz.rank1.npz.
 Usage: reducer_vs_blocking.py OUT.npz"""
@@ -48,7 +49,9 @@ def main():
         x = minidl.tensor(np.random.default_rng(rank).standard_normal((16, 20)))
         y = minidl.to_device(np.arange(16) % 4)
         comms = {"mpi": MPICommunicator}
-        if backend == "strict":
+        if backend == "numpy":   # MPI tested from the gradient hooks instead of a thread
+            comms["mpi-hooks"] = MPICommunicator
+        else:
             fake = FakeNccl(distributed.mpi_comm())
             nccl = NCCLCommunicator(nccl=fake, pointer=fake.pointer, stream=lambda: 0)
             comms["nccl"] = lambda: nccl
@@ -62,7 +65,8 @@ def main():
                 blocking = [minidl.to_host(p.grad) for p in model.parameters()]
                 comm = Counting(make())
                 reducer = Reducer(model.parameters(), comm=comm, bucket_bytes=4096,
-                                  first_bucket_bytes=1024)
+                                  first_bucket_bytes=1024,
+                                  progress="hooks" if cname.endswith("hooks") else "auto")
                 reducer.prepare(weight)
                 backward(model, x, y)
                 during = comm.started
