@@ -155,7 +155,7 @@ def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
     Under MPI (``minidl.distributed``, world size > 1) the run is data-parallel; see the
     module docstring.  ``train_loader`` must then be sharded.  ``overlap``: average the
     gradients bucket by bucket while backward runs (``distributed.Reducer``), or after it
-    returned (``distributed.average_gradients``, False); the results are the same.
+    returned (``distributed.average_gradients``, False): the same sums, bitwise on 2 ranks.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
