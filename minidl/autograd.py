@@ -10,6 +10,9 @@ gradients to input gradients in ``backward``; calling it on Tensors records the 
 ``Tensor.backward()`` visits the recorded Functions in reverse topological order (largest
 *generation* first, with a heap: iterative, so no recursion limit), accumulates the gradient of
 every Tensor that ``requires_grad``, and frees the graph as it goes unless ``retain_graph``.
+A leaf may carry "gradient ready" hooks (:meth:`Tensor.register_post_accumulate_grad_hook`),
+called during backward as soon as its ``.grad`` is final: data-parallel training starts a
+gradient allreduce from them while backward goes on (minidl.distributed.reducer).
 Gradients are plain backend arrays (``x.grad``), not Tensors: minidl does first-order
 differentiation only, which keeps backward cheap and readable.
 """
@@ -24,10 +27,12 @@ import numpy
 
 from minidl import backend as B
 
-__all__ = ["Tensor", "Parameter", "Function", "no_grad", "enable_grad", "is_grad_enabled",
-           "tensor", "as_tensor"]
+__all__ = ["Tensor", "Parameter", "Function", "HookHandle", "no_grad", "enable_grad",
+           "is_grad_enabled", "tensor", "as_tensor"]
 
 _grad_enabled = True
+_hooked = weakref.WeakSet()  # leaves with post-accumulate hooks: backward counts edges if
+#                              there are any, and pays nothing more than this test otherwise
 _profiler = None  # a minidl.profiler.Profile while one is running
 
 
@@ -85,6 +90,7 @@ class Tensor:
     """
 
     __array_priority__ = 200  # so that ``ndarray * Tensor`` dispatches to Tensor.__rmul__
+    _post_hooks = None        # {key: hook}; a class default, so a Tensor without hooks pays 0
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None):
         if isinstance(data, Tensor):
@@ -127,6 +133,31 @@ class Tensor:
         """Keep ``grad`` on this non-leaf tensor after ``backward`` (for inspection)."""
         self._retain_grad = True
         return self
+
+    def register_post_accumulate_grad_hook(self, hook) -> "HookHandle":
+        """Call ``hook(self)`` in every ``backward`` once this leaf's ``.grad`` holds its final
+        value for that backward (as PyTorch's hook of the same name).
+
+        A leaf that several Functions consume (shared weights, a layer called twice) is ready
+        after its last consumer: backward counts each hooked leaf's edges in the graph before
+        it starts and calls the hook when the last one was visited.  A leaf that got no
+        gradient in a backward is not called; one whose remaining consumers received no
+        gradient at all is called when backward ends.  Returns a handle whose ``remove()``
+        unregisters the hook.  Only leaves that require gradients can have one."""
+        if self.creator is not None or not self.requires_grad:
+            raise RuntimeError(
+                "register_post_accumulate_grad_hook: only a leaf tensor that requires grad "
+                f"(a Parameter) can have one, got {self!r}"
+                + (" made by " + type(self.creator).__name__ if self.creator else ""))
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, "
+                            f"got {type(hook).__name__}")
+        if self._post_hooks is None:
+            self._post_hooks = {}
+        handle = HookHandle(self)
+        self._post_hooks[handle.key] = hook
+        _hooked.add(self)
+        return handle
 
     def numpy(self) -> numpy.ndarray:
         """A host ``numpy.ndarray`` copy of the data (a device->host copy on GPU)."""
@@ -181,6 +212,59 @@ class Tensor:
     # Operators and methods (``+``, ``@``, ``.sum()`` ...) are installed by minidl.functions.
 
 
+class HookHandle:
+    """What :meth:`Tensor.register_post_accumulate_grad_hook` returns: ``remove()`` it."""
+
+    _keys = itertools.count()
+
+    def __init__(self, tensor: Tensor):
+        self.key = next(HookHandle._keys)
+        self._tensor = weakref.ref(tensor)
+
+    def remove(self) -> None:
+        t = self._tensor()
+        if t is not None and t._post_hooks is not None:
+            t._post_hooks.pop(self.key, None)
+            if not t._post_hooks:
+                t._post_hooks = None
+                _hooked.discard(t)
+
+
+def _hooked_edges(root_fn: "Function") -> dict:
+    """id -> [edges not yet visited, got a gradient, tensor] for every hooked leaf under
+    ``root_fn``: a leaf is ready when backward has visited all the Functions that consume it."""
+    pending, stack, seen = {}, [root_fn], {id(root_fn)}
+    while stack:
+        for x in stack.pop().inputs:
+            if x.creator is not None:
+                if id(x.creator) not in seen:
+                    seen.add(id(x.creator))
+                    stack.append(x.creator)
+            elif x._post_hooks is not None:
+                pending.setdefault(id(x), [0, False, x])[0] += 1
+    return pending
+
+
+def _edges_done(f: "Function", gxs, pending: dict) -> None:
+    """``f`` was visited (``gxs`` None: it received no gradient): call the hooks of its leaf
+    inputs that have no consumer left."""
+    for i, x in enumerate(f.inputs):
+        entry = pending.get(id(x)) if x.creator is None else None
+        if entry is None:
+            continue
+        entry[0] -= 1
+        entry[1] = entry[1] or (gxs is not None and gxs[i] is not None)
+        if entry[0] == 0:
+            del pending[id(x)]
+            if entry[1]:
+                _call_hooks(x)
+
+
+def _call_hooks(x: Tensor) -> None:
+    for hook in list((x._post_hooks or {}).values()):
+        hook(x)
+
+
 def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
     # gradients of the tensors still in flight: id -> (tensor, grad); holding the tensor keeps
     # it alive until its creator has been visited, even after its consumers were released
@@ -188,7 +272,11 @@ def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
     if root.requires_grad and (root.is_leaf or root._retain_grad):
         _accumulate(root, grad)
     if root.creator is None:
+        if root._post_hooks is not None:
+            _call_hooks(root)
         return
+    # only when some leaf anywhere has a hook: one walk over the graph, else nothing at all
+    pending = _hooked_edges(root.creator) if _hooked else None
     heap, seen, tiebreak = [], set(), itertools.count()
 
     def push(f):
@@ -206,6 +294,8 @@ def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
         outputs = [o() for o in f.outputs]
         gys = [None if o is None else grads.pop(id(o), (None, None))[1] for o in outputs]
         if all(g is None for g in gys):
+            if pending:
+                _edges_done(f, None, pending)
             continue
         xp = B.get_array_module(*[g for g in gys if g is not None])
         gys = [xp.zeros(shape, dtype=dt) if g is None else g
@@ -233,8 +323,14 @@ def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
                 key = id(x)
                 grads[key] = (x, gx if key not in grads else grads[key][1] + gx)
                 push(x.creator)
+        if pending:
+            _edges_done(f, gxs, pending)
         if not retain_graph:
             f.release()
+    # leaves whose other consumers lay in a branch that no gradient reached: final now
+    for _, got, x in list((pending or {}).values()):
+        if got:
+            _call_hooks(x)
 
 
 def _owns(f: "Function", gx, gxs, gys) -> bool:

@@ -10,10 +10,11 @@ loss, and returns a :class:`History`::
 
 Under ``mpiexec -n R`` (``minidl.distributed``) the same call trains data-parallel: rank 0's
 weights are broadcast at the start, each rank reads its shard of every batch (``DataLoader(...,
-shard=True)``), gradients are averaged in buckets after backward, metrics are summed over the
-ranks, and only rank 0 prints and writes files.  ``last_checkpoint=`` writes the whole training
-state (model, optimizer, schedule, RNGs, the loader's position, epoch and step) atomically, and
-``resume=`` continues from it, on any number of ranks.
+shard=True)``), gradients are averaged in buckets while backward runs (``overlap=True``;
+after it with ``overlap=False``), metrics are summed over the ranks, and only rank 0 prints
+and writes files.  ``last_checkpoint=`` writes the whole training state (model, optimizer,
+schedule, RNGs, the loader's position, epoch and step) atomically, and ``resume=`` continues
+from it, on any number of ranks.
 """
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
         checkpoint=None, patience: int | None = None, monitor: str = "val_accuracy",
         target_accuracy: float | None = None, num_classes: int | None = None,
         log_every: int = 20, progress: bool = True, on_epoch_end=None,
-        last_checkpoint=None, save_every: int | None = None, resume=None) -> History:
+        last_checkpoint=None, save_every: int | None = None, resume=None,
+        overlap: bool = True) -> History:
     """Train ``model`` for ``epochs`` epochs.
 
     Parameters
@@ -151,7 +153,9 @@ def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
         needs a ``DataLoader`` with a seed (or minidl.seed) as ``train_loader``.
 
     Under MPI (``minidl.distributed``, world size > 1) the run is data-parallel; see the
-    module docstring.  ``train_loader`` must then be sharded.
+    module docstring.  ``train_loader`` must then be sharded.  ``overlap``: average the
+    gradients bucket by bucket while backward runs (``distributed.Reducer``), or after it
+    returned (``distributed.average_gradients``, False): the same sums, bitwise on 2 ranks.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
@@ -189,7 +193,7 @@ def fit(model, train_loader, optimizer, epochs: int, val_loader=None,
         record, seconds = _train_one_epoch(
             model, train_loader, optimizer, loss_fn, epoch, epochs,
             scheduler if scheduler_per_batch else None, log_every, progress,
-            run.running, saver, save_every)
+            run.running, saver, save_every, overlap)
         run.running = None
         run.train_seconds += seconds
         record.update(epoch=epoch, seconds=seconds, elapsed=run.train_seconds)
@@ -246,7 +250,8 @@ def _restore_best(model, checkpoint, best_state, history):
 
 
 def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_scheduler,
-                     log_every, progress, running=None, saver=None, save_every=None):
+                     log_every, progress, running=None, saver=None, save_every=None,
+                     overlap=True):
     model.train()
     running = running or RunningMetrics()
     done = getattr(loader, "resume_position", 0)
@@ -258,6 +263,7 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
     # minidl cannot see sharding: else the ranks' models would silently drift apart
     world = distributed.world_size()
     params = optimizer.params
+    reducer = distributed.Reducer(params) if world > 1 and overlap else None
     seen = 0
     pending = 0
     start = time.perf_counter()
@@ -266,11 +272,16 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
             logits = model(x)
             loss = loss_fn(logits, y)
             optimizer.zero_grad()
-            loss.backward()
             if world > 1:   # the mean gradient over the global batch, on every rank
                 share = loader.last_share if sharded else None
-                even = share is None or abs(share * world - 1) < 1e-12
-                distributed.average_gradients(params, None if even else share)
+                weight = None if share is None or abs(share * world - 1) < 1e-12 else share
+            if reducer is not None:
+                reducer.prepare(weight)
+            loss.backward()
+            if reducer is not None:
+                reducer.finish()    # the buckets started during backward
+            elif world > 1:
+                distributed.average_gradients(params, weight)
             optimizer.step()
             if batch_scheduler is not None:
                 batch_scheduler.step()
@@ -294,6 +305,8 @@ def _train_one_epoch(model, loader, optimizer, loss_fn, epoch, epochs, batch_sch
                 saver(False, running)
     finally:
         bar.close()
+        if reducer is not None:
+            reducer.remove()
     B.synchronize()
     seconds = time.perf_counter() - start
     res = _result(running, loader)

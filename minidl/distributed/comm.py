@@ -14,13 +14,17 @@ A :class:`Communicator` sums or broadcasts one flat, contiguous 1-D buffer in pl
 ``bucket_bytes`` (PyTorch DDP's 25 MB) of one dtype, reduces each bucket with one call, and
 unpacks the averages back in place: a few large messages instead of one per parameter, the
 latency paid once per bucket.
+
+``Communicator.iallreduce_sum_`` starts the same sum without waiting and returns a
+:class:`Work` whose ``wait()`` completes it: MPI ``Iallreduce`` on the (host) buffer, NCCL on
+a side stream; minidl.distributed.reducer starts them while backward still runs.
 """
 from __future__ import annotations
 
 from minidl import backend as B
 from minidl.distributed import world
 
-__all__ = ["Communicator", "SingleCommunicator", "MPICommunicator", "NCCLCommunicator",
+__all__ = ["Communicator", "Work", "SingleCommunicator", "MPICommunicator", "NCCLCommunicator",
            "get_communicator", "set_communicator", "allreduce_mean_", "allreduce_sum_",
            "broadcast_", "BUCKET_BYTES"]
 
@@ -39,6 +43,61 @@ class Communicator:
 
     def broadcast_(self, buf, root: int = 0) -> None:
         raise NotImplementedError
+
+    def iallreduce_sum_(self, buf) -> "Work":
+        """Start summing ``buf`` in place; the sum is there once the returned Work's
+        ``wait()`` returned.  This default is blocking (a finished Work): communicators that
+        can overlap override it.  Every rank must start its nonblocking sums in the same
+        order."""
+        self.allreduce_sum_(buf)
+        return Work()
+
+
+class Work:
+    """A collective started without waiting: ``test()`` says (and advances) whether it is
+    done, ``wait()`` completes it.  This base is one that finished when it started."""
+
+    def test(self) -> bool:
+        return True
+
+    def wait(self) -> None:
+        pass
+
+
+class _MPIWork(Work):
+    """An MPI request (``Iallreduce``), with the host copy to write back to a device array."""
+
+    def __init__(self, request, host, buf):
+        self.request, self.host, self.buf = request, host, buf
+
+    def test(self) -> bool:
+        # MPICH progresses a nonblocking collective only inside MPI calls: a test is one
+        return self.request is None or self.request.Test()
+
+    def wait(self) -> None:
+        if self.request is None:
+            return
+        self.request.Wait()
+        self.request = None
+        if self.host is not self.buf:   # staged: the device array takes the host sum
+            self.buf[...] = B.to_device(self.host, B.backend_of(self.buf).name)
+        self.host = self.buf = None
+
+
+class _EventWork(Work):
+    """NCCL on a side stream: ``wait()`` makes the current stream wait for its event (the GPU
+    waits, the host does not), so whatever is enqueued next sees the sum."""
+
+    def __init__(self, event, keep):
+        self.event, self.keep = event, keep   # keep: the buffer, alive until then
+
+    def test(self) -> bool:
+        return self.event.done
+
+    def wait(self) -> None:
+        import cupy
+        cupy.cuda.get_current_stream().wait_event(self.event)
+        self.keep = None
 
 
 class SingleCommunicator(Communicator):
@@ -71,6 +130,8 @@ class MPICommunicator(Communicator):
         from mpi4py import MPI
         self.MPI = MPI
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        # another thread may test requests (the reducer's progress thread)
+        self.thread_safe = MPI.Query_thread() == MPI.THREAD_MULTIPLE
 
     def _staged(self, buf, op):
         """Run ``op(host_array)`` on ``buf`` itself (NumPy) or on a host copy written back."""
@@ -86,6 +147,13 @@ class MPICommunicator(Communicator):
 
     def broadcast_(self, buf, root: int = 0) -> None:
         self._staged(buf, lambda h: self.comm.Bcast(h, root=root))
+
+    def iallreduce_sum_(self, buf) -> Work:
+        """``Iallreduce(MPI.IN_PLACE, ...)`` on ``buf`` (NumPy) or on a host copy of it (device
+        arrays: copied now, written back by ``wait()``)."""
+        host = buf if B.backend_of(buf).name == "numpy" else B.to_host(buf)
+        request = self.comm.Iallreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
+        return _MPIWork(request, host, buf)
 
 
 class NCCLCommunicator(Communicator):
@@ -135,6 +203,24 @@ class NCCLCommunicator(Communicator):
 
     def broadcast_(self, buf, root: int = 0) -> None:
         self.comm.bcast(self.pointer(buf), buf.size, self._dtype(buf), root, self.stream())
+
+    def iallreduce_sum_(self, buf) -> Work:
+        """On CuPy's streams: the allreduce is enqueued on a side stream after an event of the
+        current one (the gradients in ``buf`` are written there), so backward's kernels go on
+        while NCCL runs; ``wait()`` makes the current stream wait for it.  With a caller's
+        ``stream`` (tests: a fake NCCL) it is enqueued there, in order, like
+        :meth:`allreduce_sum_`."""
+        if self.stream is not _cupy_stream:
+            self.allreduce_sum_(buf)
+            return Work()
+        import cupy
+        if getattr(self, "_side", None) is None:
+            self._side = cupy.cuda.Stream(non_blocking=True)
+        self._side.wait_event(cupy.cuda.get_current_stream().record())
+        ptr = self.pointer(buf)
+        self.comm.allReduce(ptr, ptr, buf.size, self._dtype(buf), self.nccl.NCCL_SUM,
+                            self._side.ptr)
+        return _EventWork(self._side.record(), buf)
 
 
 def _cupy_stream():

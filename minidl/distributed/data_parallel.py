@@ -12,8 +12,9 @@ a hand-written loop can too::
         distributed.average_gradients(model.parameters())
         optimizer.step()
 
-The gradients are averaged after backward, not overlapped with it: minidl's autograd has no
-per-parameter "gradient ready" hook to start a bucket from (PyTorch DDP's overlap).
+``average_gradients`` is the simple reference: it averages after backward returned.  ``fit``
+overlaps the averaging with backward instead (minidl.distributed.reducer.Reducer, started
+from the autograd's "gradient ready" hooks), with the same result.
 """
 from __future__ import annotations
 

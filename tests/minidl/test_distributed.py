@@ -178,8 +178,9 @@ def test_two_ranks_of_64_equal_one_process_of_128(tmp_path, optimizer):
     run_script("equivalence.py", tmp_path / "one.npz", optimizer)
     two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
     assert int(two["world"]) == 2 and int(one["world"]) == 1
+    assert int(two["reducer_steps"]) == 12 and int(one["reducer_steps"]) == 0   # overlapped
     for key in one.files:
-        if key == "world":
+        if key in ("world", "reducer_steps"):
             continue
         scale = max(np.abs(one[key]).max(), 1e-12)
         assert np.abs(two[key] - one[key]).max() <= 1e-6 * scale, key
@@ -197,6 +198,40 @@ def test_nccl_path_on_the_strict_backend_averages_like_mpi_with_host_staging(tmp
         np.testing.assert_allclose(g[f"mpi{i}"], mean, rtol=1e-15, atol=0)
         np.testing.assert_array_equal(g[f"nccl{i}"], g[f"mpi{i}"])
     assert list(g["buckets"]) == [640, 32, 1024, 164]   # 4 KiB buckets of flat buffers
+
+
+def test_two_ranks_train_bitwise_alike_with_and_without_overlap(tmp_path):
+    """fit's overlapped averaging (the default) against the blocking reference, 2 ranks."""
+    run_script("equivalence.py", tmp_path / "overlap.npz", "adam", ranks=2)
+    run_script("equivalence.py", tmp_path / "blocking.npz", "adam", "blocking", ranks=2)
+    on, off = np.load(tmp_path / "overlap.npz"), np.load(tmp_path / "blocking.npz")
+    assert int(on["reducer_steps"]) == 12 and int(off["reducer_steps"]) == 0   # 3 x 4 steps
+    for key in on.files:
+        if key != "reducer_steps":
+            np.testing.assert_array_equal(on[key], off[key], err_msg=key)
+
+
+def test_overlapped_reducer_equals_blocking_average_bitwise_on_two_ranks(tmp_path):
+    """Mean and weighted sum; NumPy through MPI Iallreduce (polled by the progress thread or
+    from the hooks), the strict backend through MPI with host staging and through a fake
+    NCCL; every bucket started during backward."""
+    run_script("reducer_vs_blocking.py", tmp_path / "r.npz", ranks=2)
+    g, other = np.load(tmp_path / "r.npz"), np.load(str(tmp_path / "r.npz") + ".rank1.npz")
+    keys = sorted({k.rsplit(".", 1)[0] for k in g.files if ".blocking" in k or ".during" in k})
+    assert keys == sorted(f"{b}.{c}.{w}" for b, c in [("numpy", "mpi"), ("numpy", "mpi-hooks"),
+                                                     ("strict", "mpi"), ("strict", "nccl")]
+                          for w in ("mean", "weighted"))
+    for key in keys:
+        during, buckets = g[key + ".during"]
+        assert during == buckets == 5, key        # all started inside backward
+        for i in range(6):
+            np.testing.assert_array_equal(g[f"{key}.overlap{i}"], g[f"{key}.blocking{i}"])
+            assert np.array_equal(other[f"{key}.overlap{i}"], g[f"{key}.overlap{i}"])
+            mine, theirs = g[f"local{i}"], other[f"local{i}"]
+            expected = (mine + theirs) / 2 if key.endswith("mean") else \
+                0.625 * mine + 0.375 * theirs
+            np.testing.assert_allclose(g[f"{key}.overlap{i}"], expected, rtol=1e-14,
+                                       atol=1e-300)
 
 
 @pytest.mark.parametrize("mode,message,who", [

@@ -18,6 +18,7 @@ LAYERS = [
     ("minidl.metrics", 1), ("minidl.distributed", 1), ("minidl.data", 1),
     ("minidl.distributed.sync_batchnorm", 4),   # layers over minidl.distributed's collectives
     ("minidl.torchfile", 1),
+    ("minidl.distributed.reducer", 1),   # knows Tensors only by their hook method: duck typed
     ("minidl.autograd", 2), ("minidl.init", 2), ("minidl.kernels", 2),
     ("minidl.functions", 3), ("minidl.profiler", 3),
     ("minidl.layers", 4), ("minidl.optim", 4),

@@ -50,31 +50,36 @@ class FakeNccl:
         self.calls.append(count)
 
 
-out = sys.argv[1]
-minidl.use_backend("strict")
-setup(seed=0)
-model = mlp()
-rank = distributed.rank()
-x = minidl.tensor(np.random.default_rng(rank).standard_normal((16, 20)))
-y = minidl.to_device(np.arange(16) % 4)
-minidl.functions.softmax_cross_entropy(model(x), y).backward()
-grads = [p.grad.copy() for p in model.parameters()]
+def main():
+    out = sys.argv[1]
+    minidl.use_backend("strict")
+    setup(seed=0)
+    model = mlp()
+    rank = distributed.rank()
+    x = minidl.tensor(np.random.default_rng(rank).standard_normal((16, 20)))
+    y = minidl.to_device(np.arange(16) % 4)
+    minidl.functions.softmax_cross_entropy(model(x), y).backward()
+    grads = [p.grad.copy() for p in model.parameters()]
 
-distributed.average_gradients(model.parameters(), comm=MPICommunicator(), bucket_bytes=4096)
-via_mpi = [minidl.to_host(p.grad) for p in model.parameters()]
-for p, g in zip(model.parameters(), grads):
-    p.grad = g.copy()
-fake = FakeNccl(distributed.mpi_comm())
-nccl = NCCLCommunicator(nccl=fake, pointer=fake.pointer, stream=lambda: 0)
-distributed.average_gradients(model.parameters(), comm=nccl, bucket_bytes=4096)
-via_nccl = [minidl.to_host(p.grad) for p in model.parameters()]
-assert type(model.parameters()[0].grad).__module__.startswith("minidl.testing"), \
-    "the gradients left the strict device"
-local = [minidl.to_host(g) for g in grads]
-if rank == 0:
-    np.savez(out, **{f"mpi{i}": a for i, a in enumerate(via_mpi)},
-             **{f"nccl{i}": a for i, a in enumerate(via_nccl)},
-             **{f"local{i}": a for i, a in enumerate(local)},
-             buckets=np.array(fake.calls))
-else:
-    np.savez(out + ".rank1.npz", **{f"local{i}": a for i, a in enumerate(local)})
+    distributed.average_gradients(model.parameters(), comm=MPICommunicator(), bucket_bytes=4096)
+    via_mpi = [minidl.to_host(p.grad) for p in model.parameters()]
+    for p, g in zip(model.parameters(), grads):
+        p.grad = g.copy()
+    fake = FakeNccl(distributed.mpi_comm())
+    nccl = NCCLCommunicator(nccl=fake, pointer=fake.pointer, stream=lambda: 0)
+    distributed.average_gradients(model.parameters(), comm=nccl, bucket_bytes=4096)
+    via_nccl = [minidl.to_host(p.grad) for p in model.parameters()]
+    assert type(model.parameters()[0].grad).__module__.startswith("minidl.testing"), \
+        "the gradients left the strict device"
+    local = [minidl.to_host(g) for g in grads]
+    if rank == 0:
+        np.savez(out, **{f"mpi{i}": a for i, a in enumerate(via_mpi)},
+                 **{f"nccl{i}": a for i, a in enumerate(via_nccl)},
+                 **{f"local{i}": a for i, a in enumerate(local)},
+                 buckets=np.array(fake.calls))
+    else:
+        np.savez(out + ".rank1.npz", **{f"local{i}": a for i, a in enumerate(local)})
+
+
+if __name__ == "__main__":
+    main()
