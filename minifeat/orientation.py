@@ -36,37 +36,44 @@ def orientation_histograms(grad, r, c, scale, n_bins: int = N_BINS):
     radius = xp.rint(ORI_RADIUS * scale).astype(xp.int64)
     R = int(radius.max())
     side = 2 * R + 1
-    off = xp.arange(-R, R + 1)
-    offf = off.astype(f32)
     hists = []
     step = max(1, _CHUNK_SAMPLES.get(B.backend_of(grad.image).name, _CHUNK_DEFAULT) // side ** 2)
     for k0 in range(0, K, step):
         sl = slice(k0, min(K, k0 + step))
-        kk = int(sl.stop - sl.start)
-        # the Gaussian window and the square's bounds are separable: one (kk, side) factor
-        rad = radius[sl, None]
-        inside = xp.abs(off)[None, :] <= rad
-        sig = (ORI_SIG_FCTR * scale[sl, None]).astype(f32)
-        a = f32(-0.5) / (sig * sig)
-        gy = xp.where(inside, xp.exp(offf * offf * a), f32(0))
-        # window blocks: magnitude 0 on the image's outer ring and off the image
-        mag_s, ori_s = grad.windows(r[sl], c[sl], R)
-        w = gy[:, :, None] * gy[:, None, :]
-        w *= mag_s
-        # bin round(ori * n / 360) is in 0..n (ori <= 360): slot n is folded onto 0 below
-        ori_s *= f32(n_bins / 360.0)
-        b = xp.rint(ori_s).astype(xp.int64)
-        b += (xp.arange(kk, dtype=xp.int64) * (n_bins + 1))[:, None, None]
-        acc = xp.zeros(kk * (n_bins + 1), f32)
-        xp.add.at(acc, b.reshape(-1), w.reshape(-1))
-        acc = acc.reshape(kk, n_bins + 1)
-        h = acc[:, :n_bins].astype(xp.float64)
-        h[:, 0] += acc[:, n_bins]
-        hists.append(h)
+        hists.append(_chunk(xp, grad, r[sl], c[sl], scale[sl], radius[sl], R, n_bins))
     h = xp.concatenate(hists, axis=0)
     sm = ((xp.roll(h, 2, axis=1) + xp.roll(h, -2, axis=1)) * (1.0 / 16)
           + (xp.roll(h, 1, axis=1) + xp.roll(h, -1, axis=1)) * (4.0 / 16) + h * (6.0 / 16))
     return sm
+
+
+def _chunk(xp, grad, r, c, scale, radius, R: int, n_bins: int):
+    """Unsmoothed float64 histograms (kk, n_bins) of the keypoints ``(r, c)`` (int arrays
+    (kk,)) whose windows fit in the square of radius ``R``."""
+    f32 = xp.float32
+    kk = int(r.shape[0])
+    off = xp.arange(-R, R + 1)
+    offf = off.astype(f32)
+    # the Gaussian window and the square's bounds are separable: one (kk, side) factor
+    rad = radius[:, None]
+    inside = xp.abs(off)[None, :] <= rad
+    sig = (ORI_SIG_FCTR * scale[:, None]).astype(f32)
+    a = f32(-0.5) / (sig * sig)
+    gy = xp.where(inside, xp.exp(offf * offf * a), f32(0))
+    # window blocks: magnitude 0 on the image's outer ring and off the image
+    mag_s, ori_s = grad.windows(r, c, R)
+    w = gy[:, :, None] * gy[:, None, :]
+    w *= mag_s
+    # bin round(ori * n / 360) is in 0..n (ori <= 360): slot n is folded onto 0 below
+    ori_s *= f32(n_bins / 360.0)
+    b = xp.rint(ori_s).astype(xp.int64)
+    b += (xp.arange(kk, dtype=xp.int64) * (n_bins + 1))[:, None, None]
+    acc = xp.zeros(kk * (n_bins + 1), f32)
+    xp.add.at(acc, b.reshape(-1), w.reshape(-1))
+    acc = acc.reshape(kk, n_bins + 1)
+    h = acc[:, :n_bins].astype(xp.float64)
+    h[:, 0] += acc[:, n_bins]
+    return h
 
 
 def orientation_window_samples(scale) -> int:
