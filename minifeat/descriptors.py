@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy
+
 from minidl import backend as B
 
 __all__ = ["sift_descriptors", "descriptor_window_samples", "normalize_descriptors", "rootsift"]
@@ -42,6 +44,11 @@ def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI
     on the chunking: slices of keypoints may be described apart (in threads: see
     :meth:`GradientSampler.prepare`) and give the same bits.
     """
+    for name, v in (("d", d), ("n_ori", n_ori)):
+        if not (isinstance(v, (int, numpy.integer)) and v > 0):
+            raise ValueError(f"`{name}` must be a positive int, got {v!r}")
+    if not hist_width > 0:
+        raise ValueError(f"`hist_width` must be positive, got {hist_width!r}")
     xp = B.get_array_module(grad.image)
     H, W = grad.shape
     K = int(x.shape[0])
@@ -209,7 +216,6 @@ class _Accumulator:
             for row, v in enumerate((m, m * fo, mc, mc * fo, mr, mr * fo, mrc, mrc * fo)):
                 xp.add.at(out[row], base, v)
             return out
-        import numpy
         import scipy.sparse
 
         F, X = self.F[:, :n], self.X[:n]
@@ -227,8 +233,6 @@ class _Accumulator:
         straight into the rows of the moment scratch F (see :meth:`_sums`)."""
         if not self.host:
             return tuple(q - q0 for q, q0 in pairs)
-        import numpy
-
         n = int(pairs[0][0].shape[0])
         if self.F is None or self.F.shape[1] < n:
             cap = max(n, 1 << 14)

@@ -65,9 +65,12 @@ def _chunk(xp, grad, r, c, scale, radius, R: int, n_bins: int):
     w = gy[:, :, None] * gy[:, None, :]
     w *= mag_s
     # bin round(ori * n / 360) is in 0..n (ori <= 360): slot n is folded onto 0 below
+    # and each keypoint's bins are offset by k (n_bins + 1), added while still float32: exact
+    # (integers below 2^24), one pass of int64 fewer
     ori_s *= f32(n_bins / 360.0)
-    b = xp.rint(ori_s).astype(xp.int64)
-    b += (xp.arange(kk, dtype=xp.int64) * (n_bins + 1))[:, None, None]
+    xp.rint(ori_s, out=ori_s)
+    ori_s += (xp.arange(kk, dtype=f32) * f32(n_bins + 1))[:, None, None]
+    b = ori_s.astype(xp.int64)
     acc = xp.zeros(kk * (n_bins + 1), f32)
     xp.add.at(acc, b.reshape(-1), w.reshape(-1))
     acc = acc.reshape(kk, n_bins + 1)
