@@ -140,15 +140,21 @@ class _Accumulator:
         ct, st = self.ct[idx], self.st[idx]
         # 1) rotated coordinates on the square (kk, side, side) as outer sums, r = i ct + j st,
         # c = j ct - i st, shifted by half: then floor(r) = rbin + 1 >= 0 and the patch is
-        # 0 < r, c < 2 half
+        # 0 < r, c < 2 half.  Both as one complex64 rc = r + 1j c = (i ct + half - 1j i st) +
+        # (j st + 1j (j ct + half)): one broadcast pass and one compression for the pair (the
+        # same bits as two real sums: a + (-b) is a - b).
         i_ct, i_st = off[None, :] * ct[:, None], off[None, :] * st[:, None]
         i_ct += half
-        r_rot = i_ct[:, :, None] + i_st[:, None, :]
-        c_rot = i_ct[:, None, :] - i_st[:, :, None]
-        valid = r_rot > 0
-        valid &= r_rot < 2 * half
-        valid &= c_rot > 0
-        valid &= c_rot < 2 * half
+        rows = xp.empty(i_ct.shape, xp.complex64)
+        cols = xp.empty(i_ct.shape, xp.complex64)
+        rows.real, rows.imag = i_ct, -i_st
+        cols.real, cols.imag = i_st, i_ct
+        rc = rows[:, :, None] + cols[:, None, :]
+        # inside: both parts in (0, 2 half), tested on the contiguous float32 pairs; a sample
+        # is in when both bytes of its pair of bools are 1
+        ok = rc.view(f32) > 0
+        ok &= rc.view(f32) < 2 * half
+        valid = ok.view(xp.uint16) == 0x0101
         # 2) per-sample terms on the square, then the samples inside the patch compressed with
         # the mask.  Gradients come as window blocks (0 magnitude on the image's outer ring
         # and off the image: those add nothing).  The Gaussian weight exp(-(r^2 + c^2) /
@@ -161,8 +167,8 @@ class _Accumulator:
         ori_w *= f32(n_ori / 360.0)
         ori_w -= self.o_shift[idx][:, None, None]
         m = mag_w[valid]
-        rq = r_rot[valid]
-        cq = c_rot[valid]
+        rc = rc[valid]
+        rq, cq = rc.real, rc.imag
         oq = ori_w[valid]
         r0 = xp.floor(rq)
         c0 = xp.floor(cq)
