@@ -241,7 +241,7 @@ class _Accumulator:
             return tuple(q - q0 for q, q0 in pairs)
         n = int(pairs[0][0].shape[0])
         if self.F is None or self.F.shape[1] < n:
-            cap = max(n, 1 << 14)
+            cap = n + n // 4  # chunks differ a little in size: grow rarely
             self.F = numpy.empty((len(_MOMENTS), cap), numpy.float32)
             self.F[0] = 1
             self.X = numpy.empty((cap, len(_MOMENTS)), numpy.float32)

@@ -146,25 +146,37 @@ def test_orientation_histograms_of_slices_are_the_same_bits(xp, rng, threads):
     np.testing.assert_array_equal(whole, split)
 
 
-def test_orientation_histograms_equal_a_direct_sum(xp, rng):
+@pytest.mark.parametrize("n_bins, sig_factor", [(O.N_BINS, O.ORI_SIG_FCTR), (24, 1.2)])
+def test_orientation_histograms_equal_a_direct_sum(xp, rng, n_bins, sig_factor):
     img = _image(rng)
     H, W = img.shape
     r, c = rng.integers(0, H, 12), rng.integers(0, W, 12)
     scale = rng.uniform(1.6, 3.5, 12)
     got = B.to_host(O.orientation_histograms(GradientSampler(xp.asarray(img)), xp.asarray(r),
-                                             xp.asarray(c), xp.asarray(scale)))
+                                             xp.asarray(c), xp.asarray(scale), n_bins,
+                                             sig_factor=sig_factor))
+    assert got.shape == (12, n_bins)
     im = img.astype(np.float64)
     for k in range(12):
-        R = int(np.rint(O.ORI_RADIUS * scale[k]))
+        R = int(np.rint(3 * sig_factor * scale[k]))
         i, j = np.mgrid[-R:R + 1, -R:R + 1].reshape(2, -1)
         yy, xx = r[k] + i, c[k] + j
         ok = (yy > 0) & (yy < H - 1) & (xx > 0) & (xx < W - 1)
         i, j, yy, xx = i[ok], j[ok], yy[ok], xx[ok]
         dx = im[yy, xx + 1] - im[yy, xx - 1]
         dy = im[yy - 1, xx] - im[yy + 1, xx]
-        w = np.hypot(dx, dy) * np.exp(-(i * i + j * j) / (2 * (O.ORI_SIG_FCTR * scale[k]) ** 2))
-        b = np.rint(np.degrees(np.arctan2(dy, dx)) % 360 * O.N_BINS / 360).astype(int) % O.N_BINS
-        h = np.bincount(b, w, O.N_BINS)
+        w = np.hypot(dx, dy) * np.exp(-(i * i + j * j) / (2 * (sig_factor * scale[k]) ** 2))
+        b = np.rint(np.degrees(np.arctan2(dy, dx)) % 360 * n_bins / 360).astype(int) % n_bins
+        h = np.bincount(b, w, n_bins)
         want = sum(np.roll(h, s) * f for s, f in ((-2, 1), (-1, 4), (0, 6), (1, 4), (2, 1))) / 16
         # an angle on a bin edge may round either way in float32
         assert np.abs(got[k] - want).sum() <= 1e-3 * want.sum() + 0.05 * w.max()
+
+
+def test_orientation_parameters_are_checked(rng):
+    g = GradientSampler(_image(rng))
+    r = c = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match="`n_bins` must be a positive int, got 0"):
+        O.orientation_histograms(g, r, c, np.ones(1), 0)
+    with pytest.raises(ValueError, match="`sig_factor` must be positive, got 0"):
+        O.orientation_histograms(g, r, c, np.ones(1), sig_factor=0)
