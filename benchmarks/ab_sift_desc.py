@@ -2,10 +2,14 @@
 tree's (default /work/main), in the same process, on the exact per-layer inputs of a real SIFT
 run (each layer's Gaussian image, keypoints, angles and scales).
 
-    python benchmarks/ab_sift_desc.py [--old /work/main] [--repeat 5]
+    python -m benchmarks.ab_sift_desc [--old /work/main] [--repeat 5] [--clock cpu]
 
 Per image and stage: median ms of each side over alternating rounds, the median ratio new/old,
-and the largest difference of the outputs (orientation histograms, raw descriptors).
+and the largest difference of the outputs (orientation histograms, raw descriptors); written
+to benchmarks/results/ab_sift_desc.json too.  One thread (as OpenCV's numbers in bench_sift).
+Both sides build each layer's gradient maps (in the orientation stage, as SIFT does) into
+reused buffers.  ``--clock cpu`` times this thread's CPU time: on a shared machine it is less
+sensitive to other jobs than the wall clock (which it does not replace).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import numpy
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import rerun_with_steady_malloc, save_json  # noqa: E402
 from minidl.workspace import Workspace  # noqa: E402
 
 
@@ -124,6 +129,7 @@ def main(argv=None):
     sides = {"old": old, "new": new}
     print(f"{'image':24s} {'K':>5s} {'stage':6s} {'old ms':>8s} {'new ms':>8s} "
           f"{'new/old':>7s} {'max|diff|':>10s}")
+    rows = []
     for name, img in images(pathlib.Path(args.data_dir) / "images").items():
         if args.only and args.only not in name:
             continue
@@ -142,7 +148,14 @@ def main(argv=None):
             diff = float(numpy.abs(a - b).max()) if a.shape == b.shape else float("nan")
             print(f"{name:24s} {K:5d} {st:6s} {numpy.median(to) * 1e3:8.1f} "
                   f"{numpy.median(tn) * 1e3:8.1f} {numpy.median(tn / to):7.3f} {diff:10.3g}")
+            rows.append({"image": name, "descriptors": K, "stage": st,
+                         "old_ms": float(numpy.median(to) * 1e3),
+                         "new_ms": float(numpy.median(tn) * 1e3),
+                         "ratio": float(numpy.median(tn / to)), "max_abs_diff": diff})
+    save_json("ab_sift_desc", {"old": str(args.old), "clock": args.clock,
+                               "repeat": args.repeat, "rows": rows})
 
 
 if __name__ == "__main__":
+    rerun_with_steady_malloc("benchmarks.ab_sift_desc", sys.argv[1:])
     main()
