@@ -23,7 +23,7 @@ N_ORI = 8           # orientation bins per cell
 HIST_WIDTH = 3.0    # cell side in keypoint scales
 MAG_THR = 0.2
 INT_FACTOR = 512.0
-_CHUNK_SAMPLES = {"numpy": 1 << 16}  # cache-sized blocks on the CPU (measured); big ones elsewhere
+_CHUNK_SAMPLES = {"numpy": 3 << 15}  # cache-sized blocks on the CPU (measured); big ones elsewhere
 _CHUNK_DEFAULT = 1 << 21
 
 
