@@ -10,6 +10,7 @@ there); kernels and their sizes are ours.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy
 
@@ -253,11 +254,16 @@ class GradientSampler:
     (:meth:`sample`) or as square windows around keypoints (:meth:`windows`).
 
     Sparse reads compute the gradient at just those pixels; once more samples have been
-    asked for than half the image has pixels, the dense maps are built once and indexed
-    (keypoint windows overlap a lot on busy images, rarely on quiet ones).  Values are the
-    same either way.  :meth:`sample`: pixels on the outer ring must be masked by the caller
-    (dense maps hold 0 there, sparse reads are clamped inside the image); :meth:`windows`
-    returns magnitude 0 there and off the image.
+    asked for than the image has pixels (a quarter of them for windows), the dense maps are
+    built once and indexed (keypoint windows overlap a lot on busy images, rarely on quiet
+    ones).  Values are the same bits either way (sparse reads use :func:`gradient_polar`'s
+    formula), so results never depend on the choice.  :meth:`sample`: pixels on the outer ring
+    must be masked by the caller (dense maps hold 0 there, sparse reads are clamped inside the
+    image); :meth:`windows` returns magnitude 0 there and off the image.
+
+    Threads: the lazy builds of the dense maps are guarded by a lock, and the maps are never
+    written once built, so several threads may read windows of one sampler at once.
+    :meth:`prepare` builds the maps up front (the memory then is not allocated mid-way).
     """
 
     def __init__(self, image, *, workspace=None):
@@ -268,13 +274,22 @@ class GradientSampler:
         self.expected = 0
         self._maps = None
         self._padded = None  # (margin, mag, ori): dense maps with ``margin`` zeros around
+        self._lock = threading.Lock()
 
     def expect(self, n_samples: int) -> None:
         """Declare window samples that are about to be read (by :meth:`windows`), so that the
         choice between sparse reads and dense maps is made once for the whole demand: callers
         that read a few keypoints at a time would otherwise read sparsely until their running
         total crosses the threshold, and then build the maps anyway."""
-        self.expected += int(n_samples)
+        with self._lock:
+            self.expected += int(n_samples)
+
+    def prepare(self, R: int = 0) -> None:
+        """Build the zero-padded dense maps now, with a margin for windows of radius up to
+        ``R`` (int >= 0; wider windows later widen it)."""
+        if not (isinstance(R, (int, numpy.integer)) and R >= 0):
+            raise ValueError(f"`R` must be a non-negative int, got {R!r}")
+        self._padded_maps(2 * int(R) + 1)
 
     def windows(self, r, c, R: int):
         """``(mag, ori)`` of the square windows of radius ``R`` centred on pixels ``(r, c)``
@@ -288,24 +303,13 @@ class GradientSampler:
         xp = B.get_array_module(self.image)
         H, W = self.shape
         side = 2 * R + 1
-        self.requested += int(r.shape[0]) * side * side
-        if (self._maps is None and self._padded is None
-                and max(self.requested, self.expected) * _WINDOW_DENSE_RATIO <= H * W):
+        with self._lock:
+            self.requested += int(r.shape[0]) * side * side
+            sparse = (self._maps is None and self._padded is None
+                      and max(self.requested, self.expected) * _WINDOW_DENSE_RATIO <= H * W)
+        if sparse:
             return self._sparse_windows(r, c, R)
-        need = 2 * R + 1  # margin for windows of keypoints up to R + 1 pixels off the image
-        if self._padded is None or self._padded[0] < need:
-            # 80 covers SIFT's windows (R <= 39 for layers up to S + 0.5 at sigma 1.6)
-            M = max(need, 2 * self._padded[0] if self._padded else 80)
-            pm, po = (self._zero_margin(H, W, M) for _ in range(2))
-            inner = (pm[M:M + H, M:M + W], po[M:M + H, M:M + W])
-            if self._padded is None:
-                gradient_polar(self.image, out=inner)
-            else:  # a wider margin: copy the maps, do not recompute them
-                m0 = self._padded[0]
-                for dst, src in zip(inner, self._padded[1:]):
-                    dst[...] = src[m0:m0 + H, m0:m0 + W]
-            self._padded = (M, pm, po)
-        M, pm, po = self._padded
+        M, pm, po = self._padded_maps(2 * R + 1)
         # keypoints farther off the image than R + 1 have all-zero windows, as at R + 1
         rr = xp.clip(r, -R - 1, H + R) + (M - R)
         cc = xp.clip(c, -R - 1, W + R) + (M - R)
@@ -316,6 +320,29 @@ class GradientSampler:
                 strides=(a.strides[0], a.strides[1], a.strides[0], a.strides[1]))
             out.append(view[rr, cc])
         return out[0], out[1]
+
+    def _padded_maps(self, need: int):
+        """``(margin, mag, ori)``: the dense maps with a zero margin of at least ``need``
+        (windows of keypoints up to R + 1 pixels off the image need 2R + 1), built or widened
+        under the lock; a wider margin replaces the tuple, never writes into one in use."""
+        padded = self._padded
+        if padded is not None and padded[0] >= need:
+            return padded
+        with self._lock:
+            if self._padded is None or self._padded[0] < need:
+                H, W = self.shape
+                # 80 covers SIFT's windows (R <= 39 for layers up to S + 0.5 at sigma 1.6)
+                M = max(need, 2 * self._padded[0] if self._padded else 80)
+                pm, po = (self._zero_margin(H, W, M) for _ in range(2))
+                inner = (pm[M:M + H, M:M + W], po[M:M + H, M:M + W])
+                if self._padded is None:
+                    gradient_polar(self.image, out=inner)
+                else:  # a wider margin: copy the maps, do not recompute them
+                    m0 = self._padded[0]
+                    for dst, src in zip(inner, self._padded[1:]):
+                        dst[...] = src[m0:m0 + H, m0:m0 + W]
+                self._padded = (M, pm, po)
+            return self._padded
 
     def _zero_margin(self, H: int, W: int, M: int):
         """An (H + 2M, W + 2M) array whose margin of width ``M`` is 0 (inside: anything)."""
@@ -342,23 +369,32 @@ class GradientSampler:
         return xp.where(inside, mag, 0), xp.where(inside, ori, 0)
 
     def sample(self, flat):
-        """``(mag, ori)`` at int array ``flat`` (any shape), ``ori`` in degrees [0, 360)."""
+        """``(mag, ori)`` at int array ``flat`` (any shape), ``ori`` in degrees [0, 360]."""
         xp = B.get_array_module(self.image)
         H, W = self.shape
-        self.requested += int(flat.size)
-        if self._maps is None and self.requested > H * W // 2:
-            mag, ori = gradient_polar(self.image)
-            self._maps = (mag.reshape(-1), ori.reshape(-1))
-        if self._maps is not None:
-            return xp.take(self._maps[0], flat), xp.take(self._maps[1], flat)
+        with self._lock:
+            self.requested += int(flat.size)
+            if self._maps is None and self.requested > H * W // 2:
+                mag, ori = gradient_polar(self.image)
+                self._maps = (mag.reshape(-1), ori.reshape(-1))
+            maps = self._maps
+        if maps is not None:
+            return xp.take(maps[0], flat), xp.take(maps[1], flat)
         return self._sparse(flat)
 
     def _sparse(self, flat):
+        """:func:`gradient_polar` at the interior pixels ``flat``, the same operations in the
+        same order (so the same bits as the dense maps)."""
         xp = B.get_array_module(self.image)
         H, W = self.shape
         g = self.image.reshape(-1)
         f = xp.clip(flat, W, H * W - W - 1)
-        dx = xp.take(g, f + 1) - xp.take(g, f - 1)
-        dy = xp.take(g, f - W) - xp.take(g, f + W)
-        o = xp.arctan2(dy, dx) * (180.0 / math.pi)
-        return xp.sqrt(dx * dx + dy * dy), xp.where(o < 0, o + 360.0, o).astype(g.dtype)
+        ndx = xp.take(g, f - 1) - xp.take(g, f + 1)
+        ndy = xp.take(g, f + W) - xp.take(g, f - W)
+        o = xp.arctan2(ndy, ndx)
+        o *= g.dtype.type(180.0 / math.pi)
+        o += g.dtype.type(180.0)
+        ndx *= ndx
+        ndy *= ndy
+        ndx += ndy
+        return xp.sqrt(ndx), o

@@ -8,6 +8,8 @@ separable Gaussian, and the 36-bin histograms are built with one ``add.at``.
 """
 from __future__ import annotations
 
+import numpy
+
 from minidl import backend as B
 
 __all__ = ["orientation_histograms", "dominant_orientations", "orientation_window_samples"]
@@ -16,65 +18,83 @@ N_BINS = 36
 ORI_SIG_FCTR = 1.5      # Gaussian window sigma, in keypoint scales
 ORI_RADIUS = 3 * ORI_SIG_FCTR
 ORI_PEAK_RATIO = 0.8
-_CHUNK_SAMPLES = {"numpy": 1 << 16}  # cache-sized blocks on the CPU; big ones elsewhere
+_CHUNK_SAMPLES = {"numpy": 1 << 17}  # cache-sized blocks on the CPU (measured); big ones elsewhere
 _CHUNK_DEFAULT = 1 << 21
 
 
-def orientation_histograms(grad, r, c, scale, n_bins: int = N_BINS):
-    """Smoothed orientation histograms (K, n_bins).
+def orientation_histograms(grad, r, c, scale, n_bins: int = N_BINS, *,
+                           sig_factor: float = ORI_SIG_FCTR):
+    """Smoothed orientation histograms (K, n_bins), float64.
 
     For keypoint k (pixel ``(r, c)``, blur ``scale`` in octave pixels) every pixel
-    of the square of radius ``round(4.5 scale)`` adds ``mag * exp(-(i^2 + j^2) / (2 (1.5
-    scale)^2))`` to bin ``round(ori * n_bins / 360) mod n_bins``; pixels off the image add
-    nothing.  The histogram is then smoothed circularly with ``[1, 4, 6, 4, 1] / 16`` (OpenCV).
+    of the square of radius ``round(3 sig_factor scale)`` adds ``mag * exp(-(i^2 + j^2) /
+    (2 (sig_factor scale)^2))`` to bin ``round(ori * n_bins / 360) mod n_bins`` (OpenCV:
+    ``sig_factor`` 1.5, 36 bins); pixels off the image add nothing.  The histogram is then
+    smoothed circularly with ``[1, 4, 6, 4, 1] / 16`` (OpenCV).  A keypoint's histogram depends
+    on that keypoint only (not on the others passed with it, nor on the chunks): slices of
+    keypoints may be done apart, in threads, with the same bits.
     """
+    if not (isinstance(n_bins, (int, numpy.integer)) and n_bins > 0):
+        raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}")
+    if not sig_factor > 0:
+        raise ValueError(f"`sig_factor` must be positive, got {sig_factor!r}")
     xp = B.get_array_module(grad.image)
     K = int(r.shape[0])
     if K == 0:
         return xp.zeros((0, n_bins), xp.float32)
-    f32 = xp.float32
-    radius = xp.rint(ORI_RADIUS * scale).astype(xp.int64)
+    radius = xp.rint(3 * sig_factor * scale).astype(xp.int64)
     R = int(radius.max())
     side = 2 * R + 1
-    off = xp.arange(-R, R + 1)
-    offf = off.astype(f32)
     hists = []
     step = max(1, _CHUNK_SAMPLES.get(B.backend_of(grad.image).name, _CHUNK_DEFAULT) // side ** 2)
     for k0 in range(0, K, step):
         sl = slice(k0, min(K, k0 + step))
-        kk = int(sl.stop - sl.start)
-        # the Gaussian window and the square's bounds are separable: one (kk, side) factor
-        rad = radius[sl, None]
-        inside = xp.abs(off)[None, :] <= rad
-        sig = (ORI_SIG_FCTR * scale[sl, None]).astype(f32)
-        a = f32(-0.5) / (sig * sig)
-        gy = xp.where(inside, xp.exp(offf * offf * a), f32(0))
-        # window blocks: magnitude 0 on the image's outer ring and off the image
-        mag_s, ori_s = grad.windows(r[sl], c[sl], R)
-        w = gy[:, :, None] * gy[:, None, :]
-        w *= mag_s
-        # bin round(ori * n / 360) is in 0..n (ori <= 360): slot n is folded onto 0 below
-        ori_s *= f32(n_bins / 360.0)
-        b = xp.rint(ori_s).astype(xp.int64)
-        b += (xp.arange(kk, dtype=xp.int64) * (n_bins + 1))[:, None, None]
-        acc = xp.zeros(kk * (n_bins + 1), f32)
-        xp.add.at(acc, b.reshape(-1), w.reshape(-1))
-        acc = acc.reshape(kk, n_bins + 1)
-        h = acc[:, :n_bins].astype(xp.float64)
-        h[:, 0] += acc[:, n_bins]
-        hists.append(h)
+        hists.append(_chunk(xp, grad, r[sl], c[sl], scale[sl], radius[sl], R, n_bins,
+                            sig_factor))
     h = xp.concatenate(hists, axis=0)
     sm = ((xp.roll(h, 2, axis=1) + xp.roll(h, -2, axis=1)) * (1.0 / 16)
           + (xp.roll(h, 1, axis=1) + xp.roll(h, -1, axis=1)) * (4.0 / 16) + h * (6.0 / 16))
     return sm
 
 
-def orientation_window_samples(scale) -> int:
+def _chunk(xp, grad, r, c, scale, radius, R: int, n_bins: int, sig_factor: float):
+    """Unsmoothed float64 histograms (kk, n_bins) of the keypoints ``(r, c)`` (int arrays
+    (kk,)) whose windows fit in the square of radius ``R``."""
+    f32 = xp.float32
+    kk = int(r.shape[0])
+    off = xp.arange(-R, R + 1)
+    offf = off.astype(f32)
+    # the Gaussian window and the square's bounds are separable: one (kk, side) factor
+    rad = radius[:, None]
+    inside = xp.abs(off)[None, :] <= rad
+    sig = (sig_factor * scale[:, None]).astype(f32)
+    a = f32(-0.5) / (sig * sig)
+    gy = xp.where(inside, xp.exp(offf * offf * a), f32(0))
+    # window blocks: magnitude 0 on the image's outer ring and off the image
+    mag_s, ori_s = grad.windows(r, c, R)
+    w = gy[:, :, None] * gy[:, None, :]
+    w *= mag_s
+    # bin round(ori * n / 360) is in 0..n (ori <= 360): slot n is folded onto 0 below
+    # and each keypoint's bins are offset by k (n_bins + 1), added while still float32: exact
+    # (integers below 2^24), one pass of int64 fewer
+    ori_s *= f32(n_bins / 360.0)
+    xp.rint(ori_s, out=ori_s)
+    ori_s += (xp.arange(kk, dtype=f32) * f32(n_bins + 1))[:, None, None]
+    b = ori_s.astype(xp.int64)
+    acc = xp.zeros(kk * (n_bins + 1), f32)
+    xp.add.at(acc, b.reshape(-1), w.reshape(-1))
+    acc = acc.reshape(kk, n_bins + 1)
+    h = acc[:, :n_bins].astype(xp.float64)
+    h[:, 0] += acc[:, n_bins]
+    return h
+
+
+def orientation_window_samples(scale, *, sig_factor: float = ORI_SIG_FCTR) -> int:
     """Gradient samples :func:`orientation_histograms` reads for keypoints of blur ``scale``
     (K,): K squares of the largest radius (for :meth:`GradientSampler.expect`)."""
     if int(scale.shape[0]) == 0:
         return 0
-    side = 2 * int(B.to_host(scale).max() * ORI_RADIUS + 0.5) + 1
+    side = 2 * int(B.to_host(scale).max() * 3 * sig_factor + 0.5) + 1
     return int(scale.shape[0]) * side * side
 
 
