@@ -28,7 +28,7 @@ from .descriptors import (descriptor_window_samples, normalize_descriptors, root
 from .extrema import find_extrema, refine_extrema
 from .filters import GradientSampler
 from .io import as_image
-from .keypoints import Keypoints
+from .keypoints import Keypoints, pyramid_levels
 from .orientation import (dominant_orientations, orientation_histograms,
                           orientation_window_samples)
 from .scale_space import ScaleSpace, build_scale_space
@@ -114,8 +114,11 @@ class SIFT:
     def compute(self, image, keypoints: Keypoints, **image_options):
         """Descriptors (N, 128) float32 of given keypoints (e.g. ``Keypoints.from_opencv``).
 
-        Each keypoint is described in the Gaussian image of its ``octave`` and ``layer``
-        (derived from ``size`` when those fields are out of range)."""
+        Each keypoint is described in the Gaussian image of its ``octave`` and ``layer``;
+        keypoints without them (``Keypoints(x, y, size, angle)``: ``layer = -1``) or with
+        values outside the pyramid get those the detector would have assigned from ``size``
+        (:func:`minifeat.keypoints.pyramid_levels`).  Positions in OpenCV's convention (see
+        :mod:`minifeat.keypoints`)."""
         if not isinstance(keypoints, Keypoints):
             raise TypeError(f"`keypoints` must be a minifeat Keypoints, got "
                             f"{type(keypoints).__name__}")
@@ -205,18 +208,9 @@ class SIFT:
         if n == 0:
             return raw.astype(xp.float32)
         S = self.n_intervals
-        octave, layer = kp.octave.astype(xp.int64), kp.layer.astype(xp.int64)
         n_oct = len(ss.gaussians)
-        # keypoints without usable octave/layer (other detectors): derive them from size
-        bad = ((octave < ss.first_octave) | (octave >= n_oct + ss.first_octave)
-               | (layer < 0) | (layer > S + 2))
-        if bool(bad.any()):
-            lv = xp.log2(xp.maximum(kp.sigma.astype(xp.float64), 1e-6) / self.sigma)
-            est = xp.rint(lv * S).astype(xp.int64) - ss.first_octave * S
-            o_est = xp.clip(est // S, 0, n_oct - 1)
-            l_est = xp.clip(est - o_est * S, 0, S + 2)
-            octave = xp.where(bad, o_est + ss.first_octave, octave)
-            layer = xp.where(bad, l_est, layer)
+        # keypoints without (or with out-of-range) octave/layer: derived from size
+        octave, layer = pyramid_levels(kp, self.sigma, S, ss.first_octave, n_oct)
         for o in range(n_oct):
             for l in range(S + 3):
                 sel = xp.nonzero((octave == o + ss.first_octave) & (layer == l))[0]
