@@ -29,7 +29,8 @@ method, photo and warp (image 1 = photo, image 2 = warp, ``H`` maps 1 to 2):
   ``|H p1 - p2| <= 3`` px and ``sigma2 / (sigma1 s_H(p1))`` is within ``[1/sqrt 2, sqrt 2]``
   (``s_H`` = sqrt |det| of H's Jacobian at p1: the local scale of the warp); pairs are
   assigned greedily by distance, each keypoint at most once; repeatability =
-  corresponding pairs / min(overlap keypoints of image 1, of image 2).
+  corresponding pairs / min(overlap keypoints of image 1, of image 2).  ``rep.(xy)``: the
+  same without the scale test (position only).
 
 Reported per method: means of precision and repeatability over all cases and per group, the
 total number of correct matches over all cases and over the viewpoint group, and the
@@ -237,7 +238,9 @@ def _project(H, p):
     return q[:, :2] / q[:, 2:3]
 
 
-def repeatability(H, f1, f2, shape1, shape2):
+def repeatability(H, f1, f2, shape1, shape2, scale_test=True):
+    """Corresponding keypoints / min(overlap keypoints of image 1, of image 2); the module's
+    docstring has the rules.  ``scale_test=False``: by position only."""
     (xy1, s1), (xy2, s2) = (_unique(*f[:2]) for f in (f1, f2))
     (h1, w1), (h2, w2) = shape1, shape2
     q1 = _project(H, xy1)
@@ -252,7 +255,7 @@ def repeatability(H, f1, f2, shape1, shape2):
         scipy.spatial.cKDTree(p2), TOL, output_type="ndarray")
     i, j, d = pairs["i"], pairs["j"], pairs["v"]
     r = sc2[j] / sc1[i]
-    ok = (r <= SCALE_TOL) & (r >= 1 / SCALE_TOL)
+    ok = (r <= SCALE_TOL) & (r >= 1 / SCALE_TOL) if scale_test else np.ones(r.shape, bool)
     i, j, d = i[ok], j[ok], d[ok]
     used1, used2, count = set(), set(), 0
     for k in np.argsort(d, kind="stable"):
@@ -311,7 +314,9 @@ def evaluate(images_dir, methods, *, max_size=512, photos=PHOTOS, warp_names=Non
                 seconds[m].append(time.perf_counter() - t0)
                 rec = {"photo": photo, "warp": name, "group": group, "method": m,
                        "n1": len(f1[0]), "n2": len(f2[0]),
-                       "repeatability": repeatability(H, f1, f2, img.shape, img2.shape)}
+                       "repeatability": repeatability(H, f1, f2, img.shape, img2.shape),
+                       "repeatability_xy": repeatability(H, f1, f2, img.shape, img2.shape,
+                                                         scale_test=False)}
                 rec.update(match_scores(H, f1, f2))
                 records.append(rec)
         log(f"  {photo} ({w}x{h}): {len(cases)} warps x {len(runners)} methods done")
@@ -326,7 +331,8 @@ def summarise(records, methods):
         if not rs:
             continue
         s = {"cases": len(rs), "keypoints": float(np.mean([r["n2"] for r in rs])),
-             "repeatability": float(np.mean([r["repeatability"] for r in rs]))}
+             "repeatability": float(np.mean([r["repeatability"] for r in rs])),
+             "repeatability_xy": float(np.mean([r["repeatability_xy"] for r in rs]))}
         for rule in RULES:
             s[rule] = {"precision": float(np.mean([r[rule]["precision"] for r in rs])),
                        "correct": int(sum(r[rule]["correct"] for r in rs)),
@@ -349,10 +355,11 @@ def print_summary(summary, seconds):
     for m, s in summary.items():
         vp = s["groups"].get("viewpoint", {})
         rows.append([m, s["keypoints"], s["ratio"]["precision"], s["repeatability"],
+                     s["repeatability_xy"],
                      s["ratio"]["correct"], vp.get("ratio", {}).get("correct", "n/a"),
                      s["ratio+cross"]["precision"], s["ratio+cross"]["correct"],
                      vp.get("ratio+cross", {}).get("correct", "n/a"), seconds.get(m)])
-    cols = ["method", "kp/img", "precision", "repeat.", "correct", "correct(viewp.)",
+    cols = ["method", "kp/img", "precision", "repeat.", "rep.(xy)", "correct", "correct(viewp.)",
             "prec(+cross)", "correct(+cross)", "viewp.(+cross)", "s/img"]
     text = print_table("All cases (ratio 0.8; +cross: and mutual nearest neighbours)", cols,
                        [[r[0]] + [_f(v) for v in r[1:]] for r in rows])

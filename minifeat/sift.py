@@ -18,6 +18,7 @@ Example
 """
 from __future__ import annotations
 
+import inspect
 import time
 
 from minidl import backend as B
@@ -31,6 +32,7 @@ from .io import as_image
 from .keypoints import Keypoints, pyramid_levels
 from .orientation import (dominant_orientations, orientation_histograms,
                           orientation_window_samples)
+from .presets import resolve as resolve_preset
 from .scale_space import ScaleSpace, build_scale_space
 
 __all__ = ["SIFT"]
@@ -55,6 +57,11 @@ class SIFT:
         as a call needs anyway) and reuse them for the next image of the same size, instead of
         fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
         :meth:`release_buffers` frees them; False never keeps them.
+    preset : None (the values above: OpenCV's), or "accurate": a named set of these values
+        that matches better than OpenCV's on warped photos (``benchmarks/eval_sift.py``; the
+        values and what each bought: :mod:`minifeat.presets`, ``docs/sift-accuracy.md``);
+        keywords that differ from the defaults win over the preset's.  Match its descriptors
+        with ``match_descriptors(d1, d2, **minifeat.presets.MATCHING["accurate"])``.
 
     Images
     ------
@@ -75,7 +82,13 @@ class SIFT:
     def __init__(self, n_features: int = 0, n_intervals: int = 3,
                  contrast_threshold: float = 0.04, edge_threshold: float = 10.0,
                  sigma: float = 1.6, assumed_blur: float = 0.5, upsample: bool = True,
-                 descriptor_format: str = "unit", keep_buffers: bool = True):
+                 descriptor_format: str = "unit", keep_buffers: bool = True,
+                 preset: str | None = None):
+        if preset is not None:  # a named set of the values above (minifeat.presets)
+            given = {k: v for k, v in locals().items() if k in _DEFAULTS}
+            SIFT.__init__(self, **resolve_preset(preset, given, _DEFAULTS))
+            self.preset = preset
+            return
         if not isinstance(n_intervals, int) or n_intervals < 1:
             raise ValueError(f"`n_intervals` must be a positive int, got {n_intervals!r}")
         if not isinstance(n_features, int) or n_features < 0:
@@ -96,6 +109,7 @@ class SIFT:
         self.upsample = bool(upsample)
         self.descriptor_format = descriptor_format
         self.keep_buffers = bool(keep_buffers)
+        self.preset = None
         self.timings: dict[str, float] = {}
         self._spares: list = []
 
@@ -103,7 +117,8 @@ class SIFT:
         return (f"SIFT(n_features={self.n_features}, n_intervals={self.n_intervals}, "
                 f"contrast_threshold={self.contrast_threshold}, "
                 f"edge_threshold={self.edge_threshold}, sigma={self.sigma}, "
-                f"descriptor_format={self.descriptor_format!r})")
+                f"descriptor_format={self.descriptor_format!r}, upsample={self.upsample}, "
+                f"preset={self.preset!r})")
 
     # ------------------------------------------------------------------ public API
     def detect(self, image, **image_options) -> Keypoints:
@@ -239,6 +254,10 @@ def _unique_samples(ref, shape, xp):
     key = (ref["s"] * H + ref["r"]) * W + ref["c"]
     _, first = xp.unique(key, return_index=True)
     return {k: v[first] for k, v in ref.items()}
+
+
+_DEFAULTS = {k: p.default for k, p in inspect.signature(SIFT.__init__).parameters.items()
+             if k not in ("self", "preset")}
 
 
 class _PolarCache:

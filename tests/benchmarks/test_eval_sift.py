@@ -29,6 +29,7 @@ def test_repeatability_of_planted_keypoints(rng):
     assert E.repeatability(H, f1, far, (150, 200), (300, 400)) == 0.0
     big = _features(xy2, 2 * s2, np.eye(60, 128))
     assert E.repeatability(H, f1, big, (150, 200), (300, 400)) == 0.0
+    assert E.repeatability(H, f1, big, (150, 200), (300, 400), scale_test=False) == 1.0
     half = _features(np.where(np.arange(60)[:, None] < 30, xy2, xy2 + 5), s2, np.eye(60, 128))
     assert E.repeatability(H, f1, half, (150, 200), (300, 400)) == 0.5
 
