@@ -57,6 +57,10 @@ class SIFT:
         as a call needs anyway) and reuse them for the next image of the same size, instead of
         fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
         :meth:`release_buffers` frees them; False never keeps them.
+    max_offset : float in [0.5, 1], default 0.5 (OpenCV): an extremum's quadratic refinement
+        is accepted once its offset from the sample is below this in x, y and scale, else the
+        sample moves (:func:`~minifeat.extrema.refine_extrema`); 0.6 (IPOL, scikit-image)
+        keeps extrema half-way between samples, which 0.5 drops after they oscillate
     preset : None (the values above: OpenCV's), or "accurate": a named set of these values
         that matches better than OpenCV's on warped photos (``benchmarks/eval_sift.py``; the
         values and what each bought: :mod:`minifeat.presets`, ``docs/sift-accuracy.md``);
@@ -83,7 +87,7 @@ class SIFT:
                  contrast_threshold: float = 0.04, edge_threshold: float = 10.0,
                  sigma: float = 1.6, assumed_blur: float = 0.5, upsample: bool = True,
                  descriptor_format: str = "unit", keep_buffers: bool = True,
-                 preset: str | None = None):
+                 max_offset: float = 0.5, preset: str | None = None):
         if preset is not None:  # a named set of the values above (minifeat.presets)
             given = {k: v for k, v in locals().items() if k in _DEFAULTS}
             SIFT.__init__(self, **resolve_preset(preset, given, _DEFAULTS))
@@ -97,6 +101,8 @@ class SIFT:
                         ("edge_threshold", edge_threshold), ("sigma", sigma)):
             if not v > 0:
                 raise ValueError(f"`{name}` must be positive, got {v!r}")
+        if not 0.5 <= max_offset <= 1:
+            raise ValueError(f"`max_offset` must be in [0.5, 1], got {max_offset!r}")
         if descriptor_format not in ("unit", "opencv", "rootsift"):
             raise ValueError("`descriptor_format` must be 'unit', 'opencv' or 'rootsift', "
                              f"got {descriptor_format!r}")
@@ -109,6 +115,7 @@ class SIFT:
         self.upsample = bool(upsample)
         self.descriptor_format = descriptor_format
         self.keep_buffers = bool(keep_buffers)
+        self.max_offset = float(max_offset)
         self.preset = None
         self.timings: dict[str, float] = {}
         self._spares: list = []
@@ -118,7 +125,7 @@ class SIFT:
                 f"contrast_threshold={self.contrast_threshold}, "
                 f"edge_threshold={self.edge_threshold}, sigma={self.sigma}, "
                 f"descriptor_format={self.descriptor_format!r}, upsample={self.upsample}, "
-                f"preset={self.preset!r})")
+                f"max_offset={self.max_offset}, preset={self.preset!r})")
 
     # ------------------------------------------------------------------ public API
     def detect(self, image, **image_options) -> Keypoints:
@@ -187,7 +194,8 @@ class SIFT:
         parts = []
         for o, dog in enumerate(ss.dogs):
             s, r, c = find_extrema(dog, pre)
-            ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold)
+            ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold,
+                                 max_offset=self.max_offset)
             ref = _unique_samples(ref, dog.shape, xp)
             clock("extrema")
             octave = o + ss.first_octave
