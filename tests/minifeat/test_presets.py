@@ -14,7 +14,7 @@ from _warp import correct_mask, rotation, warp
 def _settings(s):
     return {k: getattr(s, k) for k in ("n_features", "n_intervals", "contrast_threshold",
                                        "edge_threshold", "sigma", "assumed_blur", "upsample",
-                                       "descriptor_format", "keep_buffers")}
+                                       "descriptor_format", "keep_buffers", "max_offset")}
 
 
 def test_presets_set_their_values_and_keywords_win():
