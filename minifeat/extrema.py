@@ -130,11 +130,14 @@ def _solve_sym3(g, h, xp):
 
 
 def refine_extrema(dog, s, r, c, n_intervals: int, contrast_threshold: float = 0.04,
-                   edge_threshold: float = 10.0, max_steps: int = 5, border: int = IMG_BORDER):
+                   edge_threshold: float = 10.0, max_steps: int = 5, border: int = IMG_BORDER,
+                   max_offset: float = 0.5):
     """Quadratic (Taylor) refinement of candidates, then contrast and edge rejection.
 
-    Each step solves ``H x = -g``; when some ``|x_i| >= 0.5`` the sample moves by
-    ``round(x)`` and the fit is redone, at most ``max_steps`` times (IPOL Alg. 5).  Kept:
+    Each step solves ``H x = -g``; when some ``|x_i| >= max_offset`` (0.5: OpenCV; IPOL and
+    scikit-image take 0.6, which keeps the extrema that lie half-way between two samples and
+    would otherwise oscillate between them and be dropped) the sample moves by ``round(x)``
+    and the fit is redone, at most ``max_steps`` times (IPOL Alg. 5).  Kept:
     ``|D(x)| * S >= contrast_threshold`` with ``D(x) = D + g.x / 2`` and the Hessian ratio test
     ``tr^2 / det < (r + 1)^2 / r`` (``det > 0``), ``r = edge_threshold`` (Lowe sec. 4.1).
     The two halves are :func:`localize_extrema` and :func:`extrema_tests`.
@@ -142,7 +145,7 @@ def refine_extrema(dog, s, r, c, n_intervals: int, contrast_threshold: float = 0
     Returns a dict of arrays: ``s, r, c`` (int, final samples), ``ox, oy, os`` (offsets),
     ``contrast`` (signed D(x)).
     """
-    out = localize_extrema(dog, s, r, c, n_intervals, max_steps, border)
+    out = localize_extrema(dog, s, r, c, n_intervals, max_steps, border, max_offset)
     contrast_ok, edge_ok = extrema_tests(out, n_intervals, contrast_threshold, edge_threshold)
     good = contrast_ok & edge_ok
     return {k: v[good] for k, v in out.items() if k not in _HESSIAN}
@@ -152,7 +155,7 @@ _HESSIAN = ("dxx", "dyy", "dxy")
 
 
 def localize_extrema(dog, s, r, c, n_intervals: int, max_steps: int = 5,
-                     border: int = IMG_BORDER):
+                     border: int = IMG_BORDER, max_offset: float = 0.5):
     """The refinement half of :func:`refine_extrema`: every candidate whose quadratic fit
     converged inside the octave, before the contrast and edge tests.
 
@@ -167,7 +170,8 @@ def localize_extrema(dog, s, r, c, n_intervals: int, max_steps: int = 5,
             break
         _, g, h = _derivatives(dog, s, r, c)
         ox, oy, os_, ok = _solve_sym3(g, h, xp)
-        conv = ok & (xp.abs(ox) < 0.5) & (xp.abs(oy) < 0.5) & (xp.abs(os_) < 0.5)
+        lim = max_offset
+        conv = ok & (xp.abs(ox) < lim) & (xp.abs(oy) < lim) & (xp.abs(os_) < lim)
         for k, v in (("s", s), ("r", r), ("c", c), ("ox", ox), ("oy", oy), ("os", os_)):
             keep[k].append(v[conv])
         move = ok & ~conv & (xp.abs(ox) < 1e6) & (xp.abs(oy) < 1e6) & (xp.abs(os_) < 1e6)

@@ -1,7 +1,10 @@
 """Descriptor matching and robust homography estimation.
 
 * :func:`match_descriptors` -- brute-force nearest neighbours by matrix products (chunked),
-  Lowe's ratio test (Lowe 2004, sec. 7.1), optional cross-check.
+  Lowe's ratio test (Lowe 2004, sec. 7.1), optional cross-check (mutual nearest neighbours:
+  ``ratio=None, cross_check=True``; both: ``ratio=0.8, cross_check=True``, the advice of
+  ``minifeat.presets.MATCHING["accurate"]``, which bought 5 points of precision for 2-3 % of
+  the correct matches on ``benchmarks/eval_sift.py``'s warps; see docs/sift-accuracy.md).
 * :func:`homography_dlt` -- normalised direct linear transform (Hartley & Zisserman, Alg. 4.2).
 * :func:`ransac_homography` -- RANSAC (Fischler & Bolles 1981) with all hypotheses scored at
   once; seeded, returns the refitted homography and the inlier mask.

@@ -18,6 +18,7 @@ Example
 """
 from __future__ import annotations
 
+import inspect
 import time
 
 from minidl import backend as B
@@ -28,9 +29,10 @@ from .descriptors import (descriptor_window_samples, normalize_descriptors, root
 from .extrema import find_extrema, refine_extrema
 from .filters import GradientSampler
 from .io import as_image
-from .keypoints import Keypoints
+from .keypoints import Keypoints, pyramid_levels
 from .orientation import (dominant_orientations, orientation_histograms,
                           orientation_window_samples)
+from .presets import resolve as resolve_preset
 from .scale_space import ScaleSpace, build_scale_space
 
 __all__ = ["SIFT"]
@@ -55,6 +57,15 @@ class SIFT:
         as a call needs anyway) and reuse them for the next image of the same size, instead of
         fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
         :meth:`release_buffers` frees them; False never keeps them.
+    max_offset : float in [0.5, 1], default 0.5 (OpenCV): an extremum's quadratic refinement
+        is accepted once its offset from the sample is below this in x, y and scale, else the
+        sample moves (:func:`~minifeat.extrema.refine_extrema`); 0.6 (IPOL, scikit-image)
+        keeps extrema half-way between samples, which 0.5 drops after they oscillate
+    preset : None (the values above: OpenCV's), or "accurate": a named set of these values
+        that matches better than OpenCV's on warped photos (``benchmarks/eval_sift.py``; the
+        values and what each bought: :mod:`minifeat.presets`, ``docs/sift-accuracy.md``);
+        keywords that differ from the defaults win over the preset's.  Match its descriptors
+        with ``match_descriptors(d1, d2, **minifeat.presets.MATCHING["accurate"])``.
 
     Images
     ------
@@ -75,7 +86,13 @@ class SIFT:
     def __init__(self, n_features: int = 0, n_intervals: int = 3,
                  contrast_threshold: float = 0.04, edge_threshold: float = 10.0,
                  sigma: float = 1.6, assumed_blur: float = 0.5, upsample: bool = True,
-                 descriptor_format: str = "unit", keep_buffers: bool = True):
+                 descriptor_format: str = "unit", keep_buffers: bool = True,
+                 max_offset: float = 0.5, preset: str | None = None):
+        if preset is not None:  # a named set of the values above (minifeat.presets)
+            given = {k: v for k, v in locals().items() if k in _DEFAULTS}
+            SIFT.__init__(self, **resolve_preset(preset, given, _DEFAULTS))
+            self.preset = preset
+            return
         if not isinstance(n_intervals, int) or n_intervals < 1:
             raise ValueError(f"`n_intervals` must be a positive int, got {n_intervals!r}")
         if not isinstance(n_features, int) or n_features < 0:
@@ -84,6 +101,8 @@ class SIFT:
                         ("edge_threshold", edge_threshold), ("sigma", sigma)):
             if not v > 0:
                 raise ValueError(f"`{name}` must be positive, got {v!r}")
+        if not 0.5 <= max_offset <= 1:
+            raise ValueError(f"`max_offset` must be in [0.5, 1], got {max_offset!r}")
         if descriptor_format not in ("unit", "opencv", "rootsift"):
             raise ValueError("`descriptor_format` must be 'unit', 'opencv' or 'rootsift', "
                              f"got {descriptor_format!r}")
@@ -96,6 +115,8 @@ class SIFT:
         self.upsample = bool(upsample)
         self.descriptor_format = descriptor_format
         self.keep_buffers = bool(keep_buffers)
+        self.max_offset = float(max_offset)
+        self.preset = None
         self.timings: dict[str, float] = {}
         self._spares: list = []
 
@@ -103,7 +124,8 @@ class SIFT:
         return (f"SIFT(n_features={self.n_features}, n_intervals={self.n_intervals}, "
                 f"contrast_threshold={self.contrast_threshold}, "
                 f"edge_threshold={self.edge_threshold}, sigma={self.sigma}, "
-                f"descriptor_format={self.descriptor_format!r})")
+                f"descriptor_format={self.descriptor_format!r}, upsample={self.upsample}, "
+                f"max_offset={self.max_offset}, preset={self.preset!r})")
 
     # ------------------------------------------------------------------ public API
     def detect(self, image, **image_options) -> Keypoints:
@@ -114,8 +136,11 @@ class SIFT:
     def compute(self, image, keypoints: Keypoints, **image_options):
         """Descriptors (N, 128) float32 of given keypoints (e.g. ``Keypoints.from_opencv``).
 
-        Each keypoint is described in the Gaussian image of its ``octave`` and ``layer``
-        (derived from ``size`` when those fields are out of range)."""
+        Each keypoint is described in the Gaussian image of its ``octave`` and ``layer``;
+        keypoints without them (``Keypoints(x, y, size, angle)``: ``layer = -1``) or with
+        values outside the pyramid get those the detector would have assigned from ``size``
+        (:func:`minifeat.keypoints.pyramid_levels`).  Positions in OpenCV's convention (see
+        :mod:`minifeat.keypoints`)."""
         if not isinstance(keypoints, Keypoints):
             raise TypeError(f"`keypoints` must be a minifeat Keypoints, got "
                             f"{type(keypoints).__name__}")
@@ -169,7 +194,8 @@ class SIFT:
         parts = []
         for o, dog in enumerate(ss.dogs):
             s, r, c = find_extrema(dog, pre)
-            ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold)
+            ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold,
+                                 max_offset=self.max_offset)
             ref = _unique_samples(ref, dog.shape, xp)
             clock("extrema")
             octave = o + ss.first_octave
@@ -205,18 +231,9 @@ class SIFT:
         if n == 0:
             return raw.astype(xp.float32)
         S = self.n_intervals
-        octave, layer = kp.octave.astype(xp.int64), kp.layer.astype(xp.int64)
         n_oct = len(ss.gaussians)
-        # keypoints without usable octave/layer (other detectors): derive them from size
-        bad = ((octave < ss.first_octave) | (octave >= n_oct + ss.first_octave)
-               | (layer < 0) | (layer > S + 2))
-        if bool(bad.any()):
-            lv = xp.log2(xp.maximum(kp.sigma.astype(xp.float64), 1e-6) / self.sigma)
-            est = xp.rint(lv * S).astype(xp.int64) - ss.first_octave * S
-            o_est = xp.clip(est // S, 0, n_oct - 1)
-            l_est = xp.clip(est - o_est * S, 0, S + 2)
-            octave = xp.where(bad, o_est + ss.first_octave, octave)
-            layer = xp.where(bad, l_est, layer)
+        # keypoints without (or with out-of-range) octave/layer: derived from size
+        octave, layer = pyramid_levels(kp, self.sigma, S, ss.first_octave, n_oct)
         for o in range(n_oct):
             for l in range(S + 3):
                 sel = xp.nonzero((octave == o + ss.first_octave) & (layer == l))[0]
@@ -245,6 +262,10 @@ def _unique_samples(ref, shape, xp):
     key = (ref["s"] * H + ref["r"]) * W + ref["c"]
     _, first = xp.unique(key, return_index=True)
     return {k: v[first] for k, v in ref.items()}
+
+
+_DEFAULTS = {k: p.default for k, p in inspect.signature(SIFT.__init__).parameters.items()
+             if k not in ("self", "preset")}
 
 
 class _PolarCache:

@@ -59,3 +59,16 @@ def test_ransac_with_outliers_is_seeded(xp, rng):
 def test_ransac_too_few_points(xp):
     H, inl = ransac_homography(xp.zeros((3, 2)), xp.zeros((3, 2)))
     assert H is None and inl.shape == (3,)
+
+
+def test_mutual_nearest_neighbours_without_ratio(xp):
+    # b[0] is the nearest of both a[0] and a[1] but only a[0]'s in return; a[2] and b[2] are
+    # each other's nearest although b[1] is almost as near (a ratio test would drop it)
+    a = np.array([[0, 0], [1.5, 0], [10, 0]], np.float32)
+    b = np.array([[0.1, 0], [10.24, 0], [10.2, 0]], np.float32)
+    m, _ = match_descriptors(xp.asarray(a), xp.asarray(b), ratio=None, cross_check=True)
+    np.testing.assert_array_equal(B.to_host(m), [[0, 0], [2, 2]])
+    m, _ = match_descriptors(xp.asarray(a), xp.asarray(b), ratio=0.8, cross_check=True)
+    np.testing.assert_array_equal(B.to_host(m), [[0, 0]])
+    m, _ = match_descriptors(xp.asarray(a), xp.asarray(b), ratio=None)
+    np.testing.assert_array_equal(B.to_host(m), [[0, 0], [1, 0], [2, 2]])
