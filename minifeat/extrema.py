@@ -1,7 +1,7 @@
 """Scale-space extrema of the DoG: 3x3x3 detection and quadratic refinement (Lowe 2004,
 sec. 3-4; IPOL "Anatomy of SIFT" sec. 3.1-3.3), vectorized over all candidates of an octave.
 
-Shapes: ``dog`` is (S + 2, H, W); candidates are index arrays ``s, r, c`` of length K with
+Shapes: ``dog`` is (S + 2, H, W) (an array, or a :class:`LazyDoG` over the Gaussians); candidates are index arrays ``s, r, c`` of length K with
 ``1 <= s <= S``.  Thresholds are on images scaled to [0, 1].
 """
 from __future__ import annotations
@@ -9,28 +9,61 @@ from __future__ import annotations
 import numpy
 
 from minidl import backend as B
+from minidl import parallel
 
-__all__ = ["find_extrema", "refine_extrema", "localize_extrema", "extrema_tests", "IMG_BORDER"]
+__all__ = ["LazyDoG", "find_extrema", "refine_extrema", "localize_extrema", "extrema_tests", "IMG_BORDER"]
 
 IMG_BORDER = 5  # candidates closer than this to the octave's border are ignored (OpenCV)
+
+
+class LazyDoG:
+    """The DoG of a Gaussian stack ``g`` (S + 3, H, W), never stored whole: indexing
+    ``dog[s, r, c]`` gives ``g[s + 1, r, c] - g[s, r, c]`` (the same float operation as the
+    stored DoG, so the same bits), :meth:`rows` a strip of all layers.  Accepted wherever this
+    module takes a ``dog``; it saves the (S + 2) H W array (80 bytes per input pixel in the
+    upsampled octave) and a pass over it."""
+
+    def __init__(self, gaussians):
+        self.gaussians = gaussians
+        n, H, W = gaussians.shape
+        self.shape = (n - 1, H, W)
+        self.dtype = gaussians.dtype
+
+    def __getitem__(self, idx):
+        s, r, c = idx
+        g = self.gaussians
+        return g[s + 1, r, c] - g[s, r, c]
+
+    def rows(self, r0: int, r1: int):
+        """``dog[:, r0:r1, :]`` (S + 2, r1 - r0, W), a new contiguous array."""
+        g = self.gaussians[:, r0:r1]
+        return _xp(self).subtract(g[1:], g[:-1])
+
+
+def _xp(dog):
+    return B.get_array_module(dog.gaussians if isinstance(dog, LazyDoG) else dog)
 
 
 def find_extrema(dog, threshold: float, border: int = IMG_BORDER):
     """Pixels of DoG layers ``1..S`` that are >= (<=) all 26 neighbours and above
     ``threshold`` in absolute value.  The 27-max is separable: max over 3 along each axis.
 
-    On the CPU the image is processed in strips of rows (with a one-row halo) so that the
-    temporaries stay in cache; on a GPU in one piece.
+    ``dog``: (S + 2, H, W), an array or a :class:`LazyDoG`.  On the CPU the image is processed
+    in strips of rows (with a one-row halo) so that the temporaries stay in cache, the strips
+    side by side on the host threads (:mod:`minidl.parallel`; each strip's result is its own,
+    so any thread count gives the same candidates in the same order); on a GPU in one piece.
 
     Returns int arrays ``(s, r, c)`` of the candidates (indices into ``dog``).
     """
-    xp = B.get_array_module(dog)
+    xp = _xp(dog)
     n, H, W = dog.shape
     if H <= 2 * border or W <= 2 * border or n < 3:
         z = xp.zeros(0, xp.int64)
         return z, z, z
     lo, hi = border, H - border  # rows that may hold extrema
-    rows = max(8, (1 << 18) // (n * W)) if B.backend_of(dog).name == "numpy" else hi - lo
+    like = dog.gaussians if isinstance(dog, LazyDoG) else dog
+    host = B.backend_of(like).name == "numpy"
+    rows = max(8, (1 << 18) // (n * W)) if host else hi - lo
     # centre > t  <=>  centre >= nextafter(t, +inf) in the DoG's dtype, so the threshold joins
     # the neighbourhood max (min) as one more operand: 5 passes instead of 7.  As a full array,
     # not a scalar: NumPy's maximum against a broadcast scalar is 4x slower (no SIMD loop).
@@ -38,11 +71,21 @@ def find_extrema(dog, threshold: float, border: int = IMG_BORDER):
     up = numpy.nextafter(t, numpy.array(numpy.inf, dtype=dog.dtype))
     upper = xp.full((n - 2, min(rows, hi - lo) * W), up, dtype=dog.dtype)
     lower = -upper
-    found = []
-    for r0 in range(lo, hi, rows):
-        r1 = min(hi, r0 + rows)
-        s, r, c = _extrema_block(dog[:, r0 - 1:r1 + 1, :], upper, lower, border, xp)
-        found.append((s, r + r0, c))
+    starts = list(range(lo, hi, rows))
+    found = [None] * len(starts)
+
+    def work(i0, i1):
+        for i in range(i0, i1):
+            r0 = starts[i]
+            r1 = min(hi, r0 + rows)
+            block = (dog.rows(r0 - 1, r1 + 1) if isinstance(dog, LazyDoG)
+                     else dog[:, r0 - 1:r1 + 1, :])
+            s, r, c = _extrema_block(block, upper, lower, border, xp)
+            found[i] = (s, r + r0, c)
+
+    parallel.parallel_for(len(starts), work, nbytes=n * H * W * 4, like=like)
+    if len(found) == 1:
+        return found[0]
     return tuple(xp.concatenate([f[i] for f in found]) for i in range(3))
 
 
@@ -158,7 +201,7 @@ def localize_extrema(dog, s, r, c, n_intervals: int, max_steps: int = 5,
 
     Returns a dict of arrays: ``s, r, c, ox, oy, os, contrast`` as :func:`refine_extrema`, and
     the spatial Hessian entries ``dxx, dyy, dxy`` (float64) at the final samples."""
-    xp = B.get_array_module(dog)
+    xp = _xp(dog)
     n, H, W = dog.shape
     S = n_intervals
     keep = {k: [] for k in ("s", "r", "c", "ox", "oy", "os")}

@@ -26,7 +26,7 @@ from minidl.workspace import Workspace
 
 from .descriptors import (descriptor_window_samples, normalize_descriptors, rootsift,
                           sift_descriptors)
-from .extrema import find_extrema, refine_extrema
+from .extrema import LazyDoG, find_extrema, refine_extrema
 from .filters import _WINDOW_DENSE_RATIO, GradientSampler
 from .io import as_image
 from .keypoints import Keypoints
@@ -167,7 +167,7 @@ class SIFT:
         raw = xp.zeros((len(keypoints), 128), xp.float64) if given and describe else None
         parts, raws, kept = [], [], []
         for oc in iter_octaves(img, self.sigma, S, self.assumed_blur, self.upsample, n_oct,
-                               workspace=ws):
+                               dogs=False, workspace=ws):
             clock("scale_space")
             polar = _PolarCache(oc.index + first, oc.gaussians, ws)
             if given and describe:
@@ -202,14 +202,13 @@ class SIFT:
     def _detect(self, oc: Octave, polar, clock, describe: bool):
         """Keypoints of one octave, and their raw descriptors (float64 (N, 128)) when
         ``describe`` (else None): layer by layer, each layer's gradient maps freed after."""
-        dog = oc.dogs
-        xp = B.get_array_module(dog)
+        dog = LazyDoG(oc.gaussians)  # computed by strips where needed, never stored whole
+        xp = B.get_array_module(oc.gaussians)
         S = self.n_intervals
         pre = 0.5 * self.contrast_threshold / S
         s, r, c = find_extrema(dog, pre)
         ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold)
         ref = _unique_samples(ref, dog.shape, xp)
-        oc.dogs = dog = None  # done with the DoG: free it before the gradient maps come
         clock("extrema")
         octave = polar.octave
         parts, raws = [], []
