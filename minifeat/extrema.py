@@ -1,8 +1,8 @@
 """Scale-space extrema of the DoG: 3x3x3 detection and quadratic refinement (Lowe 2004,
 sec. 3-4; IPOL "Anatomy of SIFT" sec. 3.1-3.3), vectorized over all candidates of an octave.
 
-Shapes: ``dog`` is (S + 2, H, W) (an array, or a :class:`LazyDoG` over the Gaussians); candidates are index arrays ``s, r, c`` of length K with
-``1 <= s <= S``.  Thresholds are on images scaled to [0, 1].
+Shapes: ``dog`` is (S + 2, H, W) (an array, or a :class:`LazyDoG` over the Gaussians);
+candidates are index arrays ``s, r, c`` of length K with ``1 <= s <= S``.  Thresholds are on images scaled to [0, 1].
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy
 from minidl import backend as B
 from minidl import parallel
 
-__all__ = ["LazyDoG", "find_extrema", "refine_extrema", "localize_extrema", "extrema_tests", "IMG_BORDER"]
+__all__ = ["LazyDoG", "find_extrema", "refine_extrema", "localize_extrema", "extrema_tests",
+           "IMG_BORDER"]
 
 IMG_BORDER = 5  # candidates closer than this to the octave's border are ignored (OpenCV)
 
