@@ -81,7 +81,7 @@ def find_extrema(dog, threshold: float, border: int = IMG_BORDER):
             r1 = min(hi, r0 + rows)
             block = (dog.rows(r0 - 1, r1 + 1) if isinstance(dog, LazyDoG)
                      else dog[:, r0 - 1:r1 + 1, :])
-            s, r, c = _extrema_block(block, upper, lower, border, xp)
+            s, r, c = _extrema_block(block, upper, lower, border, xp, mask_columns=not host)
             found[i] = (s, r + r0, c)
 
     parallel.parallel_for(len(starts), work, nbytes=n * H * W * 4, like=like)
@@ -90,9 +90,11 @@ def find_extrema(dog, threshold: float, border: int = IMG_BORDER):
     return tuple(xp.concatenate([f[i] for f in found]) for i in range(3))
 
 
-def _extrema_block(block, upper, lower, border, xp):
+def _extrema_block(block, upper, lower, border, xp, mask_columns: bool = False):
     """Extrema of the centre rows of ``block`` (S + 2, h + 2, W) that are >= ``upper`` or
-    <= ``lower`` (arrays (S, >= h W)): indices (s, r - 1, c).
+    <= ``lower`` (arrays (S, >= h W)): indices (s, r - 1, c).  ``mask_columns``: drop the
+    border columns in the mask, before the one compaction (a device synchronises for each
+    compaction; on the host dropping them from the few hits is cheaper).
 
     Each layer's rows are one flat run of (h + 2) W samples: the neighbours along x are at
     +-1, along y at +-W, so every pass is one long 1-D loop per layer (per-row loops cost as
@@ -109,6 +111,9 @@ def _extrema_block(block, upper, lower, border, xp):
     xp.minimum(mn, lower[:, :L], out=mn)
     hit = centre >= mx
     hit |= centre <= mn
+    if mask_columns:
+        col = (xp.arange(W + 1, W + 1 + L) % W).astype(xp.int32)
+        hit &= ((col >= border) & (col < W - border))[None, :]
     # nonzero of the contiguous mask, flattened (fast), then the few hits are decoded and the
     # columns within ``border`` of the edges dropped
     q = xp.flatnonzero(hit.reshape(-1))
@@ -116,6 +121,8 @@ def _extrema_block(block, upper, lower, border, xp):
     q = q - s * L + (W + 1)  # flat position in the layer
     r = q // W
     c = q - r * W
+    if mask_columns:
+        return s + 1, r - 1, c
     keep = (c >= border) & (c < W - border)
     return s[keep] + 1, r[keep] - 1, c[keep]
 
@@ -186,10 +193,26 @@ def refine_extrema(dog, s, r, c, n_intervals: int, contrast_threshold: float = 0
     Returns a dict of arrays: ``s, r, c`` (int, final samples), ``ox, oy, os`` (offsets),
     ``contrast`` (signed D(x)).
     """
+    xp = _xp(dog)
+    if B.backend_of(dog.gaussians if isinstance(dog, LazyDoG) else dog).name != "numpy":
+        # all K candidates to the end, then the one compaction (a device syncs for each)
+        out = _localize_fixed(dog, s, r, c, n_intervals, max_steps, border, xp, compact=False)
+        ok = extrema_tests(out, n_intervals, contrast_threshold, edge_threshold)
+        return _compact(out, out.pop("step"), ok[0] & ok[1], max_steps, xp)
     out = localize_extrema(dog, s, r, c, n_intervals, max_steps, border)
     contrast_ok, edge_ok = extrema_tests(out, n_intervals, contrast_threshold, edge_threshold)
-    good = contrast_ok & edge_ok
+    good = xp.nonzero(contrast_ok & edge_ok)[0]
     return {k: v[good] for k, v in out.items() if k not in _HESSIAN}
+
+
+def _compact(out, step, good, max_steps: int, xp, keep_hessian: bool = False):
+    """The candidates that converged (``step < max_steps``) and are ``good``, in the host
+    path's order: by the step they converged at, then by index (a stable sort)."""
+    valid = good & (step < max_steps)
+    order = xp.argsort(xp.where(valid, step, max_steps), kind="stable")
+    order = order[:int(xp.count_nonzero(valid))]
+    drop = () if keep_hessian else _HESSIAN
+    return {k: v[order] for k, v in out.items() if k not in drop}
 
 
 _HESSIAN = ("dxx", "dyy", "dxy")
@@ -205,6 +228,8 @@ def localize_extrema(dog, s, r, c, n_intervals: int, max_steps: int = 5,
     xp = _xp(dog)
     n, H, W = dog.shape
     S = n_intervals
+    if B.backend_of(dog.gaussians if isinstance(dog, LazyDoG) else dog).name != "numpy":
+        return _localize_fixed(dog, s, r, c, S, max_steps, border, xp)
     keep = {k: [] for k in ("s", "r", "c", "ox", "oy", "os")}
     for _ in range(max_steps):
         if s.shape[0] == 0:
@@ -225,13 +250,60 @@ def localize_extrema(dog, s, r, c, n_intervals: int, max_steps: int = 5,
         z = xp.zeros(0, xp.int64)
         zf = xp.zeros(0, xp.float64)
         return dict(s=z, r=z, c=z, ox=zf, oy=zf, os=zf, contrast=zf, dxx=zf, dyy=zf, dxy=zf)
-    out = {k: xp.concatenate(v) for k, v in keep.items()}
+    return _finish_localized(dog, {k: xp.concatenate(v) for k, v in keep.items()}, xp)
+
+
+def _finish_localized(dog, out, xp):
+    """Add ``contrast`` and the spatial Hessian at the final samples ``out['s', 'r', 'c']``."""
     v, g, h = _derivatives(dog, out["s"], out["r"], out["c"])
     out["contrast"] = (v.astype(xp.float64) + 0.5 * (g[0] * out["ox"] + g[1] * out["oy"]
                                                      + g[2] * out["os"]))
     for k, i in zip(_HESSIAN, (0, 1, 3)):
         out[k] = h[i].astype(xp.float64)
     return out
+
+
+def _localize_fixed(dog, s, r, c, S: int, max_steps: int, border: int, xp,
+                    compact: bool = True):
+    """:func:`localize_extrema` without a compaction: every step runs on all K candidates
+    (those that converged or left keep their last sample, and their results are masked), so
+    the shapes never depend on the data and a GPU never waits for a count.  One compaction at
+    the end, in the host path's order (by the step a candidate converged at, then by its
+    index: a stable sort); ``compact=False``: none, all K returned with ``step`` (int64, the
+    step each converged at, ``max_steps`` for none).  Same values: the same gathers and
+    float64 arithmetic per candidate."""
+    K = int(s.shape[0])
+    if K == 0:
+        z = xp.zeros(0, xp.int64)
+        zf = xp.zeros(0, xp.float64)
+        return dict(s=z, r=z, c=z, ox=zf, oy=zf, os=zf, contrast=zf, dxx=zf, dyy=zf, dxy=zf,
+                    **({} if compact else {"step": z}))
+    alive = xp.ones(K, dtype=bool)
+    step = xp.full(K, max_steps, dtype=xp.int64)  # the step each one converged at (or none)
+    out = {k: xp.zeros(K, xp.float64) for k in ("ox", "oy", "os")}
+    final = [s, r, c]
+    for i in range(max_steps):
+        _, g, h = _derivatives(dog, s, r, c)
+        ox, oy, os_, ok = _solve_sym3(g, h, xp)
+        conv = alive & ok & (xp.abs(ox) < 0.5) & (xp.abs(oy) < 0.5) & (xp.abs(os_) < 0.5)
+        for k, v in (("ox", ox), ("oy", oy), ("os", os_)):
+            out[k] = xp.where(conv, v, out[k])
+        final = [xp.where(conv, a, f) for a, f in zip((s, r, c), final)]
+        step = xp.where(conv, i, step)
+        move = (alive & ok & ~conv & (xp.abs(ox) < 1e6) & (xp.abs(oy) < 1e6)
+                & (xp.abs(os_) < 1e6))
+        # the offsets of the others may be anything (inf, nan): 0 before rounding
+        ns, nr, nc = (a + xp.rint(xp.where(move, d, 0.0)).astype(a.dtype)
+                      for a, d in ((s, os_), (r, oy), (c, ox)))
+        inside = ((ns >= 1) & (ns <= S) & (nr >= border) & (nr < dog.shape[1] - border)
+                  & (nc >= border) & (nc < dog.shape[2] - border))
+        alive = move & inside
+        s, r, c = (xp.where(alive, a, b) for a, b in ((ns, s), (nr, r), (nc, c)))
+    res = _finish_localized(dog, dict(s=final[0], r=final[1], c=final[2], **out), xp)
+    if not compact:
+        res["step"] = step
+        return res
+    return _compact(res, step, xp.ones(K, dtype=bool), max_steps, xp, keep_hessian=True)
 
 
 def extrema_tests(localized, n_intervals: int, contrast_threshold: float = 0.04,

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import time
 
+import numpy
+
 from minidl import backend as B
 from minidl import parallel
 from minidl.workspace import Workspace
@@ -212,9 +214,12 @@ class SIFT:
         clock("extrema")
         octave = polar.octave
         parts, raws = [], []
+        # the samples are sorted by (layer, row, column): each layer is one run, and its
+        # bounds come in one transfer (a device synchronises once, not once per layer)
+        ends = numpy.cumsum(B.to_host(xp.bincount(ref["s"], minlength=S + 2)))
         for layer in range(1, S + 1):
-            sel = xp.nonzero(ref["s"] == layer)[0]
-            if int(sel.shape[0]) == 0:
+            sel = slice(int(ends[layer - 1]), int(ends[layer]))
+            if sel.stop == sel.start:
                 continue
             g = {k: v[sel] for k, v in ref.items()}
             scale = self.sigma * 2.0 ** ((g["s"] + g["os"]) / S)
@@ -225,7 +230,7 @@ class SIFT:
                 descriptor_window_samples(scale) if describe else 0))
             hist = _in_chunks(lambda lo, hi: orientation_histograms(
                 grad, g["r"][lo:hi], g["c"][lo:hi], scale[lo:hi]),
-                grad, int(sel.shape[0]), orientation_window_samples(scale))
+                grad, sel.stop - sel.start, orientation_window_samples(scale))
             k, angle = dominant_orientations(hist)
             f = 2.0 ** octave
             kp = Keypoints(
@@ -333,7 +338,8 @@ def _in_chunks(fn, grad, n: int, samples: int):
 
 
 def _unique_samples(ref, shape, xp):
-    """Drop candidates that converged onto the same (layer, row, column) sample."""
+    """Drop candidates that converged onto the same (layer, row, column) sample; the rest
+    come sorted by that key (so each layer is one run)."""
     n = int(ref["s"].shape[0])
     if n < 2:
         return ref
