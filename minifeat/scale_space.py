@@ -156,16 +156,15 @@ def iter_octaves(image, sigma: float = 1.6, n_intervals: int = 3, assumed_blur: 
     for o in range(n_octaves):
         for s in range(1, n_intervals + 3):
             gaussian_blur(g[s - 1], sig[s], out=g[s])
-        d = None
-        if dogs:
-            d = xp.subtract(g[1:], g[:-1],
-                            out=_empty(xp, (n_intervals + 2,) + g.shape[1:], workspace))
         nxt = None
         if o + 1 < n_octaves:  # downsampled by slicing, before the consumer frees ``g``
-            half = g[n_intervals][::2, ::2]
-            nxt = _empty(xp, (n_intervals + 3,) + tuple(half.shape), workspace)
-            nxt[0] = half
-        yield Octave(o, g, d)
+            shape = (n_intervals + 3,) + tuple(g[n_intervals][::2, ::2].shape)
+            nxt = _empty(xp, shape, workspace)
+            nxt[0] = g[n_intervals][::2, ::2]
+        # no local keeps the DoG or a view of ``g``: they live only as long as the consumer
+        # holds them
+        yield Octave(o, g, xp.subtract(g[1:], g[:-1], out=_empty(
+            xp, (n_intervals + 2,) + g.shape[1:], workspace)) if dogs else None)
         g = nxt
 
 
