@@ -9,6 +9,7 @@ there); kernels and their sizes are ours.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy
@@ -103,6 +104,17 @@ def toeplitz_band(k, block: int):
     return B._backend_for_xp(xp).asarray(T)
 
 
+@functools.lru_cache(maxsize=64)
+def _toeplitz_pair(k_bytes: bytes, dtype: str, block: int):
+    """:func:`toeplitz_band` of a host kernel and its contiguous transpose, read-only, cached
+    (a call's fixed cost on small images)."""
+    T = toeplitz_band(numpy.frombuffer(k_bytes, dtype=dtype), block)
+    Tt = numpy.ascontiguousarray(T.T)
+    T.setflags(write=False)
+    Tt.setflags(write=False)
+    return T, Tt
+
+
 def blur_gemm(image, k, *, out=None, block: int = _GEMM_BLOCK, cols: int = _GEMM_COLS):
     """Separable correlation of a 2-D image with the odd 1-D kernel ``k`` along both axes,
     mirror (reflect-101) borders, as batches of small matrix products.
@@ -126,8 +138,11 @@ def blur_gemm(image, k, *, out=None, block: int = _GEMM_BLOCK, cols: int = _GEMM
         raise ValueError(f"image {H}x{W} too small for a {K}-tap kernel")
     dt = image.dtype
     es = numpy.dtype(dt).itemsize
-    T = toeplitz_band(k.astype(dt), block)
-    Tt = xp.ascontiguousarray(T.T)
+    if B.backend_of(image).name == "numpy":  # the pyramid repeats its kernels every octave
+        T, Tt = _toeplitz_pair(B.to_host(k).astype(dt).tobytes(), numpy.dtype(dt).str, block)
+    else:
+        T = toeplitz_band(k.astype(dt), block)
+        Tt = xp.ascontiguousarray(T.T)
     if out is None:
         out = xp.empty((H, W), dtype=dt)
     Wt = -(-W // block) * block
