@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from minidl import backend as B
+from minidl import parallel
 
 from .filters import gaussian_blur
 
@@ -77,12 +78,17 @@ def _upsample_axis0(a, dst, xp, workspace=None):
     transposed = not a.flags.c_contiguous  # the column pass: a = rows.T
     bufs = [_empty(xp, a.T.shape if transposed else a.shape, workspace) for _ in range(2)]
     a75, a25 = (b.T for b in bufs) if transposed else bufs
-    xp.multiply(a, a.dtype.type(0.75), out=a75)
-    xp.multiply(a, a.dtype.type(0.25), out=a25)
-    xp.add(a75[1:], a25[:-1], out=dst[2::2])
-    xp.add(a75[:1], a25[:1], out=dst[0:1])
-    xp.add(a75[:-1], a25[1:], out=dst[1:-1:2])
-    xp.add(a75[-1:], a25[-1:], out=dst[-1:])
+
+    def work(lo, hi):  # columns lo:hi (elementwise: any split gives the same bits)
+        x, x75, x25, d = a[:, lo:hi], a75[:, lo:hi], a25[:, lo:hi], dst[:, lo:hi]
+        xp.multiply(x, a.dtype.type(0.75), out=x75)
+        xp.multiply(x, a.dtype.type(0.25), out=x25)
+        xp.add(x75[1:], x25[:-1], out=d[2::2])
+        xp.add(x75[:1], x25[:1], out=d[0:1])
+        xp.add(x75[:-1], x25[1:], out=d[1:-1:2])
+        xp.add(x75[-1:], x25[-1:], out=d[-1:])
+
+    parallel.parallel_for(int(a.shape[1]), work, nbytes=6 * a.nbytes, like=a)
     if workspace is not None:
         workspace.give(*bufs)
 
