@@ -38,25 +38,26 @@ print(img.shape)
 from minidl import parallel; parallel.set_num_threads(1)
 from minifeat import SIFT
 import minifeat; assert minifeat.__file__.startswith(PYPATH), minifeat.__file__
-kp, d = SIFT().detect_and_compute(PATH)
+kp, d = SIFT(n_features=NF).detect_and_compute(PATH)
 print(len(kp))
 """,
     "opencv": """
 import cv2; cv2.setNumThreads(1)
 img = cv2.imread(PATH, cv2.IMREAD_GRAYSCALE)
-kp, d = cv2.SIFT_create().detectAndCompute(img, None)
+kp, d = cv2.SIFT_create(NF).detectAndCompute(img, None)
 print(len(kp))
 """,
 }
 
 
-def _peak_rss(code: str, path: str, pythonpath: str) -> tuple[int, str]:
-    """Max RSS in bytes of ``python -c code`` (PATH bound to ``path``), and its stdout."""
+def _peak_rss(code: str, path: str, pythonpath: str, n_features: int) -> tuple[int, str]:
+    """Max RSS in bytes of ``python -c code`` (PATH bound to ``path``, NF to ``n_features``),
+    and its stdout."""
     env = dict(os.environ, PYTHONPATH=pythonpath, MINIDL_NUM_THREADS="1",
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.pop("GLIBC_TUNABLES", None)  # glibc's defaults, as an application would run
     # cwd: the image's folder, not a checkout (``python -c`` puts the cwd first on sys.path)
-    head = f"PATH, PYPATH = {path!r}, {pythonpath!r}\n"
+    head = f"PATH, PYPATH, NF = {path!r}, {pythonpath!r}, {n_features}\n"
     proc = subprocess.Popen([sys.executable, "-c", head + code], env=env,
                             cwd=os.path.dirname(path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -84,6 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("MINIDL_DATA", "../shared/data"))
     p.add_argument("--size", type=_size, default=(4000, 3000), help="WIDTHxHEIGHT")
     p.add_argument("--old", metavar="PATH", help="also minifeat from this checkout")
+    p.add_argument("--n-features", type=int, default=0,
+                   help="keep the N strongest keypoints (both libraries; default 0: all)")
     args = p.parse_args(argv)
     from PIL import Image
 
@@ -101,15 +104,17 @@ def main(argv=None) -> int:
             runs.append((f"minifeat ({args.old})", CHILD["minifeat"], args.old))
         base = None
         for name, code, pypath in runs:
-            rss, out = _peak_rss(code, path, pypath)
+            rss, out = _peak_rss(code, path, pypath, args.n_features)
             base = rss if base is None else base
             per_px = (rss - base) / (w * h)
             results[name] = {"peak_rss_bytes": rss, "bytes_per_pixel_over_baseline": per_px,
                              "output": out}
             rows.append([name, out, rss / 2 ** 20, per_px])
-    print_table(f"SIFT peak RSS, one {w}x{h} grayscale photo, fresh process each",
+    print_table(f"SIFT peak RSS, one {w}x{h} grayscale photo, fresh process each, "
+                f"n_features={args.n_features}",
                 ["run", "keypoints", "peak RSS MiB", "bytes / input pixel over baseline"], rows)
-    save_json("bench_sift_memory", {"size": [w, h], "results": results})
+    save_json("bench_sift_memory", {"size": [w, h], "n_features": args.n_features,
+                                     "results": results})
     return 0
 
 
