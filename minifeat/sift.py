@@ -155,6 +155,8 @@ class SIFT:
         ws = Workspace(per_size=1 << 10, track=True) if keep else None
         if keep:
             ws.give(*self._spares)
+        # one layer's gradient maps go to the next layer (without keep: only those)
+        maps_ws = ws if keep else Workspace(per_size=2)
         self._spares = []
         first = -1 if self.upsample else 0
         n_oct = n_octaves_for(img.shape, first)
@@ -171,7 +173,7 @@ class SIFT:
         for oc in iter_octaves(img, self.sigma, S, self.assumed_blur, self.upsample, n_oct,
                                dogs=False, workspace=ws):
             clock("scale_space")
-            polar = _PolarCache(oc.index + first, oc.gaussians, ws)
+            polar = _PolarCache(oc.index + first, oc.gaussians, maps_ws)
             if given and describe:
                 for lv in range(S + 3):
                     sel = xp.nonzero((octave == polar.octave) & (layer == lv))[0]
@@ -361,11 +363,33 @@ class _PolarCache:
 
     def get(self, layer):
         if layer not in self.maps:
-            self.maps[layer] = GradientSampler(self.gaussians[layer], workspace=self.workspace)
-        return self.maps[layer]
+            ws = _Lease(self.workspace) if self.workspace is not None else None
+            self.maps[layer] = (GradientSampler(self.gaussians[layer], workspace=ws), ws)
+        return self.maps[layer][0]
 
     def free(self, layer):
-        self.maps.pop(layer, None)
+        """Drop the layer's sampler; its maps go back to the workspace for the next layer."""
+        _, ws = self.maps.pop(layer, (None, None))
+        if ws is not None:
+            ws.give_back()
+
+
+class _Lease:
+    """A workspace view that remembers what it handed out, to give it all back at once (a
+    sampler's gradient maps, once its layer is described: the next layer reuses them)."""
+
+    def __init__(self, workspace):
+        self.workspace = workspace
+        self.out = []
+
+    def take(self, xp, shape, dtype):
+        a = self.workspace.take(xp, shape, dtype)
+        self.out.append(a)
+        return a
+
+    def give_back(self):
+        self.workspace.give(*self.out)
+        self.out = []
 
 
 class _Clock:
