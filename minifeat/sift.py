@@ -57,10 +57,12 @@ class SIFT:
     upsample : bool, start from the 2x upsampled image (octave -1), default True
     descriptor_format : "unit" (float32, unit L2 norm; default), "opencv" (OpenCV's values:
         integers 0..255 in float32, = round(min(512 v, 255))) or "rootsift" (Hellinger kernel)
-    keep_buffers : bool, default True: keep the last call's large NumPy arrays (the pyramids
-        and gradient maps: about 400 bytes per input pixel, 230 MB for an 868x600 photo, as much
-        as a call needs anyway) and reuse them for the next image of the same size, instead of
-        fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
+    keep_buffers : bool, default True: keep the last call's large NumPy arrays (every octave's
+        Gaussians and one set of gradient maps per octave: about 225 bytes per input pixel,
+        117 MB for an 868x600 photo) and reuse them for the next image of the same size,
+        instead of fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
+        Only for images up to ``KEEP_BUFFERS_MAX_PIXELS`` (4 MP): a call needs one octave at a
+        time (docs/design/sift.md), kept buffers would hold them all.
         :meth:`release_buffers` frees them; False never keeps them.
 
     Images
