@@ -161,10 +161,9 @@ def _derivatives(dog, s, r, c):
 
 
 def _sampler(dog, s, r, c):
-    """``at(i, j, k)`` = ``dog[s + i, r + j, c + k]`` (K,), as one ``take`` from the flat
-    array at precomputed flat positions (3-array fancy indexing costs several times more).
+    """``at(i, j, k)`` = ``dog[s + i, r + j, c + k]`` (K,), read from the flat array at
+    precomputed flat positions (3-array fancy indexing costs several times more).
     A :class:`LazyDoG` reads two Gaussians and subtracts, as the stored DoG was made."""
-    xp = _xp(dog)
     n, H, W = dog.shape
     lazy = isinstance(dog, LazyDoG)
     a = dog.gaussians if lazy else dog
@@ -174,11 +173,11 @@ def _sampler(dog, s, r, c):
     base = (s * H + r) * W + c
     HW = H * W
 
-    def at(i, j, k):
+    def at(i, j, k):  # flat[q], not xp.take: no Python wrappers around it (a small call)
         q = base + (i * HW + j * W + k)
         if lazy:
-            return xp.take(flat, q + HW) - xp.take(flat, q)
-        return xp.take(flat, q)
+            return flat[q + HW] - flat[q]
+        return flat[q]
     return at
 
 

@@ -185,8 +185,8 @@ class SIFT:
                 clock("descriptors")
             elif not given:
                 kp_o, raw_o = self._detect(oc, polar, clock, describe and stream)
-                parts.append(kp_o)
-                raws.append(raw_o)
+                parts += kp_o
+                raws += raw_o
                 if not stream:
                     kept.append(polar)
             del oc, polar  # this octave's arrays go (or stay in the workspace, when kept)
@@ -197,7 +197,8 @@ class SIFT:
         desc = None
         if describe:
             if not given:
-                raw = self._describe(kept, keypoints) if kept else xp.concatenate(raws)
+                raw = (self._describe(kept, keypoints) if kept else
+                       xp.concatenate(raws) if raws else xp.zeros((0, 128), xp.float64))
             desc = self._finish(raw)
             clock("descriptors")
             self.timings["total"] = sum(self.timings.values())
@@ -206,8 +207,9 @@ class SIFT:
         return keypoints, desc
 
     def _detect(self, oc: Octave, polar, clock, describe: bool):
-        """Keypoints of one octave, and their raw descriptors (float64 (N, 128)) when
-        ``describe`` (else None): layer by layer, each layer's gradient maps freed after."""
+        """Keypoints of one octave and, when ``describe``, their raw descriptors (float64
+        (N, 128)), as lists of per-layer parts (concatenated once, for all octaves): layer by
+        layer, each layer's gradient maps given back after."""
         dog = LazyDoG(oc.gaussians)  # computed by strips where needed, never stored whole
         xp = B.get_array_module(oc.gaussians)
         S = self.n_intervals
@@ -250,10 +252,7 @@ class SIFT:
                 raws.append(raw)
                 polar.free(layer)
                 clock("descriptors")
-        kp = Keypoints.concatenate(parts) if parts else Keypoints.empty(xp)
-        if not describe:
-            return kp, None
-        return kp, (xp.concatenate(raws) if raws else xp.zeros((0, 128), xp.float64))
+        return parts, raws
 
     def _keypoint_levels(self, kp: Keypoints, n_oct: int, first: int, xp):
         """``(octave, layer)`` int64 arrays (N,) the keypoints are described at: their own,
