@@ -9,12 +9,14 @@ there); kernels and their sizes are ours.
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
 import numpy
 
 from minidl import backend as B
+from minidl import parallel
 
 from .io import as_image, is_path
 
@@ -103,6 +105,17 @@ def toeplitz_band(k, block: int):
     return B._backend_for_xp(xp).asarray(T)
 
 
+@functools.lru_cache(maxsize=64)
+def _toeplitz_pair(k_bytes: bytes, dtype: str, block: int):
+    """:func:`toeplitz_band` of a host kernel and its contiguous transpose, read-only, cached
+    (a call's fixed cost on small images)."""
+    T = toeplitz_band(numpy.frombuffer(k_bytes, dtype=dtype), block)
+    Tt = numpy.ascontiguousarray(T.T)
+    T.setflags(write=False)
+    Tt.setflags(write=False)
+    return T, Tt
+
+
 def blur_gemm(image, k, *, out=None, block: int = _GEMM_BLOCK, cols: int = _GEMM_COLS):
     """Separable correlation of a 2-D image with the odd 1-D kernel ``k`` along both axes,
     mirror (reflect-101) borders, as batches of small matrix products.
@@ -119,7 +132,6 @@ def blur_gemm(image, k, *, out=None, block: int = _GEMM_BLOCK, cols: int = _GEMM
     ``matmul(out=)``), but :func:`gaussian_blur` uses it on NumPy only.
     """
     xp = B.get_array_module(image)
-    st = xp.lib.stride_tricks
     H, W = (int(n) for n in image.shape)
     K = int(k.shape[0])
     r = K // 2
@@ -127,24 +139,49 @@ def blur_gemm(image, k, *, out=None, block: int = _GEMM_BLOCK, cols: int = _GEMM
         raise ValueError(f"image {H}x{W} too small for a {K}-tap kernel")
     dt = image.dtype
     es = numpy.dtype(dt).itemsize
-    T = toeplitz_band(k.astype(dt), block)
-    Tt = xp.ascontiguousarray(T.T)
+    if B.backend_of(image).name == "numpy":  # the pyramid repeats its kernels every octave
+        T, Tt = _toeplitz_pair(B.to_host(k).astype(dt).tobytes(), numpy.dtype(dt).str, block)
+    else:
+        T = toeplitz_band(k.astype(dt), block)
+        Tt = xp.ascontiguousarray(T.T)
     if out is None:
         out = xp.empty((H, W), dtype=dt)
+    Wt = -(-W // block) * block
+    # Strips of S output rows (see _blur_rows); the host threads take runs of whole strips, so
+    # every BLAS call sees the same operands with any thread count: the same bits
+    S = block * max(1, -(-(2 * r + 1) // block), _STRIP_BYTES // (Wt * es * block))
+    n_strips = -(-H // S)
+
+    def work(lo, hi):
+        _blur_rows(image, T, Tt, out, lo * S, min(H, hi * S), S, block, cols)
+
+    parallel.parallel_for(n_strips, work, nbytes=H * W * es * 2, like=image)
+    return out
+
+
+def _blur_rows(image, T, Tt, out, y0: int, y1: int, S: int, block: int, cols: int):
+    """Output rows ``[y0, y1)`` of :func:`blur_gemm` (``y0`` a multiple of ``S``), with strip
+    buffers of its own."""
+    xp = B.get_array_module(image)
+    st = xp.lib.stride_tricks
+    H, W = (int(n) for n in image.shape)
+    K = int(T.shape[0]) - block + 1
+    r = K // 2
+    dt = image.dtype
+    es = numpy.dtype(dt).itemsize
     nbw = -(-W // block)
     Wt = nbw * block
     g = max(1, _GEMM_MNK // (block * (block + K - 1)))  # row blocks per BLAS call
     cols = max(1, min(cols, _GEMM_MNK // (block * (block + K - 1))))
     ncg = W // cols
-    # Strips of S output rows: the row pass fills a rolling buffer ``tb`` whose row j is padded
-    # row r0 + j (image row r0 + j - r), the column pass reads it while it is still in cache.
-    S = block * max(1, -(-(2 * r + 1) // block), _STRIP_BYTES // (Wt * es * block))
+    # The row pass fills a rolling buffer ``tb`` whose row j is padded row r0 + j (image row
+    # r0 + j - r), the column pass reads it while it is still in cache.
     tb = xp.empty((S + 2 * r, Wt), dtype=dt)
-    P = xp.empty((S + r, Wt + K - 1), dtype=dt)  # column-padded rows (tail columns unused)
+    P = xp.empty((S + 2 * r, Wt + K - 1), dtype=dt)  # column-padded rows (tail columns unused)
     P[:, W + 2 * r:] = 0
-    done = 0  # image rows row-filtered so far
-    for r0 in range(0, H, S):
-        if r0:
+    done = max(0, y0 - r)  # image rows row-filtered so far (from y0 - r: the top halo)
+    for r0 in range(y0, y1, S):
+        if r0 > y0:
             tb[:2 * r] = tb[S:S + 2 * r]
         # 1) image rows [done, need): mirror-pad columns, multiply windows by T
         need = min(H, r0 + S + r)
@@ -182,7 +219,6 @@ def blur_gemm(image, k, *, out=None, block: int = _GEMM_BLOCK, cols: int = _GEMM
                 xp.matmul(Tb, sv, out=dv)
             if ncg * cols < W:
                 dst[:, ncg * cols:] = xp.matmul(Tb, src[:, ncg * cols:W])
-    return out
 
 
 def image_gradients(image):

@@ -16,10 +16,12 @@ import math
 from dataclasses import dataclass
 
 from minidl import backend as B
+from minidl import parallel
 
 from .filters import gaussian_blur
 
-__all__ = ["ScaleSpace", "upsample2x", "build_scale_space", "sigma_schedule", "n_octaves_for"]
+__all__ = ["ScaleSpace", "Octave", "iter_octaves", "upsample2x", "build_scale_space",
+           "sigma_schedule", "n_octaves_for"]
 
 
 @dataclass
@@ -76,12 +78,17 @@ def _upsample_axis0(a, dst, xp, workspace=None):
     transposed = not a.flags.c_contiguous  # the column pass: a = rows.T
     bufs = [_empty(xp, a.T.shape if transposed else a.shape, workspace) for _ in range(2)]
     a75, a25 = (b.T for b in bufs) if transposed else bufs
-    xp.multiply(a, a.dtype.type(0.75), out=a75)
-    xp.multiply(a, a.dtype.type(0.25), out=a25)
-    xp.add(a75[1:], a25[:-1], out=dst[2::2])
-    xp.add(a75[:1], a25[:1], out=dst[0:1])
-    xp.add(a75[:-1], a25[1:], out=dst[1:-1:2])
-    xp.add(a75[-1:], a25[-1:], out=dst[-1:])
+
+    def work(lo, hi):  # columns lo:hi (elementwise: any split gives the same bits)
+        x, x75, x25, d = a[:, lo:hi], a75[:, lo:hi], a25[:, lo:hi], dst[:, lo:hi]
+        xp.multiply(x, a.dtype.type(0.75), out=x75)
+        xp.multiply(x, a.dtype.type(0.25), out=x25)
+        xp.add(x75[1:], x25[:-1], out=d[2::2])
+        xp.add(x75[:1], x25[:1], out=d[0:1])
+        xp.add(x75[:-1], x25[1:], out=d[1:-1:2])
+        xp.add(x75[-1:], x25[-1:], out=d[-1:])
+
+    parallel.parallel_for(int(a.shape[1]), work, nbytes=6 * a.nbytes, like=a)
     if workspace is not None:
         workspace.give(*bufs)
 
@@ -110,37 +117,75 @@ def n_octaves_for(shape, first_octave: int = -1, min_size: int = 8) -> int:
     return max(n, 1)
 
 
+@dataclass
+class Octave:
+    """One octave of the pyramids (see :func:`iter_octaves`).
+
+    Attributes
+    ----------
+    index : 0-based octave number (octave ``index + first_octave`` in OpenCV's numbering)
+    gaussians : ndarray (S + 3, H_o, W_o) float32
+    dogs : ndarray (S + 2, H_o, W_o) float32, or None when not asked for
+    """
+
+    index: int
+    gaussians: object
+    dogs: object = None
+
+
+def iter_octaves(image, sigma: float = 1.6, n_intervals: int = 3, assumed_blur: float = 0.5,
+                 upsample: bool = True, n_octaves: int | None = None, *, dogs: bool = True,
+                 workspace=None):
+    """Yield the :class:`Octave` s of a float32 image (H, W) one at a time, finest first.
+
+    The same arrays as :func:`build_scale_space`, bitwise, but only one octave need be alive at
+    a time: before the next octave is built its base (image ``S`` of this octave at every other
+    pixel, a quarter of one layer) is copied out, so the consumer may free or give back the
+    octave's arrays as soon as it has used them -- peak memory is one octave (the finest, 4x the
+    input pixels when upsampling), not the whole pyramid.  ``dogs=False`` skips the DoG (a
+    consumer that computes it where it needs it).  Arrays come from ``workspace`` when given.
+    """
+    xp = B.get_array_module(image)
+    first = -1 if upsample else 0
+    if n_octaves is None:
+        n_octaves = n_octaves_for(image.shape, first)
+    sig = sigma_schedule(sigma, n_intervals)
+    base = upsample2x(image, workspace=workspace) if upsample else image
+    pre = assumed_blur * (2.0 if upsample else 1.0)
+    base = base.astype(xp.float32, copy=False)
+    g = _empty(xp, (n_intervals + 3,) + tuple(base.shape), workspace)
+    # blurred straight into place
+    gaussian_blur(base, math.sqrt(max(sigma ** 2 - pre ** 2, 0.01)), out=g[0])
+    if upsample and workspace is not None:
+        workspace.give(base)
+    del base
+    for o in range(n_octaves):
+        for s in range(1, n_intervals + 3):
+            gaussian_blur(g[s - 1], sig[s], out=g[s])
+        nxt = None
+        if o + 1 < n_octaves:  # downsampled by slicing, before the consumer frees ``g``
+            shape = (n_intervals + 3,) + tuple(g[n_intervals][::2, ::2].shape)
+            nxt = _empty(xp, shape, workspace)
+            nxt[0] = g[n_intervals][::2, ::2]
+        # no local keeps the DoG or a view of ``g``: they live only as long as the consumer
+        # holds them
+        yield Octave(o, g, xp.subtract(g[1:], g[:-1], out=_empty(
+            xp, (n_intervals + 2,) + g.shape[1:], workspace)) if dogs else None)
+        g = nxt
+
+
 def build_scale_space(image, sigma: float = 1.6, n_intervals: int = 3,
                       assumed_blur: float = 0.5, upsample: bool = True,
                       n_octaves: int | None = None, *, workspace=None) -> ScaleSpace:
-    """Gaussian and DoG pyramids of a float32 image (H, W) (IPOL sec. 2.2).
+    """Gaussian and DoG pyramids of a float32 image (H, W) (IPOL sec. 2.2): every octave of
+    :func:`iter_octaves`, kept.
 
     The input is assumed blurred by ``assumed_blur``; after 2x upsampling that blur doubles, and
     the base image gets ``sqrt(sigma^2 - (2 assumed_blur)^2)`` more (at least 0.1).
     ``workspace``: optional :class:`minidl.workspace.Workspace` the pyramids' arrays are taken
     from (fresh arrays otherwise); give them back when the scale space is no longer used.
     """
-    xp = B.get_array_module(image)
-    first = -1 if upsample else 0
-    base = upsample2x(image, workspace=workspace) if upsample else image
-    pre = assumed_blur * (2.0 if upsample else 1.0)
-    base = base.astype(xp.float32, copy=False)
-    if n_octaves is None:
-        n_octaves = n_octaves_for(image.shape, first)
-    sig = sigma_schedule(sigma, n_intervals)
-    gaussians, dogs = [], []
-    for o in range(n_octaves):
-        first_img = base if o == 0 else gaussians[-1][n_intervals][::2, ::2]
-        g = _empty(xp, (n_intervals + 3,) + tuple(first_img.shape), workspace)
-        if o == 0:  # blurred straight into place
-            gaussian_blur(base, math.sqrt(max(sigma ** 2 - pre ** 2, 0.01)), out=g[0])
-        else:       # downsampled by slicing
-            g[0] = first_img
-        for s in range(1, n_intervals + 3):
-            gaussian_blur(g[s - 1], sig[s], out=g[s])
-        gaussians.append(g)
-        dogs.append(xp.subtract(g[1:], g[:-1], out=_empty(xp, (n_intervals + 2,) + g.shape[1:],
-                                                         workspace)))
-    if upsample and workspace is not None:
-        workspace.give(base)
-    return ScaleSpace(gaussians, dogs, sigma, n_intervals, first)
+    octaves = list(iter_octaves(image, sigma, n_intervals, assumed_blur, upsample, n_octaves,
+                                workspace=workspace))
+    return ScaleSpace([o.gaussians for o in octaves], [o.dogs for o in octaves], sigma,
+                      n_intervals, -1 if upsample else 0)

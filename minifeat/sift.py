@@ -21,21 +21,28 @@ from __future__ import annotations
 import inspect
 import time
 
+import numpy
+
 from minidl import backend as B
+from minidl import parallel
 from minidl.workspace import Workspace
 
 from .descriptors import (descriptor_window_samples, normalize_descriptors, rootsift,
                           sift_descriptors)
-from .extrema import find_extrema, refine_extrema
-from .filters import GradientSampler
+from .extrema import LazyDoG, find_extrema, refine_extrema
+from .filters import _WINDOW_DENSE_RATIO, GradientSampler
 from .io import as_image
 from .keypoints import Keypoints, pyramid_levels
 from .orientation import (dominant_orientations, orientation_histograms,
                           orientation_window_samples)
 from .presets import resolve as resolve_preset
-from .scale_space import ScaleSpace, build_scale_space
+from .scale_space import Octave, iter_octaves, n_octaves_for
 
-__all__ = ["SIFT"]
+__all__ = ["SIFT", "KEEP_BUFFERS_MAX_PIXELS"]
+
+# ``keep_buffers`` keeps a call's arrays for images up to this many input pixels (4 MP: 1.6 GB
+# of buffers); larger ones are freed octave by octave (one octave alive, not the pyramid)
+KEEP_BUFFERS_MAX_PIXELS = 1 << 22
 
 
 class SIFT:
@@ -52,10 +59,12 @@ class SIFT:
     upsample : bool, start from the 2x upsampled image (octave -1), default True
     descriptor_format : "unit" (float32, unit L2 norm; default), "opencv" (OpenCV's values:
         integers 0..255 in float32, = round(min(512 v, 255))) or "rootsift" (Hellinger kernel)
-    keep_buffers : bool, default True: keep the last call's large NumPy arrays (the pyramids
-        and gradient maps: about 400 bytes per input pixel, 230 MB for an 868x600 photo, as much
-        as a call needs anyway) and reuse them for the next image of the same size, instead of
-        fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
+    keep_buffers : bool, default True: keep the last call's large NumPy arrays (every octave's
+        Gaussians and one set of gradient maps per octave: about 225 bytes per input pixel,
+        117 MB for an 868x600 photo) and reuse them for the next image of the same size,
+        instead of fresh memory whose page faults cost time (see ``benchmarks/bench_sift.py``).
+        Only for images up to ``KEEP_BUFFERS_MAX_PIXELS`` (4 MP): a call needs one octave at a
+        time (docs/design/sift.md), kept buffers would hold them all.
         :meth:`release_buffers` frees them; False never keeps them.
     max_offset : float in [0.5, 1], default 0.5 (OpenCV): an extremum's quadratic refinement
         is accepted once its offset from the sample is below this in x, y and scale, else the
@@ -167,94 +176,189 @@ class SIFT:
             return keypoints, (xp.zeros((n, 128), xp.float32) if describe else None)
         clock = _Clock(xp, self.timings)
         # the big arrays (pyramids, gradient maps) come from the last call's when they fit:
-        # fresh memory costs page faults
-        ws = Workspace(per_size=1 << 10, track=True)
-        spares, self._spares = self._spares, []
-        ws.give(*spares)
-        ss = build_scale_space(img, self.sigma, self.n_intervals, self.assumed_blur,
-                               self.upsample, workspace=ws)
-        clock("scale_space")
-        polar = _PolarCache(ss, ws)
+        # fresh memory costs page faults.  Not for huge images: kept buffers would hold every
+        # octave at once, where the pipeline below needs one octave at a time.
+        keep = self.keep_buffers and img.shape[0] * img.shape[1] <= KEEP_BUFFERS_MAX_PIXELS
+        ws = Workspace(per_size=1 << 10, track=True) if keep else None
+        if keep:
+            ws.give(*self._spares)
+        # one layer's gradient maps go to the next layer (without keep: only those)
+        maps_ws = ws if keep else Workspace(per_size=2)
+        self._spares = []
+        first = -1 if self.upsample else 0
+        n_oct = n_octaves_for(img.shape, first)
+        S = self.n_intervals
         given = keypoints is not None
+        if given:
+            octave, layer = self._keypoint_levels(keypoints, n_oct, first)
+        # Octave by octave: detect, orient and describe an octave, then free it, so that one
+        # octave is alive at a time, not the whole pyramid.  Only a global ``n_features`` cut
+        # must see every octave's keypoints before describing: those octaves are kept.
+        stream = not describe or given or not self.n_features
+        raw = xp.zeros((len(keypoints), 128), xp.float64) if given and describe else None
+        parts, raws, kept = [], [], []
+        for oc in iter_octaves(img, self.sigma, S, self.assumed_blur, self.upsample, n_oct,
+                               dogs=False, workspace=ws):
+            clock("scale_space")
+            polar = _PolarCache(oc.index + first, oc.gaussians, maps_ws)
+            if given and describe:
+                for lv in range(S + 3):
+                    sel = xp.nonzero((octave == polar.octave) & (layer == lv))[0]
+                    if int(sel.shape[0]):
+                        self._describe_layer(polar, lv, keypoints, sel, raw, expect=True)
+                    polar.free(lv)
+                clock("descriptors")
+            elif not given:
+                kp_o, raw_o = self._detect(oc, polar, clock, describe and stream)
+                parts += kp_o
+                raws += raw_o
+                if not stream:
+                    kept.append(polar)
+            del oc, polar  # this octave's arrays go (or stay in the workspace, when kept)
         if not given:
-            keypoints = self._detect(ss, polar, clock, describe)
+            keypoints = Keypoints.concatenate(parts) if parts else Keypoints.empty(xp)
+            if self.n_features and len(keypoints) > self.n_features:
+                keypoints = keypoints[xp.argsort(-keypoints.response)[:self.n_features]]
         desc = None
         if describe:
-            desc = self._describe(ss, polar, keypoints, expect=given)
+            if not given:
+                raw = (self._describe(kept, keypoints) if kept else
+                       xp.concatenate(raws) if raws else xp.zeros((0, 128), xp.float64))
+            desc = self._finish(raw)
             clock("descriptors")
             self.timings["total"] = sum(self.timings.values())
-        if self.keep_buffers:
+        if keep:
             self._spares = list(ws.taken.values())
         return keypoints, desc
 
-    def _detect(self, ss: ScaleSpace, polar, clock, describe: bool) -> Keypoints:
-        xp = B.get_array_module(ss.dogs[0])
+    def _detect(self, oc: Octave, polar, clock, describe: bool):
+        """Keypoints of one octave and, when ``describe``, their raw descriptors (float64
+        (N, 128)), as lists of per-layer parts (concatenated once, for all octaves): layer by
+        layer, each layer's gradient maps given back after."""
+        dog = LazyDoG(oc.gaussians)  # computed by strips where needed, never stored whole
+        xp = B.get_array_module(oc.gaussians)
         S = self.n_intervals
         pre = 0.5 * self.contrast_threshold / S
-        parts = []
-        for o, dog in enumerate(ss.dogs):
-            s, r, c = find_extrema(dog, pre)
-            ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold,
-                                 max_offset=self.max_offset)
-            ref = _unique_samples(ref, dog.shape, xp)
-            clock("extrema")
-            octave = o + ss.first_octave
-            for layer in range(1, S + 1):
-                sel = xp.nonzero(ref["s"] == layer)[0]
-                if int(sel.shape[0]) == 0:
-                    continue
-                g = {k: v[sel] for k, v in ref.items()}
-                scale = self.sigma * 2.0 ** ((g["s"] + g["os"]) / S)
-                # the layer's whole demand for gradients (orientations, then descriptors at
-                # similar scales): dense maps or sparse reads are chosen once for all of it
-                grad = polar.get(o, layer)
-                grad.expect(orientation_window_samples(scale) + (
-                    descriptor_window_samples(scale) if describe and not self.n_features else 0))
-                hist = orientation_histograms(grad, g["r"], g["c"], scale)
-                k, angle = dominant_orientations(hist)
-                f = 2.0 ** octave
-                parts.append(Keypoints(
-                    (g["c"][k] + g["ox"][k]) * f, (g["r"][k] + g["oy"][k]) * f,
-                    2.0 * scale[k] * f, angle, xp.abs(g["contrast"][k]),
-                    xp.full(k.shape, octave, dtype=xp.int32),
-                    xp.full(k.shape, layer, dtype=xp.int32)))
+        s, r, c = find_extrema(dog, pre)
+        ref = refine_extrema(dog, s, r, c, S, self.contrast_threshold, self.edge_threshold,
+                             max_offset=self.max_offset)
+        ref = _unique_samples(ref, dog.shape, xp)
+        clock("extrema")
+        octave = polar.octave
+        parts, raws = [], []
+        # the samples are sorted by (layer, row, column): each layer is one run, and its
+        # bounds come in one transfer (a device synchronises once, not once per layer)
+        ends = numpy.cumsum(B.to_host(xp.bincount(ref["s"], minlength=S + 2)))
+        for layer in range(1, S + 1):
+            sel = slice(int(ends[layer - 1]), int(ends[layer]))
+            if sel.stop == sel.start:
+                continue
+            g = {k: v[sel] for k, v in ref.items()}
+            scale = self.sigma * 2.0 ** ((g["s"] + g["os"]) / S)
+            # the layer's whole demand for gradients (orientations, then descriptors at
+            # similar scales): dense maps or sparse reads are chosen once for all of it
+            grad = polar.get(layer)
+            grad.expect(orientation_window_samples(scale) + (
+                descriptor_window_samples(scale) if describe else 0))
+            hist = _in_chunks(lambda lo, hi: orientation_histograms(
+                grad, g["r"][lo:hi], g["c"][lo:hi], scale[lo:hi]),
+                grad, sel.stop - sel.start, orientation_window_samples(scale))
+            k, angle = dominant_orientations(hist)
+            f = 2.0 ** octave
+            kp = Keypoints(
+                (g["c"][k] + g["ox"][k]) * f, (g["r"][k] + g["oy"][k]) * f,
+                2.0 * scale[k] * f, angle, xp.abs(g["contrast"][k]),
+                xp.full(k.shape, octave, dtype=xp.int32),
+                xp.full(k.shape, layer, dtype=xp.int32))
+            parts.append(kp)
             clock("orientation")
-        kp = Keypoints.concatenate(parts) if parts else Keypoints.empty(xp)
-        if self.n_features and len(kp) > self.n_features:
-            kp = kp[xp.argsort(-kp.response)[:self.n_features]]
-        return kp
+            if describe:
+                raw = xp.zeros((len(kp), 128), xp.float64)
+                self._describe_layer(polar, layer, kp, None, raw, expect=False)
+                raws.append(raw)
+                polar.free(layer)
+                clock("descriptors")
+        return parts, raws
 
-    def _describe(self, ss: ScaleSpace, polar, kp: Keypoints, expect: bool):
-        xp = B.get_array_module(ss.dogs[0])
-        n = len(kp)
-        raw = xp.zeros((n, 128), xp.float64)
-        if n == 0:
-            return raw.astype(xp.float32)
-        S = self.n_intervals
-        n_oct = len(ss.gaussians)
-        # keypoints without (or with out-of-range) octave/layer: derived from size
-        octave, layer = pyramid_levels(kp, self.sigma, S, ss.first_octave, n_oct)
-        for o in range(n_oct):
-            for l in range(S + 3):
-                sel = xp.nonzero((octave == o + ss.first_octave) & (layer == l))[0]
-                if int(sel.shape[0]) == 0:
-                    continue
-                f = 2.0 ** -(o + ss.first_octave)
-                grad = polar.get(o, l)
-                scale = kp.sigma[sel].astype(xp.float64) * f
-                if expect:  # else _detect declared it
-                    grad.expect(descriptor_window_samples(scale))
-                raw[sel] = sift_descriptors(
-                    grad, kp.x[sel].astype(xp.float64) * f, kp.y[sel].astype(xp.float64) * f,
-                    kp.angle[sel], scale)
+    def _keypoint_levels(self, kp: Keypoints, n_oct: int, first: int):
+        """``(octave, layer)`` int64 arrays (N,) the keypoints are described at: their own,
+        or derived from ``size`` where unknown or out of range (:func:`pyramid_levels`)."""
+        return pyramid_levels(kp, self.sigma, self.n_intervals, first, n_oct)
+
+    def _describe(self, kept: list, kp: Keypoints):
+        """Raw descriptors (float64 (N, 128)) of detected keypoints, in the kept octaves
+        (their ``_PolarCache`` s): the ``n_features`` path, after the cut over all octaves."""
+        xp = B.get_array_module(kp.x)
+        raw = xp.zeros((len(kp), 128), xp.float64)
+        for polar in kept:
+            for lv in range(self.n_intervals + 3):
+                sel = xp.nonzero((kp.octave == polar.octave) & (kp.layer == lv))[0]
+                if int(sel.shape[0]):
+                    self._describe_layer(polar, lv, kp, sel, raw, expect=False)
+                polar.free(lv)
+        return raw
+
+    def _describe_layer(self, polar, lv: int, kp: Keypoints, sel, raw, expect: bool):
+        """``raw[sel] =`` raw descriptors of keypoints ``sel`` (all: None) in layer ``lv`` of
+        ``polar``'s octave, on the host threads by chunks of keypoints."""
+        xp = B.get_array_module(raw)
+        if sel is not None:
+            kp = kp[sel]
+        f = 2.0 ** -polar.octave
+        grad = polar.get(lv)
+        scale = kp.sigma.astype(xp.float64) * f
+        if expect:  # else _detect declared it
+            grad.expect(descriptor_window_samples(scale))
+        x, y = kp.x.astype(xp.float64) * f, kp.y.astype(xp.float64) * f
+        d = _in_chunks(lambda lo, hi: sift_descriptors(
+            grad, x[lo:hi], y[lo:hi], kp.angle[lo:hi], scale[lo:hi]),
+            grad, len(kp), descriptor_window_samples(scale))
+        if sel is None:
+            raw[...] = d
+        else:
+            raw[sel] = d
+
+    def _finish(self, raw):
+        """The descriptors in ``descriptor_format`` from raw histograms (N, 128)."""
         if self.descriptor_format == "opencv":
             return normalize_descriptors(raw, opencv_scale=True)
         d = normalize_descriptors(raw)
         return rootsift(d) if self.descriptor_format == "rootsift" else d
 
 
+def _in_chunks(fn, grad, n: int, samples: int):
+    """``fn(0, n)``, computed as ``fn(lo, hi)`` on contiguous keypoint ranges side by side on
+    the host threads (:func:`minidl.parallel.parallel_for`) and concatenated.  ``samples``:
+    the gradient window samples the call reads.  The per-keypoint results do not depend on the
+    ranges, so any thread count gives the same bits, once the sampler's one choice that does
+    (dense maps or sparse reads, whose angles differ in the last bits) is made here, before
+    the split, with any thread count: the dense maps are built now when the call would build
+    them anyway (in one piece, it would switch once its running count crossed the line)."""
+    xp = B.get_array_module(grad.image)
+    H, W = grad.shape
+    if max(grad.requested + samples, grad.expected) * _WINDOW_DENSE_RATIO > H * W:
+        prepare = getattr(grad, "prepare", None)
+        if prepare is not None:
+            prepare()
+        else:
+            grad.expect(H * W)  # the choice is dense now; then no windows: builds the maps
+            z = xp.zeros(0, xp.int64)
+            grad.windows(z, z, 1)
+    out = {}
+
+    def work(lo, hi):
+        out[lo] = fn(lo, hi)
+
+    # two float32 maps read per window sample
+    parallel.parallel_for(n, work, nbytes=int(samples) * 8, like=grad.image)
+    if len(out) == 1:
+        return out[0]
+    return xp.concatenate([out[k] for k in sorted(out)])
+
+
 def _unique_samples(ref, shape, xp):
-    """Drop candidates that converged onto the same (layer, row, column) sample."""
+    """Drop candidates that converged onto the same (layer, row, column) sample; the rest
+    come sorted by that key (so each layer is one run)."""
     n = int(ref["s"].shape[0])
     if n < 2:
         return ref
@@ -269,18 +373,44 @@ _DEFAULTS = {k: p.default for k, p in inspect.signature(SIFT.__init__).parameter
 
 
 class _PolarCache:
-    """One gradient sampler per Gaussian image, shared by orientation and descriptors."""
+    """One gradient sampler per Gaussian image of one octave, shared by orientation and
+    descriptors; :meth:`free` drops a layer's once it is described."""
 
-    def __init__(self, ss: ScaleSpace, workspace=None):
-        self.ss = ss
+    def __init__(self, octave: int, gaussians, workspace=None):
+        self.octave = octave  # OpenCV's numbering: -1 is the upsampled one
+        self.gaussians = gaussians
         self.workspace = workspace
         self.maps = {}
 
-    def get(self, o, layer):
-        if (o, layer) not in self.maps:
-            self.maps[(o, layer)] = GradientSampler(self.ss.gaussians[o][layer],
-                                                    workspace=self.workspace)
-        return self.maps[(o, layer)]
+    def get(self, layer):
+        if layer not in self.maps:
+            ws = _Lease(self.workspace) if self.workspace is not None else None
+            self.maps[layer] = (GradientSampler(self.gaussians[layer], workspace=ws), ws)
+        return self.maps[layer][0]
+
+    def free(self, layer):
+        """Drop the layer's sampler; its maps go back to the workspace for the next layer."""
+        _, ws = self.maps.pop(layer, (None, None))
+        if ws is not None:
+            ws.give_back()
+
+
+class _Lease:
+    """A workspace view that remembers what it handed out, to give it all back at once (a
+    sampler's gradient maps, once its layer is described: the next layer reuses them)."""
+
+    def __init__(self, workspace):
+        self.workspace = workspace
+        self.out = []
+
+    def take(self, xp, shape, dtype):
+        a = self.workspace.take(xp, shape, dtype)
+        self.out.append(a)
+        return a
+
+    def give_back(self):
+        self.workspace.give(*self.out)
+        self.out = []
 
 
 class _Clock:
