@@ -15,6 +15,7 @@ import math
 import numpy
 
 from minidl import backend as B
+from minidl import parallel
 
 __all__ = ["sift_descriptors", "descriptor_window_samples", "normalize_descriptors", "rootsift"]
 
@@ -25,6 +26,9 @@ MAG_THR = 0.2
 INT_FACTOR = 512.0
 _CHUNK_SAMPLES = {"numpy": 3 << 15}  # cache-sized blocks on the CPU (measured); big ones elsewhere
 _CHUNK_DEFAULT = 1 << 21
+# with several host threads each working on its own keypoints, the GIL between the many
+# small NumPy calls of a block limits, not the cache: fewer, larger blocks (docs/design/sift.md)
+_CHUNK_SAMPLES_THREADED = 1 << 19
 
 
 def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI,
@@ -65,7 +69,7 @@ def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI
     px = xp.rint(x).astype(xp.int64)
     py = xp.rint(y).astype(xp.int64)
 
-    chunk = _CHUNK_SAMPLES.get(B.backend_of(grad.image).name, _CHUNK_DEFAULT)
+    chunk = _chunk_samples(grad.image)
     # Only the bounding box of the rotated patch (half side (d + 1) / 2 cells) can hold
     # samples; chunks of keypoints with similar boxes waste little of the square they share.
     box = xp.ceil((d + 1) * 0.5 * width * (xp.abs(xp.cos(rot * (math.pi / 180.0)))
@@ -83,6 +87,16 @@ def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI
         out[idx] = acc(idx, R)
         k0 += step
     return out
+
+
+def _chunk_samples(image) -> int:
+    """Window samples per block of keypoints: cache-sized on one CPU thread, larger when
+    minidl.parallel runs several (the results do not depend on it: each keypoint's histogram
+    is its own)."""
+    name = B.backend_of(image).name
+    if name != "numpy":
+        return _CHUNK_DEFAULT
+    return _CHUNK_SAMPLES_THREADED if parallel.get_num_threads() > 1 else _CHUNK_SAMPLES[name]
 
 
 def descriptor_window_samples(scale, *, d: int = D, hist_width: float = HIST_WIDTH) -> int:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minidl import backend as B
+from minidl import parallel
 from minifeat import descriptors as D
 from minifeat import orientation as O
 from minifeat.filters import GradientSampler, gaussian_blur
@@ -119,7 +120,7 @@ def _split_runs(xp, img, args, fn, threads):
 
 
 @pytest.mark.parametrize("threads", [False, True])
-def test_descriptors_of_slices_are_the_same_bits(xp, rng, threads):
+def test_descriptors_of_slices_are_the_same_bits(xp, rng, threads, monkeypatch):
     """A keypoint's descriptor does not depend on the keypoints described with it, on the
     chunks, on threads, nor on sparse reads vs dense maps: sift-pipe splits a layer's
     keypoints between threads."""
@@ -127,13 +128,16 @@ def test_descriptors_of_slices_are_the_same_bits(xp, rng, threads):
     x, y, angle, scale = (xp.asarray(a) for a in _keypoints(rng, 300, (120, 150)))
     whole, split = _split_runs(xp, img, (x, y, angle, scale), D.sift_descriptors, threads)
     np.testing.assert_array_equal(whole, split)
-    chunk = D._CHUNK_SAMPLES.get("numpy")
-    try:  # one keypoint per chunk
-        D._CHUNK_SAMPLES["numpy"] = 1
-        one = B.to_host(D.sift_descriptors(GradientSampler(img), x, y, angle, scale))
-    finally:
-        D._CHUNK_SAMPLES["numpy"] = chunk
-    np.testing.assert_array_equal(whole, one)
+    for n in (1, 2):   # one keypoint per chunk (the chunk size depends on the thread count)
+        monkeypatch.setitem(D._CHUNK_SAMPLES, "numpy", 1)
+        monkeypatch.setattr(D, "_CHUNK_SAMPLES_THREADED", 1)
+        before = parallel.get_num_threads()
+        parallel.set_num_threads(n)
+        try:
+            one = B.to_host(D.sift_descriptors(GradientSampler(img), x, y, angle, scale))
+        finally:
+            parallel.set_num_threads(before)
+        np.testing.assert_array_equal(whole, one)
 
 
 @pytest.mark.parametrize("threads", [False, True])
