@@ -12,24 +12,14 @@ import os
 import sys
 
 from benchmarks import bench_gemm, bench_layers, bench_train, chart, profile_train
-from benchmarks._common import rerun_with_steady_malloc
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
+from benchmarks._common import positive_int, rerun_with_steady_malloc
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks",
                                 description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--threads", type=_positive_int, default=2,
+    p.add_argument("--threads", type=positive_int, default=2,
                    help="BLAS and minidl threads of every benchmark")
     p.add_argument("--quick", action="store_true",
                    help="fewer repeats and steps (a rough table in a few minutes)")

@@ -2,6 +2,7 @@
 JSON output."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
@@ -136,3 +137,14 @@ def save_json(name: str, payload: dict) -> pathlib.Path:
     path.write_text(json.dumps(payload, indent=2, default=str))
     print(f"wrote {path}")
     return path
+
+
+def positive_int(text):
+    """argparse type: a positive integer, with a message naming the bad text."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value

@@ -29,8 +29,8 @@ import numpy
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import (cupy_backend, print_table, rerun_with_steady_malloc,  # noqa
-                                save_json, timeit)
+from benchmarks._common import (cupy_backend, positive_int, print_table,  # noqa: E402
+                                rerun_with_steady_malloc, save_json, timeit)
 from minidl import backend as B  # noqa: E402
 from minifeat import SIFT  # noqa: E402
 
@@ -121,27 +121,17 @@ def _skimage(img, repeat: int):
     return timeit(run, repeat=repeat, warmup=0), run.n
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_sift",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("MINIDL_DATA", "../shared/data"))
-    p.add_argument("--repeat", type=_positive_int, default=5)
-    p.add_argument("--threads", type=_positive_int, action="append",
+    p.add_argument("--repeat", type=positive_int, default=5)
+    p.add_argument("--threads", type=positive_int, action="append",
                    help="threads for minifeat and OpenCV alike (repeatable; default 1 and 2)")
     p.add_argument("--images", nargs="+", metavar="NAME",
                    help="only the images whose name contains one of these (e.g. 1920 box)")
     p.add_argument("--no-skimage", action="store_true")
-    p.add_argument("--skimage-repeat", type=_positive_int, default=3)
+    p.add_argument("--skimage-repeat", type=positive_int, default=3)
     p.add_argument("--page-faults", action="store_true",
                    help="time with glibc's default malloc (fresh memory on every call)")
     args = p.parse_args(argv)

@@ -242,7 +242,7 @@ def test_ctrl_c_exits_130_with_one_line(data_dir, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()   # reaps the child and closes its pipes, even after a timeout
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert err.strip().splitlines() == ["interrupted"], err
