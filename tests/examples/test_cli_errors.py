@@ -224,13 +224,23 @@ def test_divergence_is_one_line(data_dir, tmp_path):
     assert "diverged" in err
 
 
+def _as_from_a_shell():
+    """In the child before exec: SIGINT unblocked and at its default, as an interactive shell
+    starts a program.  A child inherits its parent's ignored and blocked signals; in about half
+    of the fresh-clone CI runs the example kept training 30 s after the signal (py-spy: in
+    backward, no KeyboardInterrupt), which an ignored or blocked SIGINT inherited from the test
+    runner explains (not proven: it never happened outside a full fresh-clone run)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process needs POSIX")
 def test_ctrl_c_exits_130_with_one_line(data_dir, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, str(EXAMPLES / "mnist_mlp.py"), "--limit", "20000", "--epochs", "50",
          "--target-acc", "0", "--quiet", "--out", str(tmp_path / "out")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(tmp_path, MINIDL_DATA=str(data_dir)))
+        env=_env(tmp_path, MINIDL_DATA=str(data_dir)), preexec_fn=_as_from_a_shell)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:          # wait until training has begun
