@@ -32,7 +32,7 @@ _CHUNK_SAMPLES_THREADED = 1 << 19
 
 
 def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI,
-                     hist_width: float = HIST_WIDTH):
+                     hist_width: float = HIST_WIDTH, chunk_samples: int | None = None):
     """Raw (un-normalised) histograms, float64 array (K, d * d * n_ori) (128 by default).
 
     Parameters
@@ -43,6 +43,8 @@ def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI
     scale : float array (K,), blur of the keypoint in octave pixels
     d, n_ori, hist_width : the geometry: cells per side, orientation bins per cell, cell side
         in keypoint scales (OpenCV's 4, 8, 3 by default)
+    chunk_samples : window samples per block of keypoints processed together (None: sized
+        for the backend and the host thread count); any value gives the same results
 
     A keypoint's histogram depends on that keypoint only, not on the others passed with it nor
     on the chunking: slices of keypoints may be described apart (in threads: see
@@ -69,7 +71,11 @@ def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI
     px = xp.rint(x).astype(xp.int64)
     py = xp.rint(y).astype(xp.int64)
 
-    chunk = _chunk_samples(grad.image)
+    if chunk_samples is not None and (isinstance(chunk_samples, bool)
+                                      or not isinstance(chunk_samples, int) or chunk_samples < 1):
+        raise ValueError(f"sift_descriptors: chunk_samples must be a positive int or None, got "
+                         f"{chunk_samples!r}")
+    chunk = _chunk_samples(grad.image) if chunk_samples is None else chunk_samples
     # Only the bounding box of the rotated patch (half side (d + 1) / 2 cells) can hold
     # samples; chunks of keypoints with similar boxes waste little of the square they share.
     box = xp.ceil((d + 1) * 0.5 * width * (xp.abs(xp.cos(rot * (math.pi / 180.0)))

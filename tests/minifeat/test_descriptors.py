@@ -120,7 +120,7 @@ def _split_runs(xp, img, args, fn, threads):
 
 
 @pytest.mark.parametrize("threads", [False, True])
-def test_descriptors_of_slices_are_the_same_bits(xp, rng, threads, monkeypatch):
+def test_descriptors_of_slices_are_the_same_bits(xp, rng, threads):
     """A keypoint's descriptor does not depend on the keypoints described with it, on the
     chunks, on threads, nor on sparse reads vs dense maps: sift-pipe splits a layer's
     keypoints between threads."""
@@ -128,13 +128,12 @@ def test_descriptors_of_slices_are_the_same_bits(xp, rng, threads, monkeypatch):
     x, y, angle, scale = (xp.asarray(a) for a in _keypoints(rng, 300, (120, 150)))
     whole, split = _split_runs(xp, img, (x, y, angle, scale), D.sift_descriptors, threads)
     np.testing.assert_array_equal(whole, split)
-    for n in (1, 2):   # one keypoint per chunk (the chunk size depends on the thread count)
-        monkeypatch.setitem(D._CHUNK_SAMPLES, "numpy", 1)
-        monkeypatch.setattr(D, "_CHUNK_SAMPLES_THREADED", 1)
+    for n in (1, 2):   # one keypoint per chunk, at 1 and 2 host threads
         before = parallel.get_num_threads()
         parallel.set_num_threads(n)
         try:
-            one = B.to_host(D.sift_descriptors(GradientSampler(img), x, y, angle, scale))
+            one = B.to_host(D.sift_descriptors(GradientSampler(img), x, y, angle, scale,
+                                               chunk_samples=1))
         finally:
             parallel.set_num_threads(before)
         np.testing.assert_array_equal(whole, one)
@@ -184,3 +183,11 @@ def test_orientation_parameters_are_checked(rng):
         O.orientation_histograms(g, r, c, np.ones(1), 0)
     with pytest.raises(ValueError, match="`sig_factor` must be positive, got 0"):
         O.orientation_histograms(g, r, c, np.ones(1), sig_factor=0)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, True])
+def test_chunk_samples_must_be_a_positive_int(bad):
+    grad = GradientSampler(np.zeros((20, 20), np.float32))
+    at = np.full(1, 10.0)
+    with pytest.raises(ValueError, match="chunk_samples"):
+        D.sift_descriptors(grad, at, at, np.zeros(1), np.full(1, 2.0), chunk_samples=bad)
