@@ -106,3 +106,42 @@ def _load_example(name: str):
 def load_example():
     """``load_example("mnist_cnn")`` -> the example's module, to call its ``main(argv)``."""
     return _load_example
+
+
+# Variables by which an MPI launcher tells a process it is a rank: a child started by a test
+# must not inherit them (it would think it is a rank of a job that does not exist).
+MPI_LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
+                   "PMIX_SIZE", "PMIX_RANK", "SLURM_NTASKS", "SLURM_PROCID", "MPI_LOCALRANKID",
+                   "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMIX_LOCAL_RANK")
+ROOT = EXAMPLES.parent
+
+
+def _run_python(script, *args, ranks=None, cwd=None, timeout=120, **env_extra):
+    """``python script args`` in a fresh process of this tree, or under ``mpiexec -n ranks``
+    (skipped with the install command when mpiexec or mpi4py is missing): NumPy backend, one
+    BLAS thread, no launcher variables, ``env_extra`` added.  Fails with the output when the
+    process exits non-zero; returns the CompletedProcess."""
+    import shutil
+    import subprocess
+
+    cmd = [sys.executable, str(script), *map(str, args)]
+    if ranks is not None:
+        exe = shutil.which("mpiexec") or str(pathlib.Path(sys.executable).parent / "mpiexec")
+        if not os.path.exists(exe):
+            pytest.skip("mpiexec not found: pip install 'minidl[mpi]' (mpi4py and MPICH)")
+        pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install 'minidl[mpi]'")
+        cmd = [exe, "-n", str(ranks)] + cmd
+    env = {k: v for k, v in os.environ.items() if k not in MPI_LAUNCH_VARS}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", MINIDL_BACKEND="numpy", **env_extra)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture
+def run_python():
+    """``run_python(script, *args, ranks=2, cwd=None, timeout=120, **env)``: see
+    :func:`_run_python` (one process, or ``mpiexec -n ranks``)."""
+    return _run_python

@@ -2,11 +2,7 @@
 resumed with ``--resume``."""
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,23 +11,12 @@ from minidl.data import DataLoader
 from minidl.serialization import load_checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-               "SLURM_NTASKS", "SLURM_PROCID", "PMIX_SIZE", "PMIX_RANK")
 
 
-def test_mnist_cnn_trains_on_two_processes(data_dir, tmp_path):
-    mpiexec = shutil.which("mpiexec") or str(pathlib.Path(sys.executable).parent / "mpiexec")
-    if not os.path.exists(mpiexec):
-        pytest.skip("mpiexec not found: pip install 'minidl[mpi]' (mpi4py and MPICH)")
-    pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install 'minidl[mpi]'")
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-               MINIDL_DATA=str(data_dir), OMP_NUM_THREADS="1", MINIDL_BACKEND="numpy")
-    cmd = [mpiexec, "-n", "2", sys.executable, str(ROOT / "examples" / "mnist_cnn.py"),
-           "--limit", "512", "--epochs", "1", "--quiet", "--target-acc", "0.3",
-           "--out", str(tmp_path / "run")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_mnist_cnn_trains_on_two_processes(data_dir, tmp_path, run_python):
+    proc = run_python(ROOT / "examples" / "mnist_cnn.py", "--limit", "512", "--epochs", "1",
+                      "--quiet", "--target-acc", "0.3", "--out", tmp_path / "run", ranks=2,
+                      MINIDL_DATA=str(data_dir))
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("running on 2 processes, data-parallel over MPI")
     verdicts = [line for line in lines if line.startswith("test accuracy") and "(target" in line]

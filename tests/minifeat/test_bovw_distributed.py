@@ -2,11 +2,7 @@
 ``mpiexec -n 2`` run (SIFT on PNG files) that ends with the single process's vocabulary."""
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,9 +15,6 @@ from minifeat.bovw_distributed import (
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "minidl" / "mpi_scripts" / "bovw_vocabulary.py"
-LAUNCH_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-               "PMIX_SIZE", "PMIX_RANK", "SLURM_NTASKS", "SLURM_PROCID", "MPI_LOCALRANKID",
-               "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMIX_LOCAL_RANK")
 
 
 @pytest.mark.parametrize("n,size", [(7, 2), (7, 3), (2, 3), (0, 2), (12, 4)])
@@ -71,29 +64,14 @@ def _images(folder, n=7):
         im.save(folder / f"img{k}.png")
 
 
-def _run(*args, ranks=None):
-    cmd = [sys.executable, str(SCRIPT), *map(str, args)]
-    if ranks:
-        exe = shutil.which("mpiexec") or str(pathlib.Path(sys.executable).parent / "mpiexec")
-        if not os.path.exists(exe):
-            pytest.skip("mpiexec not found: pip install 'minidl[mpi]' (mpi4py and MPICH)")
-        pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install 'minidl[mpi]'")
-        cmd = [exe, "-n", str(ranks)] + cmd
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", MINIDL_BACKEND="numpy")
-    proc = subprocess.run(cmd, cwd=SCRIPT.parent, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_two_ranks_extract_half_the_images_each_and_fit_the_same_vocabulary(tmp_path):
+def test_two_ranks_extract_half_the_images_each_and_fit_the_same_vocabulary(tmp_path,
+                                                                            run_python):
     """7 PNG files, SIFT on each rank's block (3 + 4 images), 60 of the ~90 descriptors
     sampled by global index, k-means with allreduced sums: the vocabulary of one process
     (float32 rounding apart: the centroid sums are added in another order)."""
     _images(tmp_path)
-    _run(tmp_path, tmp_path / "two.npz", ranks=2)
-    _run(tmp_path, tmp_path / "one.npz")
+    run_python(SCRIPT, tmp_path, tmp_path / "two.npz", ranks=2, cwd=SCRIPT.parent)
+    run_python(SCRIPT, tmp_path, tmp_path / "one.npz", cwd=SCRIPT.parent)
     two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")
     assert int(two["world"]) == 2 and int(one["world"]) == 1
     assert list(two["ranks"]) == [0, 0, 0, 1, 1, 1, 1] and not one["ranks"].any()
