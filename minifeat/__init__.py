@@ -3,7 +3,8 @@ retrieval).
 
 Arrays follow the same backend switch as minidl (``minidl.use_backend``)."""
 
-from .filters import gaussian_blur, gaussian_kernel1d, image_gradients  # noqa: F401
+from .filters import gaussian_blur, gaussian_kernel1d  # noqa: F401
+from .gradients import image_gradients  # noqa: F401
 from .io import LowBitDepthWarning, as_image, load_image  # noqa: F401
 from .keypoints import Keypoints  # noqa: F401
 from .matching import match_descriptors, ransac_homography  # noqa: F401

@@ -263,7 +263,7 @@ def _upsample2x_batch(a, xp):
 
 def _orientation_maps(g, xp):
     """(n, H, W) Gaussian images -> (n, 8, H, W): the gradient magnitude of
-    :func:`minifeat.filters.gradient_polar` (0 on the outer ring) split linearly between the
+    :func:`minifeat.gradients.gradient_polar` (0 on the outer ring) split linearly between the
     two orientation bins nearest to its angle (bin width 45 degrees, bin k centred at 45 k)."""
     n, H, W = g.shape
     dx = g[:, 1:-1, 2:] - g[:, 1:-1, :-2]

@@ -37,7 +37,7 @@ def sift_descriptors(grad, x, y, angle, scale, *, d: int = D, n_ori: int = N_ORI
 
     Parameters
     ----------
-    grad : :class:`minifeat.filters.GradientSampler` of the keypoints' Gaussian image (H, W)
+    grad : :class:`minifeat.gradients.GradientSampler` of the keypoints' Gaussian image (H, W)
     x, y : float arrays (K,), positions in octave pixels (rounded to the nearest pixel, as OpenCV)
     angle : float array (K,), keypoint angle in degrees (OpenCV convention)
     scale : float array (K,), blur of the keypoint in octave pixels

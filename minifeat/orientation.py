@@ -1,9 +1,9 @@
 """Dominant orientations of keypoints (Lowe 2004, sec. 5; IPOL "Anatomy of SIFT" sec. 4.1),
 vectorized over keypoints: the square windows of a chunk of keypoints are cut out of the
-gradient maps as blocks (:meth:`~minifeat.filters.GradientSampler.windows`), weighted by a
+gradient maps as blocks (:meth:`~minifeat.gradients.GradientSampler.windows`), weighted by a
 separable Gaussian, and the 36-bin histograms are built with one ``add.at``.
 
-``grad`` is a :class:`minifeat.filters.GradientSampler` of the keypoints' Gaussian image
+``grad`` is a :class:`minifeat.gradients.GradientSampler` of the keypoints' Gaussian image
 (H, W) (orientations in degrees); keypoints are K index arrays.
 """
 from __future__ import annotations

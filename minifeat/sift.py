@@ -30,7 +30,7 @@ from minidl.workspace import Workspace
 from .descriptors import (descriptor_window_samples, normalize_descriptors, rootsift,
                           sift_descriptors)
 from .extrema import LazyDoG, find_extrema, refine_extrema
-from .filters import _WINDOW_DENSE_RATIO, GradientSampler
+from .gradients import _WINDOW_DENSE_RATIO, GradientSampler
 from .io import as_image
 from .keypoints import Keypoints, pyramid_levels
 from .orientation import (dominant_orientations, orientation_histograms,

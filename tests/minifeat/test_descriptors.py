@@ -11,7 +11,8 @@ from minidl import backend as B
 from minidl import parallel
 from minifeat import descriptors as D
 from minifeat import orientation as O
-from minifeat.filters import GradientSampler, gaussian_blur
+from minifeat.filters import gaussian_blur
+from minifeat.gradients import GradientSampler
 
 
 def _image(rng, shape=(70, 90)):

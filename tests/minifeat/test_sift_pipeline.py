@@ -61,8 +61,10 @@ def test_one_and_two_threads_give_the_same_bits(rng, threads, monkeypatch):
     assert len(out[1, 0][0]) > 300
     _same(out[1, 0], out[2, 0])
     _same(out[1, 300], out[2, 300])
-    # the work was split: upsampling, the blur's and the extrema's strips, keypoint chunks
-    assert {"_upsample_axis0", "blur_gemm", "find_extrema", "_in_chunks"} <= set(splits), splits
+    # the work was split: upsampling, the blur's, the extrema's and the gradient maps' strips,
+    # keypoint chunks
+    assert {"_upsample_axis0", "blur_gemm", "find_extrema", "gradient_polar",
+            "_in_chunks"} <= set(splits), splits
 
 
 def test_iter_octaves_matches_build_scale_space_and_frees_each_octave(rng):
