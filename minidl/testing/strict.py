@@ -86,7 +86,6 @@ cupyx = _cupyx()
 # --------------------------------------------------------------------------- module lookup
 
 _CUPY_NAMES = set(_m.namespace("cupy"))
-_PUBLIC_EXTRA = {"cupyx"}  # not a cupy name: the strict twin of the cupyx package
 
 
 def __getattr__(name):
