@@ -24,6 +24,7 @@ LAYERS = [
     ("minidl.layers", 4), ("minidl.optim", 4),
     ("minidl.fusion", 5), ("minidl.models", 5), ("minidl.visualize", 5),
     ("minidl.train", 6), ("minidl.convert", 6),
+    ("minidl.train_state", 6),   # fit's resumable-run state: a part of the training loop
     ("minidl.models.hub", 6),   # loads .pth files through minidl.convert
     ("minidl.testing", 7),
 ]
