@@ -20,6 +20,7 @@ LAYERS = [
     ("minidl.torchfile", 1),
     ("minidl.distributed.reducer", 1),   # knows Tensors only by their hook method: duck typed
     ("minidl.autograd", 2), ("minidl.init", 2), ("minidl.kernels", 2),
+    ("minidl.backward", 2),   # the autograd's backward engine: Tensors known by attributes
     ("minidl.functions", 3), ("minidl.profiler", 3),
     ("minidl.layers", 4), ("minidl.optim", 4),
     ("minidl.fusion", 5), ("minidl.models", 5), ("minidl.visualize", 5),
