@@ -12,27 +12,25 @@ gradients to input gradients in ``backward``; calling it on Tensors records the 
 every Tensor that ``requires_grad``, and frees the graph as it goes unless ``retain_graph``.
 A leaf may carry "gradient ready" hooks (:meth:`Tensor.register_post_accumulate_grad_hook`),
 called during backward as soon as its ``.grad`` is final: data-parallel training starts a
-gradient allreduce from them while backward goes on (minidl.distributed.reducer).
+gradient allreduce from them while backward goes on (minidl.distributed.reducer).  That
+traversal, the accumulation and the hooks are the backward engine, ``minidl.backward``.
 Gradients are plain backend arrays (``x.grad``), not Tensors: minidl does first-order
 differentiation only, which keeps backward cheap and readable.
 """
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import weakref
 
 import numpy
 
 from minidl import backend as B
+from minidl.backward import HookHandle, register_hook, run_backward
 
-__all__ = ["Tensor", "Parameter", "Function", "HookHandle", "no_grad", "enable_grad",
-           "is_grad_enabled", "tensor", "as_tensor"]
+__all__ = ["Tensor", "Parameter", "Function", "no_grad", "enable_grad", "is_grad_enabled",
+           "tensor", "as_tensor"]
 
 _grad_enabled = True
-_hooked = weakref.WeakSet()  # leaves with post-accumulate hooks: backward counts edges if
-#                              there are any, and pays nothing more than this test otherwise
 _profiler = None  # a minidl.profiler.Profile while one is running
 
 
@@ -134,7 +132,7 @@ class Tensor:
         self._retain_grad = True
         return self
 
-    def register_post_accumulate_grad_hook(self, hook) -> "HookHandle":
+    def register_post_accumulate_grad_hook(self, hook) -> HookHandle:
         """Call ``hook(self)`` in every ``backward`` once this leaf's ``.grad`` holds its final
         value for that backward (as PyTorch's hook of the same name).
 
@@ -143,7 +141,8 @@ class Tensor:
         it starts and calls the hook when the last one was visited.  A leaf that got no
         gradient in a backward is not called; one whose remaining consumers received no
         gradient at all is called when backward ends.  Returns a handle whose ``remove()``
-        unregisters the hook.  Only leaves that require gradients can have one."""
+        unregisters the hook (a ``minidl.backward.HookHandle``).  Only leaves that require
+        gradients can have one."""
         if self.creator is not None or not self.requires_grad:
             raise RuntimeError(
                 "register_post_accumulate_grad_hook: only a leaf tensor that requires grad "
@@ -152,12 +151,7 @@ class Tensor:
         if not callable(hook):
             raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, "
                             f"got {type(hook).__name__}")
-        if self._post_hooks is None:
-            self._post_hooks = {}
-        handle = HookHandle(self)
-        self._post_hooks[handle.key] = hook
-        _hooked.add(self)
-        return handle
+        return register_hook(self, hook)
 
     def numpy(self) -> numpy.ndarray:
         """A host ``numpy.ndarray`` copy of the data (a device->host copy on GPU)."""
@@ -207,152 +201,9 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad must have shape {self.shape}, "
                                  f"got {grad.shape}")
-        _run_backward(self, grad, retain_graph)
+        run_backward(self, grad, retain_graph, _profiler)
 
     # Operators and methods (``+``, ``@``, ``.sum()`` ...) are installed by minidl.functions.
-
-
-class HookHandle:
-    """What :meth:`Tensor.register_post_accumulate_grad_hook` returns: ``remove()`` it."""
-
-    _keys = itertools.count()
-
-    def __init__(self, tensor: Tensor):
-        self.key = next(HookHandle._keys)
-        self._tensor = weakref.ref(tensor)
-
-    def remove(self) -> None:
-        t = self._tensor()
-        if t is not None and t._post_hooks is not None:
-            t._post_hooks.pop(self.key, None)
-            if not t._post_hooks:
-                t._post_hooks = None
-                _hooked.discard(t)
-
-
-def _hooked_edges(root_fn: "Function") -> dict:
-    """id -> [edges not yet visited, got a gradient, tensor] for every hooked leaf under
-    ``root_fn``: a leaf is ready when backward has visited all the Functions that consume it."""
-    pending, stack, seen = {}, [root_fn], {id(root_fn)}
-    while stack:
-        for x in stack.pop().inputs:
-            if x.creator is not None:
-                if id(x.creator) not in seen:
-                    seen.add(id(x.creator))
-                    stack.append(x.creator)
-            elif x._post_hooks is not None:
-                pending.setdefault(id(x), [0, False, x])[0] += 1
-    return pending
-
-
-def _edges_done(f: "Function", gxs, pending: dict) -> None:
-    """``f`` was visited (``gxs`` None: it received no gradient): call the hooks of its leaf
-    inputs that have no consumer left."""
-    for i, x in enumerate(f.inputs):
-        entry = pending.get(id(x)) if x.creator is None else None
-        if entry is None:
-            continue
-        entry[0] -= 1
-        entry[1] = entry[1] or (gxs is not None and gxs[i] is not None)
-        if entry[0] == 0:
-            del pending[id(x)]
-            if entry[1]:
-                _call_hooks(x)
-
-
-def _call_hooks(x: Tensor) -> None:
-    for hook in list((x._post_hooks or {}).values()):
-        hook(x)
-
-
-def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
-    # gradients of the tensors still in flight: id -> (tensor, grad); holding the tensor keeps
-    # it alive until its creator has been visited, even after its consumers were released
-    grads = {id(root): (root, grad)}
-    if root.requires_grad and (root.is_leaf or root._retain_grad):
-        _accumulate(root, grad)
-    if root.creator is None:
-        if root._post_hooks is not None:
-            _call_hooks(root)
-        return
-    # only when some leaf anywhere has a hook: one walk over the graph, else nothing at all
-    pending = _hooked_edges(root.creator) if _hooked else None
-    heap, seen, tiebreak = [], set(), itertools.count()
-
-    def push(f):
-        if id(f) not in seen:
-            seen.add(id(f))
-            heapq.heappush(heap, (-f.generation, next(tiebreak), f))
-
-    push(root.creator)
-    while heap:
-        _, _, f = heapq.heappop(heap)
-        if f.released:
-            raise RuntimeError(
-                f"backward through {type(f).__name__} a second time: its graph was freed by "
-                "the first backward(); pass retain_graph=True to the first call")
-        outputs = [o() for o in f.outputs]
-        gys = [None if o is None else grads.pop(id(o), (None, None))[1] for o in outputs]
-        if all(g is None for g in gys):
-            if pending:
-                _edges_done(f, None, pending)
-            continue
-        xp = B.get_array_module(*[g for g in gys if g is not None])
-        gys = [xp.zeros(shape, dtype=dt) if g is None else g
-               for g, (shape, dt) in zip(gys, f.output_meta)]
-        if _profiler is None:
-            gxs = f.backward(*gys)
-        else:
-            t0 = _profiler.start_op()
-            gxs = f.backward(*gys)
-            _profiler.end_op("backward", f, f.inputs[0].shape if f.inputs else (), t0)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        if len(gxs) != len(f.inputs):
-            raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients "
-                               f"for {len(f.inputs)} inputs")
-        for x, gx in zip(f.inputs, gxs):
-            if gx is None or not x.requires_grad:
-                continue
-            if gx.shape != x.shape:
-                raise RuntimeError(f"{type(f).__name__}.backward gave a gradient of shape "
-                                   f"{gx.shape} for an input of shape {x.shape}")
-            if x.creator is None or x._retain_grad:
-                _accumulate(x, gx, owned=x.creator is None and _owns(f, gx, gxs, gys))
-            if x.creator is not None:
-                key = id(x)
-                grads[key] = (x, gx if key not in grads else grads[key][1] + gx)
-                push(x.creator)
-        if pending:
-            _edges_done(f, gxs, pending)
-        if not retain_graph:
-            f.release()
-    # leaves whose other consumers lay in a branch that no gradient reached: final now
-    for _, got, x in list((pending or {}).values()):
-        if got:
-            _call_hooks(x)
-
-
-def _owns(f: "Function", gx, gxs, gys) -> bool:
-    """Whether the leaf gradient ``gx`` that ``f.backward`` returned may become the leaf's
-    ``.grad`` as it is: ``f`` promises fresh arrays (``fresh_grads``), ``gx`` owns its memory
-    (not a view), and it is neither returned for another input nor one of the gradients that
-    came in."""
-    return (f.fresh_grads and getattr(gx, "base", True) is None
-            and sum(g is gx for g in gxs) == 1 and not any(g is gx for g in gys))
-
-
-def _accumulate(x: Tensor, g, owned: bool = False) -> None:
-    """Add ``g`` to ``x.grad``.  A first gradient is copied -- ``.grad`` is never an alias of
-    another array -- unless it is ``owned`` (see :func:`_owns`): then it is kept as it is,
-    which saves a copy of every input-sized gradient (a conv layer's input gradient:
-    12.8 MB for 128x32x28x28)."""
-    if g.dtype != x.dtype:
-        g, owned = g.astype(x.dtype), True
-    if x.grad is None:
-        x.grad = g if owned else g.copy()
-    else:
-        x.grad = x.grad + g
 
 
 class Parameter(Tensor):

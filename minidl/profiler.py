@@ -35,7 +35,8 @@ class Profile:
         self.wall = 0.0
         self._start = None
 
-    # called by minidl.autograd around every forward and backward while profiling
+    # called around every forward (minidl.autograd) and every backward (minidl.backward,
+    # handed autograd._profiler by Tensor.backward) while profiling
     def start_op(self):
         if self.sync:
             B.synchronize()

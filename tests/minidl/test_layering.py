@@ -20,10 +20,12 @@ LAYERS = [
     ("minidl.torchfile", 1),
     ("minidl.distributed.reducer", 1),   # knows Tensors only by their hook method: duck typed
     ("minidl.autograd", 2), ("minidl.init", 2), ("minidl.kernels", 2),
+    ("minidl.backward", 2),   # the autograd's backward engine: Tensors known by attributes
     ("minidl.functions", 3), ("minidl.profiler", 3),
     ("minidl.layers", 4), ("minidl.optim", 4),
     ("minidl.fusion", 5), ("minidl.models", 5), ("minidl.visualize", 5),
     ("minidl.train", 6), ("minidl.convert", 6),
+    ("minidl.train_state", 6),   # fit's resumable-run state: a part of the training loop
     ("minidl.models.hub", 6),   # loads .pth files through minidl.convert
     ("minidl.testing", 7),
 ]

@@ -1,5 +1,7 @@
-"""Tensor.register_post_accumulate_grad_hook: called once per backward, when a leaf's .grad is
-final (after its last consumer: shared weights, a layer called twice), removable."""
+"""minidl.backward's post-accumulate-grad hooks (Tensor.register_post_accumulate_grad_hook):
+called once per backward, when a leaf's .grad is final (after its last consumer: shared
+weights, a layer called twice), removable.  Traversal and accumulation are tested through
+Tensor.backward in test_autograd.py."""
 import numpy as np
 import pytest
 
