@@ -24,15 +24,14 @@ import time
 import numpy
 
 from minidl import backend as B
-from minidl import parallel
 from minidl.workspace import Workspace
 
 from .descriptors import (descriptor_window_samples, normalize_descriptors, rootsift,
                           sift_descriptors)
 from .extrema import LazyDoG, find_extrema, refine_extrema
-from .gradients import _WINDOW_DENSE_RATIO, GradientSampler
 from .io import as_image
 from .keypoints import Keypoints, pyramid_levels
+from .layer_gradients import LayerGradients, in_keypoint_chunks
 from .orientation import (dominant_orientations, orientation_histograms,
                           orientation_window_samples)
 from .presets import resolve as resolve_preset
@@ -200,7 +199,7 @@ class SIFT:
         for oc in iter_octaves(img, self.sigma, S, self.assumed_blur, self.upsample, n_oct,
                                dogs=False, workspace=ws):
             clock("scale_space")
-            polar = _PolarCache(oc.index + first, oc.gaussians, maps_ws)
+            polar = LayerGradients(oc.index + first, oc.gaussians, maps_ws)
             if given and describe:
                 for lv in range(S + 3):
                     sel = xp.nonzero((octave == polar.octave) & (layer == lv))[0]
@@ -260,7 +259,7 @@ class SIFT:
             grad = polar.get(layer)
             grad.expect(orientation_window_samples(scale) + (
                 descriptor_window_samples(scale) if describe else 0))
-            hist = _in_chunks(lambda lo, hi: orientation_histograms(
+            hist = in_keypoint_chunks(lambda lo, hi: orientation_histograms(
                 grad, g["r"][lo:hi], g["c"][lo:hi], scale[lo:hi]),
                 grad, sel.stop - sel.start, orientation_window_samples(scale))
             k, angle = dominant_orientations(hist)
@@ -287,7 +286,7 @@ class SIFT:
 
     def _describe(self, kept: list, kp: Keypoints):
         """Raw descriptors (float64 (N, 128)) of detected keypoints, in the kept octaves
-        (their ``_PolarCache`` s): the ``n_features`` path, after the cut over all octaves."""
+        (their ``LayerGradients``): the ``n_features`` path, after the cut over all octaves."""
         xp = B.get_array_module(kp.x)
         raw = xp.zeros((len(kp), 128), xp.float64)
         for polar in kept:
@@ -310,7 +309,7 @@ class SIFT:
         if expect:  # else _detect declared it
             grad.expect(descriptor_window_samples(scale))
         x, y = kp.x.astype(xp.float64) * f, kp.y.astype(xp.float64) * f
-        d = _in_chunks(lambda lo, hi: sift_descriptors(
+        d = in_keypoint_chunks(lambda lo, hi: sift_descriptors(
             grad, x[lo:hi], y[lo:hi], kp.angle[lo:hi], scale[lo:hi]),
             grad, len(kp), descriptor_window_samples(scale))
         if sel is None:
@@ -324,36 +323,6 @@ class SIFT:
             return normalize_descriptors(raw, opencv_scale=True)
         d = normalize_descriptors(raw)
         return rootsift(d) if self.descriptor_format == "rootsift" else d
-
-
-def _in_chunks(fn, grad, n: int, samples: int):
-    """``fn(0, n)``, computed as ``fn(lo, hi)`` on contiguous keypoint ranges side by side on
-    the host threads (:func:`minidl.parallel.parallel_for`) and concatenated.  ``samples``:
-    the gradient window samples the call reads.  The per-keypoint results do not depend on the
-    ranges, so any thread count gives the same bits, once the sampler's one choice that does
-    (dense maps or sparse reads, whose angles differ in the last bits) is made here, before
-    the split, with any thread count: the dense maps are built now when the call would build
-    them anyway (in one piece, it would switch once its running count crossed the line)."""
-    xp = B.get_array_module(grad.image)
-    H, W = grad.shape
-    if max(grad.requested + samples, grad.expected) * _WINDOW_DENSE_RATIO > H * W:
-        prepare = getattr(grad, "prepare", None)
-        if prepare is not None:
-            prepare()
-        else:
-            grad.expect(H * W)  # the choice is dense now; then no windows: builds the maps
-            z = xp.zeros(0, xp.int64)
-            grad.windows(z, z, 1)
-    out = {}
-
-    def work(lo, hi):
-        out[lo] = fn(lo, hi)
-
-    # two float32 maps read per window sample
-    parallel.parallel_for(n, work, nbytes=int(samples) * 8, like=grad.image)
-    if len(out) == 1:
-        return out[0]
-    return xp.concatenate([out[k] for k in sorted(out)])
 
 
 def _unique_samples(ref, shape, xp):
@@ -370,47 +339,6 @@ def _unique_samples(ref, shape, xp):
 
 _DEFAULTS = {k: p.default for k, p in inspect.signature(SIFT.__init__).parameters.items()
              if k not in ("self", "preset")}
-
-
-class _PolarCache:
-    """One gradient sampler per Gaussian image of one octave, shared by orientation and
-    descriptors; :meth:`free` drops a layer's once it is described."""
-
-    def __init__(self, octave: int, gaussians, workspace=None):
-        self.octave = octave  # OpenCV's numbering: -1 is the upsampled one
-        self.gaussians = gaussians
-        self.workspace = workspace
-        self.maps = {}
-
-    def get(self, layer):
-        if layer not in self.maps:
-            ws = _Lease(self.workspace) if self.workspace is not None else None
-            self.maps[layer] = (GradientSampler(self.gaussians[layer], workspace=ws), ws)
-        return self.maps[layer][0]
-
-    def free(self, layer):
-        """Drop the layer's sampler; its maps go back to the workspace for the next layer."""
-        _, ws = self.maps.pop(layer, (None, None))
-        if ws is not None:
-            ws.give_back()
-
-
-class _Lease:
-    """A workspace view that remembers what it handed out, to give it all back at once (a
-    sampler's gradient maps, once its layer is described: the next layer reuses them)."""
-
-    def __init__(self, workspace):
-        self.workspace = workspace
-        self.out = []
-
-    def take(self, xp, shape, dtype):
-        a = self.workspace.take(xp, shape, dtype)
-        self.out.append(a)
-        return a
-
-    def give_back(self):
-        self.workspace.give(*self.out)
-        self.out = []
 
 
 class _Clock:

@@ -64,7 +64,7 @@ def test_one_and_two_threads_give_the_same_bits(rng, threads, monkeypatch):
     # the work was split: upsampling, the blur's, the extrema's and the gradient maps' strips,
     # keypoint chunks
     assert {"_upsample_axis0", "blur_gemm", "find_extrema", "gradient_polar",
-            "_in_chunks"} <= set(splits), splits
+            "in_keypoint_chunks"} <= set(splits), splits
 
 
 def test_iter_octaves_matches_build_scale_space_and_frees_each_octave(rng):
