@@ -152,6 +152,7 @@ class SIFT:
         if not isinstance(keypoints, Keypoints):
             raise TypeError(f"`keypoints` must be a minifeat Keypoints, got "
                             f"{type(keypoints).__name__}")
+        _check_keypoints(keypoints)
         return self._run(image, keypoints, True, image_options)[1]
 
     def detect_and_compute(self, image, **image_options):
@@ -323,6 +324,25 @@ class SIFT:
             return normalize_descriptors(raw, opencv_scale=True)
         d = normalize_descriptors(raw)
         return rootsift(d) if self.descriptor_format == "rootsift" else d
+
+
+def _check_keypoints(kp: Keypoints) -> None:
+    """Refuse keypoints that cannot be described: non-finite ``x``, ``y`` or ``angle``, or a
+    ``size`` that is not positive and finite (a NaN position would index memory at random, a
+    size <= 0 has no scale).  Positions off the image are fine (their windows read zeros).
+    One device->host transfer for all four fields."""
+    xp = B.get_array_module(kp.x)
+    if len(kp) == 0:
+        return
+    bad = {f: ~xp.isfinite(getattr(kp, f)) for f in ("x", "y", "size", "angle")}
+    bad["size"] |= kp.size <= 0
+    counts = B.to_host(xp.stack([v.sum() for v in bad.values()]))
+    for (f, mask), n in zip(bad.items(), counts):
+        if n:
+            i = int(B.to_host(xp.argmax(mask)))
+            what = "positive and finite" if f == "size" else "finite"
+            raise ValueError(f"`keypoints.{f}` must be {what}: {int(n)} of {len(kp)} keypoints "
+                             f"are not (the first at index {i}: {float(getattr(kp, f)[i])!r})")
 
 
 def _unique_samples(ref, shape, xp):

@@ -82,6 +82,23 @@ def test_bad_arguments_are_named():
         SIFT().compute(_blob(), [(1, 2)])
 
 
+@pytest.mark.parametrize("field, value, what", [
+    ("size", -2.0, "positive and finite"), ("size", 0.0, "positive and finite"),
+    ("x", float("nan"), "finite"), ("y", float("inf"), "finite"), ("angle", float("nan"), "finite")])
+def test_compute_refuses_keypoints_it_cannot_describe(xp, field, value, what):
+    cols = {f: np.array([10.0, 20.0, 30.0]) for f in ("x", "y")}
+    cols.update(size=np.array([4.0, 5.0, 6.0]), angle=np.array([0.0, 90.0, 180.0]))
+    cols[field][1] = value
+    kp = Keypoints(*(xp.asarray(cols[f]) for f in ("x", "y", "size", "angle")))
+    with pytest.raises(ValueError, match=rf"`keypoints.{field}` must be {what}: 1 of 3 keypoints "
+                                         rf"are not \(the first at index 1: "):
+        SIFT().compute(xp.asarray(_blob()), kp)
+    # off the image is fine: the window reads zeros there
+    cols[field][1] = -50.0 if field in ("x", "y") else 7.0
+    kp = Keypoints(*(xp.asarray(cols[f]) for f in ("x", "y", "size", "angle")))
+    assert SIFT().compute(xp.asarray(_blob()), kp).shape == (3, 128)
+
+
 # ----------------------------------------------------------------------- real images
 
 def _home(images_dir):
