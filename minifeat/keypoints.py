@@ -42,7 +42,8 @@ _FIELDS = ("x", "y", "size", "angle", "response", "octave", "layer")
 
 
 class Keypoints:
-    """N keypoints; each field is a 1-D array of length N on one backend.
+    """N keypoints; each field is a 1-D array of length N on one backend (lists and tuples
+    are taken as NumPy arrays).
 
     ``len(kp)``, ``kp[mask_or_indices]`` (a new Keypoints), ``kp.xy`` (N, 2),
     ``kp.sigma`` (= size / 2), :meth:`centred`, :meth:`to_opencv`, :meth:`from_opencv`.
@@ -51,6 +52,12 @@ class Keypoints:
     """
 
     def __init__(self, x, y, size, angle=None, response=None, octave=None, layer=None):
+        # sequences (lists, tuples) become NumPy arrays; arrays stay on their backend
+        x, y, size, angle, response, octave, layer = (
+            v if v is None or hasattr(v, "astype") else numpy.asarray(v)
+            for v in (x, y, size, angle, response, octave, layer))
+        if x.ndim != 1:
+            raise ValueError(f"keypoint field `x` must be 1-D (N,), got shape {tuple(x.shape)}")
         xp = B.get_array_module(x, y, size)
         n = int(x.shape[0])
         self.x = x.astype(xp.float32)

@@ -46,6 +46,7 @@ def _two_nearest(a, b, xp, chunk):
 def match_descriptors(desc1, desc2, *, ratio: float | None = 0.8, cross_check: bool = False,
                       max_distance: float | None = None, chunk: int = 2048):
     """Match rows of ``desc1`` (N1, D) to rows of ``desc2`` (N2, D) by Euclidean distance.
+    Descriptors must be finite (a row with a NaN or inf is a ValueError naming the argument).
 
     Parameters
     ----------
@@ -67,6 +68,13 @@ def match_descriptors(desc1, desc2, *, ratio: float | None = 0.8, cross_check: b
                          f"{desc1.shape[1]}, `desc2` has D={desc2.shape[1]}")
     if ratio is not None and not 0 < ratio <= 1:
         raise ValueError(f"`ratio` must be in (0, 1], got {ratio!r}")
+    for name, d in (("desc1", desc1), ("desc2", desc2)):
+        # a NaN row has NaN distances, which no test rejects: it would silently match nothing
+        finite = xp.isfinite(d).all(axis=1)
+        if not bool(finite.all()):
+            bad = int(d.shape[0]) - int(finite.sum())
+            raise ValueError(f"`{name}` has {bad} row(s) with a NaN or inf value (of "
+                             f"{int(d.shape[0])}); expected finite descriptors")
     n1, n2 = int(desc1.shape[0]), int(desc2.shape[0])
     if n1 == 0 or n2 == 0:
         return xp.zeros((0, 2), xp.int64), xp.zeros(0, xp.float32)

@@ -20,6 +20,16 @@ def test_plain_keypoints_have_no_layer(xp):
     assert B.to_host(kp[xp.asarray([1])].layer).tolist() == [-1]
 
 
+def test_fields_from_sequences_and_shape_errors():
+    kp = Keypoints([10, 20.5], (3, 4), [2.0, 6.0], [0.0, 90.0])
+    assert len(kp) == 2 and kp.x.dtype == np.float32 and kp.layer.tolist() == [-1, -1]
+    np.testing.assert_array_equal(kp.xy, [[10, 3], [20.5, 4]])
+    with pytest.raises(ValueError, match=r"keypoint field `x` must be 1-D \(N,\), got shape \(\)"):
+        Keypoints(1.0, [2.0], [3.0])
+    with pytest.raises(ValueError, match=r"keypoint field `size` must have shape \(2,\), got \(3,\)"):
+        Keypoints([1.0, 2.0], [2.0, 3.0], [3.0, 4.0, 5.0])
+
+
 @pytest.mark.parametrize("S,sigma,first", [(3, 1.6, -1), (4, 1.4, 0), (5, 2.0, -1)])
 def test_levels_invert_the_detectors_size_formula(xp, rng, S, sigma, first):
     # size = 2 sigma 2^(o + (l + xi) / S), l in 1..S, |xi| < 0.5 (as the detector reports)

@@ -33,6 +33,16 @@ def test_match_errors():
         match_descriptors(np.zeros((2, 3)), np.zeros((2, 4)))
 
 
+def test_non_finite_descriptors_are_refused(xp):
+    good = xp.asarray(np.eye(3, 4, dtype=np.float32))
+    bad = xp.asarray(np.array([[0, 0, 0, 0], [np.nan, 1, 0, 0], [0, np.inf, 0, 0]], np.float32))
+    with pytest.raises(ValueError, match=r"`desc2` has 2 row\(s\) with a NaN or inf value "
+                                         r"\(of 3\); expected finite descriptors"):
+        match_descriptors(good, bad)
+    with pytest.raises(ValueError, match="`desc1` has 2 row"):
+        match_descriptors(bad, good)
+
+
 def test_dlt_recovers_exact_homography(xp, rng):
     p = rng.random((20, 2)) * 300
     q = apply_homography(H_TRUE, p)
