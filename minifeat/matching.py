@@ -20,6 +20,15 @@ from minidl import backend as B
 __all__ = ["match_descriptors", "homography_dlt", "ransac_homography", "apply_homography"]
 
 
+def _require_finite_rows(xp, a, message: str) -> None:
+    """ValueError ``message.format(bad=..., n=...)`` when rows of ``a`` (N, D) hold a NaN or
+    inf: ``bad`` such rows of ``n``."""
+    finite = xp.isfinite(a).all(axis=1)
+    if not bool(finite.all()):
+        n = int(a.shape[0])
+        raise ValueError(message.format(bad=n - int(finite.sum()), n=n))
+
+
 def _sq_dists(a, b, xp):
     aa = (a * a).sum(axis=1)[:, None]
     bb = (b * b).sum(axis=1)[None, :]
@@ -70,11 +79,8 @@ def match_descriptors(desc1, desc2, *, ratio: float | None = 0.8, cross_check: b
         raise ValueError(f"`ratio` must be in (0, 1], got {ratio!r}")
     for name, d in (("desc1", desc1), ("desc2", desc2)):
         # a NaN row has NaN distances, which no test rejects: it would silently match nothing
-        finite = xp.isfinite(d).all(axis=1)
-        if not bool(finite.all()):
-            bad = int(d.shape[0]) - int(finite.sum())
-            raise ValueError(f"`{name}` has {bad} row(s) with a NaN or inf value (of "
-                             f"{int(d.shape[0])}); expected finite descriptors")
+        _require_finite_rows(xp, d, f"`{name}` has {{bad}} row(s) with a NaN or inf value (of "
+                             "{n}); expected finite descriptors")
     n1, n2 = int(desc1.shape[0]), int(desc2.shape[0])
     if n1 == 0 or n2 == 0:
         return xp.zeros((0, 2), xp.int64), xp.zeros(0, xp.float32)
@@ -167,12 +173,9 @@ def ransac_homography(src, dst, *, threshold: float = 3.0, max_trials: int = 200
         raise ValueError(f"ransac_homography: `src` and `dst` must have the same number of "
                          f"points, got {int(src.shape[0])} and {int(dst.shape[0])}")
     for name, pts in (("src", src), ("dst", dst)):
-        finite = xp.isfinite(pts).all(axis=1)
-        if not bool(finite.all()):
-            bad = int(pts.shape[0]) - int(finite.sum())
-            raise ValueError(f"ransac_homography: `{name}` has {bad} point(s) with a NaN or inf "
-                             f"coordinate (of {int(pts.shape[0])}); expected finite points: "
-                             "drop them first")
+        _require_finite_rows(xp, pts, f"ransac_homography: `{name}` has {{bad}} point(s) with a "
+                             "NaN or inf coordinate (of {n}); expected finite points: drop them "
+                             "first")
     n = int(src.shape[0])
     if n < 4:
         return None, xp.zeros(n, dtype=bool)
